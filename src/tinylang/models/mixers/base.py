@@ -1,0 +1,36 @@
+"""The contract every sequence mixer meets."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+
+class MixerOptions(BaseModel):
+    """Hyperparameters of one mixer; subclasses add fields. Unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Mixer(nn.Module):
+    """Maps ``(batch, length, d_model)`` to the same shape, causally.
+
+    Subclasses set ``Options`` (their hyperparameters, validated from the config's
+    ``mixer_args``) and ``default_state_mixer`` ("mlp" for Transformer-style blocks,
+    "none" for Mamba-style blocks), and are registered in ``MIXERS`` by config name.
+    """
+
+    Options: ClassVar[type[MixerOptions]] = MixerOptions
+    default_state_mixer: ClassVar[str] = "mlp"
+
+    def __init__(self, d_model: int, options: MixerOptions, layer_idx: int = 0):
+        super().__init__()
+        self.d_model = d_model
+        self.options = options
+        self.layer_idx = layer_idx
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
