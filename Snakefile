@@ -1,0 +1,42 @@
+# tinylang: language generation → training → checkpoint evaluation → interventions → figures.
+# Run the default study:  snakemake --cores all
+# Another study:          snakemake --cores all --configfile config/studies/NAME.yaml
+import sys
+
+import tinylang
+from tinylang.config import ConfigError, load_study
+from tinylang.device import resolve_device
+
+
+configfile: "config/config.yaml"
+
+
+try:
+    STUDY = load_study(config)
+except ConfigError as err:
+    sys.exit(f"tinylang: {err}")
+
+OUT = f"results/{STUDY.study}"
+# Rules that can use a GPU declare it, so `--resources gpu=N` schedules them.
+GPU = 1 if resolve_device(STUDY.device).type == "cuda" else 0
+VERSION = tinylang.__version__  # a param, so a new tinylang version re-runs what it computes
+
+
+wildcard_constraints:
+    language=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    run=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    step=r"\d+",
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/languages.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/interventions.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

@@ -1,0 +1,77 @@
+"""Seaborn figures in the paper's style; each saves its table first, then the figure."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from . import tables  # noqa: E402
+
+PathLike = str | os.PathLike
+
+
+def _save(fig: plt.Figure, table: pd.DataFrame, table_path: PathLike, figure_paths: Sequence[PathLike]) -> None:
+    Path(table_path).parent.mkdir(parents=True, exist_ok=True)
+    table.reset_index(drop=True).to_parquet(table_path, index=False)
+    for path in figure_paths:
+        fig.savefig(path, bbox_inches="tight", dpi=150)
+    plt.close(fig)
+
+
+def training_curves(logs: Mapping[str, PathLike], table_path: PathLike, figure_paths: Sequence[PathLike]) -> pd.DataFrame:
+    """Training loss against step, one line per run."""
+    table = tables.training_table(logs)
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    sns.lineplot(table[table["metric"] == "loss"], x="step", y="value", hue="run", ax=ax)
+    ax.set(yscale="log", ylabel="training loss", title="Training curves")
+    _save(fig, table, table_path, figure_paths)
+    return table
+
+
+def accuracy(behaviour_tables: Iterable[PathLike], table_path: PathLike, figure_paths: Sequence[PathLike]) -> pd.DataFrame:
+    """Answer accuracy across checkpoints (left) and at the last checkpoint (right), per run."""
+    table = tables.accuracy_table(behaviour_tables)
+    final = table[table["step"] == table.groupby("run")["step"].transform("max")]
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2), gridspec_kw={"width_ratios": [3, 2]})
+    sns.lineplot(table, x="step", y="value", hue="run", style="split", marker="o", ax=left)
+    left.set(ylabel="answer accuracy", ylim=(-0.02, 1.02), title="Across training")
+    sns.barplot(final, x="run", y="value", hue="split", ax=right)
+    right.set(ylabel="answer accuracy", ylim=(0, 1.02), title="Final checkpoint")
+    _save(fig, table, table_path, figure_paths)
+    return table
+
+
+def intervention_heatmap(
+    intervention_tables: Iterable[PathLike], table_path: PathLike, figure_paths: Sequence[PathLike]
+) -> pd.DataFrame:
+    """Mean restored answer probability (patched − corrupted) per layer × probe position,
+    one panel per (corrupted item, component)."""
+    table = tables.intervention_summary(intervention_tables)
+    positions = list(dict.fromkeys(table["position"]))
+    components = list(dict.fromkeys(table["component"]))
+    sns.set_theme(style="white", context="paper")
+    grid = sns.FacetGrid(table, row="corrupted", col="component", col_order=components, height=2.0, aspect=1.3)
+    lo, hi = min(table["mean"].min(), 0.0), max(table["mean"].max(), 1e-6)
+
+    def draw(data: pd.DataFrame, **_: object) -> None:
+        matrix = data.pivot(index="layer", columns="position", values="mean").reindex(columns=positions)
+        sns.heatmap(matrix, vmin=lo, vmax=hi, cmap="viridis", cbar=False, annot=True, fmt=".2f",
+                    annot_kws={"size": 5}, ax=plt.gca())
+
+    grid.map_dataframe(draw)
+    grid.set_titles("{row_name} | {col_name}", size=7)
+    grid.set_xticklabels(rotation=60, ha="right")
+    run, step = table["run"].iloc[0], table["step"].iloc[0]
+    grid.figure.suptitle(f"{run} @ step {step}: Δp(answer), patched − corrupted", y=1.02)
+    _save(grid.figure, table, table_path, figure_paths)
+    return table

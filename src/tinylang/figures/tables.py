@@ -1,0 +1,45 @@
+"""Tidy-table aggregation: the tables figures are drawn from."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+
+import pandas as pd
+
+PathLike = str | os.PathLike
+
+
+def concat_tables(paths: Iterable[PathLike]) -> pd.DataFrame:
+    """Concatenate tidy Parquet tables (same columns) into one."""
+    frames = [pd.read_parquet(p) for p in paths]
+    if not frames:
+        raise ValueError("no tables to concatenate")
+    return pd.concat(frames, ignore_index=True)
+
+
+def training_table(logs: Mapping[str, PathLike]) -> pd.DataFrame:
+    """Train logs of several runs, long format: run, step, metric, value."""
+    frames = []
+    for run, path in logs.items():
+        df = pd.read_parquet(path)
+        long = df.melt(id_vars=["step"], value_vars=["loss", "lr"], var_name="metric", value_name="value")
+        long.insert(0, "run", run)
+        frames.append(long)
+    return pd.concat(frames, ignore_index=True)
+
+
+def accuracy_table(paths: Iterable[PathLike]) -> pd.DataFrame:
+    """Answer accuracy over all query types, per run, step and split."""
+    df = concat_tables(paths)
+    keep = (df["metric"] == "accuracy") & (df["query_type"] == "ALL")
+    return df.loc[keep, ["run", "step", "split", "metric", "value", "n"]].sort_values(["run", "split", "step"])
+
+
+def intervention_summary(paths: Iterable[PathLike], metric: str = "p_diff") -> pd.DataFrame:
+    """Mean of ``metric`` over examples per (run, step, corrupted, layer, component, position),
+    at the latest step present."""
+    df = concat_tables(paths)
+    df = df[(df["metric"] == metric) & (df["step"] == df["step"].max())]
+    keys = ["run", "step", "corrupted", "layer", "component", "position", "metric"]
+    return df.groupby(keys, sort=False, observed=True)["value"].agg(["mean", "count"]).reset_index()

@@ -1,0 +1,12 @@
+"""Architectures: one backbone, many mixers."""
+
+from .backbone import HOOK_POINTS, Block, LanguageModel, build_model
+from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from .config import ModelConfig
+from .mixers import MIXERS
+from .state_mixers import STATE_MIXERS
+
+__all__ = [
+    "HOOK_POINTS", "Block", "LanguageModel", "build_model", "CheckpointError", "load_checkpoint",
+    "read_checkpoint", "save_checkpoint", "ModelConfig", "MIXERS", "STATE_MIXERS",
+]

@@ -1,0 +1,111 @@
+"""The one backbone every architecture shares, with stable hook-point names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .mixers import MIXERS
+from .state_mixers import STATE_MIXERS
+
+# Component name → (module path with %s for the layer, "input" | "output").
+HOOK_POINTS: dict[str, tuple[str, str]] = {
+    "block_input": ("layers[%s]", "input"),
+    "block_output": ("layers[%s]", "output"),
+    "mixer_input": ("layers[%s].mixer", "input"),
+    "mixer_output": ("layers[%s].mixer", "output"),
+    "mlp_input": ("layers[%s].mlp", "input"),
+    "mlp_output": ("layers[%s].mlp", "output"),
+}
+
+
+@dataclass
+class HookConfig:
+    """The dimensions intervention libraries read off ``model.config``."""
+
+    d_model: int
+    n_layers: int
+    vocab_size: int
+    max_len: int
+
+
+def make_norm(kind: str, d_model: int) -> nn.Module:
+    return nn.LayerNorm(d_model) if kind == "layernorm" else nn.RMSNorm(d_model)
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: ``x + mixer(norm(x))``, then ``x + mlp(norm(x))`` if it has one."""
+
+    def __init__(self, config: ModelConfig, layer_idx: int):
+        super().__init__()
+        mixer_cls = MIXERS.get(config.mixer)
+        self.norm1 = make_norm(config.norm, config.d_model)
+        self.mixer = mixer_cls(config.d_model, mixer_cls.Options(**config.mixer_args), layer_idx)
+        if config.state_mixer == "none":
+            self.norm2 = self.mlp = None
+        else:
+            self.norm2 = make_norm(config.norm, config.d_model)
+            self.mlp = STATE_MIXERS.get(config.state_mixer)(config.d_model, config.mlp_ratio)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.mixer(self.norm1(x))
+        if self.mlp is not None:
+            x = x + self.mlp(self.norm2(x))
+        return x
+
+
+class LanguageModel(nn.Module):
+    """Token (+ optional learned position) embedding → blocks → final norm → LM head."""
+
+    def __init__(self, config: ModelConfig, vocab_size: int, max_len: int):
+        super().__init__()
+        self.model_config = config
+        self.config = HookConfig(config.d_model, config.n_layers, vocab_size, max_len)
+        self.embed = nn.Embedding(vocab_size, config.d_model)
+        self.pos_embed = nn.Embedding(max_len, config.d_model) if config.pos_embed else None
+        self.layers = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
+        self.norm_f = make_norm(config.norm, config.d_model)
+        self.lm_head = nn.Linear(config.d_model, vocab_size, bias=False)
+        for emb in (self.embed, self.pos_embed):
+            if emb is not None:
+                nn.init.normal_(emb.weight, std=0.02)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed.weight.device
+
+    @property
+    def components(self) -> list[str]:
+        """The hook points this model has (no ``mlp_*`` for blocks without a state mixer)."""
+        has_mlp = self.layers[0].mlp is not None
+        return [c for c in HOOK_POINTS if has_mlp or not c.startswith("mlp_")]
+
+    def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Final-norm hidden states, ``(batch, length, d_model)``."""
+        x = self.embed(input_ids)
+        if self.pos_embed is not None:
+            length = input_ids.shape[1]
+            if length > self.config.max_len:
+                raise ValueError(f"sequence length {length} exceeds the model's max_len {self.config.max_len}")
+            x = x + self.pos_embed.weight[:length]
+        for block in self.layers:
+            x = block(x)
+        return self.norm_f(x)
+
+    def forward(self, input_ids: torch.Tensor, select: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(batch, length, vocab)``; with a boolean ``select`` mask, only the
+        selected positions' logits ``(n_selected, vocab)`` (training needs no more)."""
+        hidden = self.hidden_states(input_ids)
+        if select is not None:
+            hidden = hidden[select]
+        return self.lm_head(hidden)
+
+
+def build_model(config: ModelConfig, vocab_size: int, max_len: int) -> LanguageModel:
+    """A freshly initialised model for ``config``."""
+    return LanguageModel(config, vocab_size, max_len)

@@ -1,0 +1,56 @@
+"""The model section of a study config, validated against the mixer registry."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .mixers import MIXERS
+from .state_mixers import STATE_MIXERS
+
+
+class ModelConfig(BaseModel):
+    """One architecture: a mixer on the shared backbone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mixer: str
+    d_model: int = Field(64, ge=1)
+    n_layers: int = Field(2, ge=1)
+    state_mixer: str | None = None  # None: the mixer's own default ("mlp" or "none")
+    mlp_ratio: int = Field(4, ge=1)
+    pos_embed: bool = True
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    tie_embeddings: bool = False
+    mixer_args: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("mixer")
+    @classmethod
+    def _known_mixer(cls, name: str) -> str:
+        if name not in MIXERS:
+            raise ValueError(f"unknown mixer {name!r}; allowed: {', '.join(MIXERS.names())}")
+        return name
+
+    @field_validator("state_mixer")
+    @classmethod
+    def _known_state_mixer(cls, name: str | None) -> str | None:
+        if name is not None and name not in STATE_MIXERS:
+            raise ValueError(f"unknown state_mixer {name!r}; allowed: {', '.join(STATE_MIXERS.names())}")
+        return name
+
+    @model_validator(mode="after")
+    def _resolve(self) -> "ModelConfig":
+        mixer_cls = MIXERS.get(self.mixer)
+        # Validate (and fill defaults of) the mixer's own hyperparameters once, here.
+        try:
+            self.mixer_args = mixer_cls.Options(**self.mixer_args).model_dump()
+        except ValidationError as err:
+            problems = "; ".join(
+                f"mixer_args.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()
+            )
+            allowed = ", ".join(mixer_cls.Options.model_fields)
+            raise ValueError(f"{problems} (mixer {self.mixer!r} takes: {allowed})") from None
+        if self.state_mixer is None:
+            self.state_mixer = mixer_cls.default_state_mixer
+        return self

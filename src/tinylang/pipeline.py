@@ -1,0 +1,170 @@
+"""One function per workflow stage: what each Snakemake script calls.
+
+Each takes plain paths and config dicts (as Snakemake params hold them), validates
+them before any expensive work, and writes the stage's outputs. Nothing here imports
+Snakemake, so every stage runs and is tested without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+
+log = logging.getLogger("tinylang")
+
+
+@contextmanager
+def stage_logging(log_file: str | os.PathLike | None) -> Iterator[None]:
+    """Send tinylang's log records to ``log_file`` (and stderr) for the duration of a stage."""
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w"))
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    root = logging.getLogger("tinylang")
+    for handler in handlers:
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    except Exception:
+        log.exception("stage failed")
+        raise
+    finally:
+        for handler in handlers:
+            root.removeHandler(handler)
+            handler.close()
+
+
+def set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write a tidy table as Parquet, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    df.reset_index(drop=True).to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def generate_language(config: dict[str, Any], out_dir: str | os.PathLike) -> None:
+    """Language stage: validate ``config`` and write its splits and meta.json."""
+    from tinylang.languages import parse_language_config, write_language
+
+    language = parse_language_config(config)
+    write_language(language, Path(out_dir))
+    log.info("wrote language %s to %s", language.type, out_dir)
+
+
+def train(
+    model: dict[str, Any],
+    train_config: dict[str, Any],
+    language_dir: str | os.PathLike,
+    checkpoints_dir: str | os.PathLike,
+    train_log: str | os.PathLike,
+    device: str = "auto",
+    run: str = "",
+    progress: bool = True,
+) -> None:
+    """Training stage. Works in ``<run>/partial`` (which survives a killed job, so a rerun
+    resumes from its last checkpoint) and moves the finished outputs into place."""
+    from tinylang.models import ModelConfig
+    from tinylang.training import TrainConfig, train_run
+
+    model_config, train_cfg = ModelConfig(**model), TrainConfig(**train_config)
+    checkpoints_dir, train_log = Path(checkpoints_dir), Path(train_log)
+    partial = checkpoints_dir.parent / "partial"
+    train_run(model_config, train_cfg, Path(language_dir), partial, device=device, run_name=run, progress=progress)
+    if checkpoints_dir.exists():
+        shutil.rmtree(checkpoints_dir)
+    os.replace(partial / "checkpoints", checkpoints_dir)
+    os.replace(partial / "train_log.parquet", train_log)
+    shutil.rmtree(partial, ignore_errors=True)
+
+
+def _checkpoint(checkpoints_dir: str | os.PathLike, step: int | str) -> Path:
+    return Path(checkpoints_dir) / f"step{int(step)}.pt"
+
+
+def evaluate(
+    checkpoints_dir: str | os.PathLike,
+    step: int | str,
+    language_dir: str | os.PathLike,
+    evaluation: dict[str, Any],
+    out: str | os.PathLike,
+    device: str = "auto",
+    run: str = "",
+) -> pd.DataFrame:
+    """Evaluation stage: behavioural metrics of one checkpoint on the configured splits."""
+    import torch
+
+    from tinylang.config import EvaluationConfig
+    from tinylang.device import resolve_device
+    from tinylang.evaluation import evaluate_behaviour
+    from tinylang.languages import read_meta
+    from tinylang.languages.dataset import load_tensors
+    from tinylang.models import load_checkpoint
+
+    cfg = EvaluationConfig(**evaluation)
+    meta = read_meta(language_dir)
+    splits = cfg.splits or list(meta["splits"])
+    unknown = sorted(set(splits) - set(meta["splits"]))
+    if unknown:
+        raise ValueError(f"evaluation.splits {unknown} not in the language's splits {list(meta['splits'])}")
+    model, _ = load_checkpoint(_checkpoint(checkpoints_dir, step), device=resolve_device(device))
+    tensors = {}
+    for split in splits:
+        data = load_tensors(language_dir, split)
+        n = min(len(data), cfg.max_examples)
+        tensors[split] = data.subset(torch.arange(n))
+    table = evaluate_behaviour(model, tensors, batch_size=cfg.batch_size)
+    table.insert(0, "step", int(step))
+    table.insert(0, "run", run)
+    write_table(table, out)
+    return table
+
+
+def intervene(
+    checkpoints_dir: str | os.PathLike,
+    step: int | str,
+    language_dir: str | os.PathLike,
+    interventions: dict[str, Any],
+    out: str | os.PathLike,
+    device: str = "auto",
+    run: str = "",
+) -> pd.DataFrame:
+    """Intervention stage: interchange interventions on one checkpoint."""
+    import torch
+
+    from tinylang.config import InterventionConfig
+    from tinylang.device import resolve_device
+    from tinylang.evaluation import run_interventions
+    from tinylang.languages import read_meta
+    from tinylang.languages.dataset import load_tensors
+    from tinylang.models import load_checkpoint
+
+    cfg = InterventionConfig(**interventions)
+    meta = read_meta(language_dir)
+    if cfg.split not in meta["splits"]:
+        raise ValueError(f"interventions.split {cfg.split!r} not in the language's splits {list(meta['splits'])}")
+    model, _ = load_checkpoint(_checkpoint(checkpoints_dir, step), device=resolve_device(device))
+    data = load_tensors(language_dir, cfg.split)
+    data = data.subset(torch.arange(min(len(data), cfg.num_examples)))
+    table = run_interventions(
+        model, data, meta["token_classes"], corrupt_items=tuple(cfg.corrupt), batch_size=cfg.batch_size, seed=cfg.seed
+    )
+    table.insert(0, "step", int(step))
+    table.insert(0, "run", run)
+    write_table(table, out)
+    return table

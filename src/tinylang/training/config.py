@@ -1,0 +1,45 @@
+"""The training section of a study config."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
+
+
+class TrainConfig(BaseModel):
+    """Optimiser, schedule, length and checkpointing of one training run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lr: PositiveFloat = 1e-3
+    weight_decay: float = Field(0.01, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = Field(0, ge=0)
+    schedule: Literal["constant", "linear", "cosine"] = "linear"
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)  # the decay ends at lr * min_lr_ratio
+    batch_size: int = Field(32, ge=1)
+    steps: int | None = Field(None, ge=1)  # optimiser steps in all
+    epochs: int | None = Field(None, ge=1)  # or whole passes over the train split
+    grad_clip: float | None = Field(1.0, gt=0)
+    seed: int = 0
+    checkpoints: list[int] = Field(default_factory=list)  # steps to save at; 0 and the last always saved
+    log_every: int = Field(10, ge=1)
+
+    @model_validator(mode="after")
+    def _one_length(self) -> "TrainConfig":
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError("give exactly one of steps or epochs")
+        if any(step < 0 for step in self.checkpoints):
+            raise ValueError("checkpoints must be non-negative step numbers")
+        return self
+
+    def total_steps(self, train_size: int) -> int:
+        """Optimiser steps for a train split of ``train_size`` examples."""
+        if self.steps is not None:
+            return self.steps
+        return self.epochs * -(-train_size // self.batch_size)
+
+    def checkpoint_steps(self, total_steps: int) -> list[int]:
+        """Sorted steps at which checkpoints are written (always 0 and ``total_steps``)."""
+        return sorted({0, total_steps, *(s for s in self.checkpoints if s <= total_steps)})

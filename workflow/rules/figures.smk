@@ -1,0 +1,57 @@
+rule training_curves:
+    """Loss against step for every run."""
+    input:
+        logs=expand(f"{OUT}/runs/{{run}}/train_log.parquet", run=list(STUDY.runs)),
+    output:
+        png=report(f"{OUT}/figures/training_curves.png", category="Training"),
+        pdf=f"{OUT}/figures/training_curves.pdf",
+        table=f"{OUT}/figures/training_curves.parquet",
+    params:
+        runs=list(STUDY.runs),
+    log:
+        f"{OUT}/logs/figures/training_curves.log",
+    threads: 1
+    resources:
+        gpu=0,
+    conda:
+        "../../envs/tinylang.yaml"
+    script:
+        "../scripts/training_curves.py"
+
+
+rule accuracy:
+    """Answer accuracy per run across checkpoints, and at the final one per split."""
+    input:
+        tables=[table for run in STUDY.runs for table in behaviour_tables(run)],
+    output:
+        png=report(f"{OUT}/figures/accuracy.png", category="Behaviour"),
+        pdf=f"{OUT}/figures/accuracy.pdf",
+        table=f"{OUT}/figures/accuracy.parquet",
+    log:
+        f"{OUT}/logs/figures/accuracy.log",
+    threads: 1
+    resources:
+        gpu=0,
+    conda:
+        "../../envs/tinylang.yaml"
+    script:
+        "../scripts/accuracy.py"
+
+
+rule intervention_heatmap:
+    """Restored answer probability per layer × position, faceted by component and corrupted item."""
+    input:
+        tables=lambda wc: intervention_tables(wc.run),
+    output:
+        png=report(f"{OUT}/figures/interventions_{{run}}.png", category="Interventions"),
+        pdf=f"{OUT}/figures/interventions_{{run}}.pdf",
+        table=f"{OUT}/figures/interventions_{{run}}.parquet",
+    log:
+        f"{OUT}/logs/figures/interventions_{{run}}.log",
+    threads: 1
+    resources:
+        gpu=0,
+    conda:
+        "../../envs/tinylang.yaml"
+    script:
+        "../scripts/intervention_heatmap.py"

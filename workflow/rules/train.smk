@@ -1,0 +1,23 @@
+rule train:
+    """Train one run; checkpoints at the configured steps and a train log."""
+    input:
+        language=lambda wc: language_dir(STUDY.runs[wc.run].language),
+    output:
+        checkpoints=directory(f"{OUT}/runs/{{run}}/checkpoints"),
+        log=f"{OUT}/runs/{{run}}/train_log.parquet",
+    params:
+        model=lambda wc: STUDY.run(wc.run).model.model_dump(mode="json"),
+        train=lambda wc: STUDY.run(wc.run).train.model_dump(mode="json"),
+        device=STUDY.device,
+        version=VERSION,
+    log:
+        f"{OUT}/logs/train/{{run}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/train/{{run}}.tsv"
+    threads: STUDY.threads
+    resources:
+        gpu=GPU,
+    conda:
+        "../../envs/tinylang.yaml"
+    script:
+        "../scripts/train.py"

@@ -1,0 +1,16 @@
+"""Snakemake script of rule `evaluate`."""
+
+from tinylang.pipeline import evaluate, set_threads, stage_logging
+
+sm = snakemake  # noqa: F821 (snakemake is injected)
+with stage_logging(sm.log[0]):
+    set_threads(sm.threads)
+    evaluate(
+        sm.input.checkpoints,
+        sm.wildcards.step,
+        sm.input.language,
+        sm.params.evaluation,
+        sm.output[0],
+        device=sm.params.device,
+        run=sm.wildcards.run,
+    )
