@@ -1,0 +1,155 @@
+"""The contract every synthetic language meets, its registry, and dataset I/O.
+
+A language directory holds one ``<split>.parquet`` per split and ``meta.json``;
+``write_language`` produces it and ``read_meta`` / ``read_split`` read it back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tinylang.registry import Registry
+
+PAD, BOS, EOS = 0, 1, 2
+SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>"]
+
+SPLIT_NAMES = ("train", "dev", "test")
+"""Allowed split names; a split's index here seeds its random generator."""
+
+POSITION_COLUMNS = ("bos", "query_item_orig", "target_item_orig", "divider", "query_item", "target_item")
+"""Probe-position columns (indices into ``tokens``) a language may provide."""
+
+
+class LanguageConfig(BaseModel):
+    """Fields every language config has; subclasses add ``type`` and their own fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = Field(0, ge=0)
+    splits: dict[str, int] = {"train": 10000, "test": 1000}
+
+    @field_validator("splits")
+    @classmethod
+    def _check_splits(cls, splits: dict[str, int]) -> dict[str, int]:
+        unknown = [name for name in splits if name not in SPLIT_NAMES]
+        if unknown:
+            raise ValueError(f"splits: unknown split name(s) {unknown}; allowed: {', '.join(SPLIT_NAMES)}")
+        if "train" not in splits:
+            raise ValueError(f"splits must include 'train' (allowed names: {', '.join(SPLIT_NAMES)})")
+        bad = {name: n for name, n in splits.items() if n < 1}
+        if bad:
+            raise ValueError(f"splits: every split needs ≥ 1 example, got {bad}")
+        return {name: splits[name] for name in SPLIT_NAMES if name in splits}
+
+
+class Language(ABC):
+    """A generator of tokenised examples.
+
+    Subclasses set ``Config`` (a ``LanguageConfig`` subclass with a ``type`` literal),
+    ``schema`` (the Arrow schema of a split's table) and ``stat_columns`` (columns
+    summarised in ``meta.json``), and are registered in ``LANGUAGES`` by type.
+    """
+
+    Config: ClassVar[type[LanguageConfig]] = LanguageConfig
+    schema: ClassVar[pa.Schema]
+    stat_columns: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: LanguageConfig):
+        self.config = config
+
+    @abstractmethod
+    def vocabulary(self) -> list[str]:
+        """Token names indexed by id; ids 0, 1, 2 are ``<pad>``, ``<bos>``, ``<eos>``."""
+
+    @abstractmethod
+    def token_classes(self) -> dict[str, list[int]]:
+        """Class name → ``[start, stop)`` id range of interchangeable tokens."""
+
+    @abstractmethod
+    def generate(self) -> dict[str, pd.DataFrame]:
+        """One DataFrame per split named in the config."""
+
+
+LANGUAGES: Registry[type[Language]] = Registry("language")
+
+
+def split_rng(seed: int, split: str) -> np.random.Generator:
+    """The random generator of one split: reproducible, and different per split."""
+    return np.random.default_rng([seed, SPLIT_NAMES.index(split)])
+
+
+def parse_language_config(raw: dict[str, Any]) -> LanguageConfig:
+    """Validate a raw config mapping into the Config of the language its ``type`` names."""
+    allowed = ", ".join(LANGUAGES.names())
+    if not isinstance(raw, dict) or "type" not in raw:
+        raise ValueError(f"a language config needs a 'type' key; allowed types: {allowed}")
+    if raw["type"] not in LANGUAGES:
+        raise ValueError(f"unknown language type {raw['type']!r}; allowed types: {allowed}")
+    return LANGUAGES.get(raw["type"]).Config.model_validate(raw)
+
+
+def make_language(config: LanguageConfig) -> Language:
+    """The Language instance for a validated config."""
+    return LANGUAGES.get(config.type)(config)  # type: ignore[attr-defined]
+
+
+def config_hash(config: LanguageConfig) -> str:
+    """sha256 of the config's canonical JSON (sorted keys, no whitespace)."""
+    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _summary(values: np.ndarray) -> dict[str, float | int]:
+    return {"mean": float(values.mean()), "min": values.min().item(), "max": values.max().item()}
+
+
+def write_language(config: LanguageConfig, out_dir: Path) -> None:
+    """Generate every split and write ``<split>.parquet`` files plus ``meta.json``.
+
+    The output is a pure function of the config: same config, same bytes.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    language = make_language(config)
+    splits = language.generate()
+    for split, df in splits.items():
+        table = pa.Table.from_pandas(df, schema=language.schema, preserve_index=False)
+        pq.write_table(table.replace_schema_metadata(None), out_dir / f"{split}.parquet", compression="zstd")
+    meta = {
+        "vocabulary": language.vocabulary(),
+        "token_classes": language.token_classes(),
+        "config": config.model_dump(mode="json"),
+        "config_hash": config_hash(config),
+        "splits": {split: len(df) for split, df in splits.items()},
+        "stats": {
+            split: {col: _summary(df[col].to_numpy()) for col in language.stat_columns}
+            for split, df in splits.items()
+        },
+    }
+    (out_dir / "meta.json").write_text(json.dumps(meta, sort_keys=True, indent=2) + "\n")
+
+
+def _existing(path: Path) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; it is written by tinylang.languages.write_language")
+    return path
+
+
+def read_meta(language_dir: Path) -> dict[str, Any]:
+    """The ``meta.json`` of a language directory."""
+    return json.loads(_existing(Path(language_dir) / "meta.json").read_text())
+
+
+def read_split(language_dir: Path, split: str) -> pd.DataFrame:
+    """One split of a language directory as a DataFrame (``tokens`` holds int32 arrays)."""
+    return pq.read_table(_existing(Path(language_dir) / f"{split}.parquet")).to_pandas()

@@ -1,0 +1,107 @@
+"""Splits as padded tensors: token ids, next-token labels and probe positions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import torch
+
+from .base import PAD, POSITION_COLUMNS, read_meta, read_split
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class TokenTensors:
+    """A split as tensors; row ``i`` is example ``i``.
+
+    ``labels[i, t]`` is the target predicted from input position ``t`` (the token at
+    ``t + 1``), or ``IGNORE_INDEX`` where no loss is taken.
+    """
+
+    input_ids: torch.Tensor  # [N, Lmax] int64, right-padded with PAD
+    lengths: torch.Tensor  # [N] int64
+    positions: dict[str, torch.Tensor]  # probe position name → [N] int64
+    answer: torch.Tensor  # [N] int64
+    query_type: np.ndarray  # [N] str
+    labels: torch.Tensor  # [N, Lmax] int64
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def subset(self, index: torch.Tensor) -> TokenTensors:
+        """The rows at ``index`` (a LongTensor), in that order."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        pick = lambda t: t.index_select(0, index.to(t.device))  # noqa: E731
+        return TokenTensors(
+            input_ids=pick(self.input_ids),
+            lengths=pick(self.lengths),
+            positions={name: pick(p) for name, p in self.positions.items()},
+            answer=pick(self.answer),
+            query_type=self.query_type[index.cpu().numpy()],
+            labels=pick(self.labels),
+        )
+
+    def to(self, device: torch.device | str) -> TokenTensors:
+        """A copy with every tensor on ``device``."""
+        return TokenTensors(
+            input_ids=self.input_ids.to(device),
+            lengths=self.lengths.to(device),
+            positions={name: p.to(device) for name, p in self.positions.items()},
+            answer=self.answer.to(device),
+            query_type=self.query_type,
+            labels=self.labels.to(device),
+        )
+
+
+def _flat_tokens(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The list column as (flat int64 token ids, int64 row lengths)."""
+    arr = pa.array(column, type=pa.list_(pa.int32()))
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    offsets = arr.offsets.to_numpy()
+    lengths = np.diff(offsets).astype(np.int64)
+    flat = arr.values.slice(offsets[0], offsets[-1] - offsets[0]).to_numpy().astype(np.int64)
+    return flat, lengths
+
+
+def to_tensors(df: pd.DataFrame, mask_nonquery: bool) -> TokenTensors:
+    """Pad a split's ``tokens`` into tensors and build next-token labels.
+
+    With ``mask_nonquery`` only the answer is a target (``labels[i, query_item] = answer``);
+    otherwise every position ``t`` with ``t + 1 < length`` is.
+    """
+    flat, lengths = _flat_tokens(df["tokens"])
+    rows = len(lengths)
+    width = int(lengths.max()) if rows else 0
+    valid = np.arange(width) < lengths[:, None]
+    ids = np.full((rows, width), PAD, dtype=np.int64)
+    ids[valid] = flat
+
+    labels = np.full((rows, width), IGNORE_INDEX, dtype=np.int64)
+    answer = df["answer"].to_numpy(np.int64)
+    if mask_nonquery:
+        if "query_item" not in df:
+            raise ValueError("mask_nonquery needs a 'query_item' column to place the answer label")
+        labels[np.arange(rows), df["query_item"].to_numpy(np.int64)] = answer
+    else:
+        labels[:, :-1] = np.where(valid[:, 1:], ids[:, 1:], IGNORE_INDEX)
+
+    return TokenTensors(
+        input_ids=torch.from_numpy(ids),
+        lengths=torch.from_numpy(lengths),
+        positions={c: torch.from_numpy(df[c].to_numpy(np.int64)) for c in POSITION_COLUMNS if c in df},
+        answer=torch.from_numpy(answer),
+        query_type=df["query_type"].to_numpy(dtype=str),
+        labels=torch.from_numpy(labels),
+    )
+
+
+def load_tensors(language_dir: Path, split: str) -> TokenTensors:
+    """Read one split of a language directory as tensors, masking as its config says."""
+    mask_nonquery = bool(read_meta(language_dir)["config"].get("mask_nonquery", False))
+    return to_tensors(read_split(language_dir, split), mask_nonquery)

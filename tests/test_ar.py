@@ -1,0 +1,189 @@
+"""Associative recall: generated examples, file determinism, config errors and tensors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from pydantic import ValidationError
+
+from tinylang.languages import (
+    BOS,
+    EOS,
+    PAD,
+    config_hash,
+    load_tensors,
+    make_language,
+    parse_language_config,
+    read_meta,
+    read_split,
+    to_tensors,
+    write_language,
+)
+
+NUM_KV = 16  # keys 3..10, values 11..18
+
+
+def ar_config(**overrides):
+    raw = {"type": "ar", "num_kv": NUM_KV, "min_pairs": 1, "max_pairs": 8, "splits": {"train": 300, "test": 50}}
+    return parse_language_config(raw | overrides)
+
+
+@pytest.fixture(scope="module", params=["key", "value"])
+def generated(request):
+    config = ar_config(query_type=request.param)
+    return config, make_language(config).generate()
+
+
+def test_splits_and_columns(generated):
+    config, splits = generated
+    assert {name: len(df) for name, df in splits.items()} == {"train": 300, "test": 50}
+    df = splits["train"]
+    assert set(df["query_type"]) == {config.query_type.upper()}
+    assert df["num_pairs"].between(1, 8).all()
+    assert set(df["num_pairs"]) == set(range(1, 9))  # 300 draws cover every count
+    assert (df["doc_length"] == 2 * df["num_pairs"] + 5).all()
+    assert not splits["train"]["tokens"].iloc[0].tolist() == splits["test"]["tokens"].iloc[0].tolist()
+
+
+def test_examples_are_well_formed(generated):
+    config, splits = generated
+    m = NUM_KV // 2
+    for split, df in splits.items():
+        for row in df.itertuples():
+            tokens = np.asarray(row.tokens)
+            n = row.num_pairs
+            assert len(tokens) == 2 * n + 5
+            keys, values = tokens[1 : 2 * n + 1 : 2], tokens[2 : 2 * n + 1 : 2]
+            assert ((3 <= keys) & (keys < 3 + m)).all() and ((3 + m <= values) & (values < 3 + 2 * m)).all()
+            assert len(set(keys)) == n and len(set(values)) == n
+            assert tokens[0] == BOS and tokens[-1] == EOS and tokens[2 * n + 1] == EOS
+
+            query, answer = tokens[-3], tokens[-2]
+            partner = dict(zip(keys, values)) if config.query_type == "key" else dict(zip(values, keys))
+            assert query in partner and partner[query] == answer == row.answer
+
+            assert row.bos == 0 and tokens[row.bos] == BOS
+            assert row.divider == len(tokens) - 4 and tokens[row.divider] == EOS
+            assert (row.query_item, row.target_item) == (len(tokens) - 3, len(tokens) - 2)
+            assert tokens[row.query_item] == tokens[row.query_item_orig] == query
+            assert tokens[row.target_item] == tokens[row.target_item_orig] == answer
+            assert row.query_item_orig < row.divider and row.target_item_orig < row.divider
+            queried_is_key = row.query_item_orig % 2 == 1
+            assert queried_is_key == (config.query_type == "key")
+            assert row.query_orig_target_orig_dist == abs(row.query_item_orig - row.target_item_orig) == 1
+            assert row.query_query_orig_dist == row.query_item - row.query_item_orig
+            assert row.query_target_orig_dist == row.query_item - row.target_item_orig
+
+
+def test_queried_pair_is_spread():
+    df = make_language(ar_config(min_pairs=4, max_pairs=4, splits={"train": 2000})).generate()["train"]
+    counts = np.bincount((df["query_item_orig"].to_numpy() - 1) // 2, minlength=4)
+    assert counts.min() > 400  # uniform would give 500 each
+
+
+def test_files_are_deterministic(tmp_path):
+    config = ar_config()
+    write_language(config, tmp_path / "a")
+    write_language(config, tmp_path / "b")
+    write_language(ar_config(seed=1), tmp_path / "c")
+    for name in ("train.parquet", "test.parquet", "meta.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+        assert (tmp_path / "a" / name).read_bytes() != (tmp_path / "c" / name).read_bytes()
+
+
+def test_meta_and_round_trip(tmp_path):
+    config = ar_config()
+    write_language(config, tmp_path)
+    meta = read_meta(tmp_path)
+    assert meta["vocabulary"][:3] == ["<pad>", "<bos>", "<eos>"] and len(meta["vocabulary"]) == 3 + NUM_KV
+    assert meta["token_classes"] == {"key": [3, 11], "value": [11, 19]}
+    assert meta["config"] == config.model_dump(mode="json") and meta["config"]["mask_nonquery"] is True
+    assert meta["config_hash"] == config_hash(config)
+    assert meta["splits"] == {"train": 300, "test": 50}
+    assert set(meta["stats"]["train"]) >= {"doc_length", "num_pairs", "query_query_orig_dist"}
+    assert set(meta["stats"]["train"]["num_pairs"]) == {"mean", "min", "max"}
+    assert "tinylang_version" not in meta
+    assert json.loads((tmp_path / "meta.json").read_text()) == meta
+
+    df = read_split(tmp_path, "test")
+    expected = make_language(config).generate()["test"]
+    pd.testing.assert_frame_equal(df.drop(columns="tokens"), expected.drop(columns="tokens"))
+    assert [list(t) for t in df["tokens"]] == [list(t) for t in expected["tokens"]]
+
+    with pytest.raises(FileNotFoundError, match="dev.parquet"):
+        read_split(tmp_path, "dev")
+    with pytest.raises(FileNotFoundError, match="meta.json"):
+        read_meta(tmp_path / "missing")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "detail"),
+    [
+        ({"num_kv": 7}, "num_kv", "must be even"),
+        ({"num_kv": 2, "max_pairs": 1}, "num_kv", "≥ 4"),
+        ({"min_pairs": 5, "max_pairs": 3}, "min_pairs", "max_pairs"),
+        ({"min_pairs": 0}, "min_pairs", "greater than or equal to 1"),
+        ({"max_pairs": 9}, "max_pairs", "num_kv/2 = 8"),
+        ({"query_type": "pair"}, "query_type", "'key' or 'value'"),
+        ({"splits": {"test": 5}}, "splits", "'train'"),
+        ({"splits": {"train": 5, "valid": 5}}, "splits", "train, dev, test"),
+        ({"splits": {"train": 0}}, "splits", "≥ 1"),
+        ({"seed": -1}, "seed", "greater than or equal to 0"),
+        ({"vocab": 3}, "vocab", "Extra inputs are not permitted"),
+    ],
+)
+def test_config_errors_name_the_field(overrides, field, detail):
+    with pytest.raises(ValidationError) as info:
+        ar_config(**overrides)
+    assert field in str(info.value) and detail in str(info.value)
+
+
+def test_unknown_type_lists_allowed():
+    with pytest.raises(ValueError, match="unknown language type 'zz'; allowed types: ar"):
+        parse_language_config({"type": "zz"})
+    with pytest.raises(ValueError, match="'type'"):
+        parse_language_config({"num_kv": 8})
+
+
+@pytest.mark.parametrize("mask_nonquery", [True, False])
+def test_tensors(mask_nonquery):
+    df = make_language(ar_config(splits={"train": 40})).generate()["train"]
+    tt = to_tensors(df, mask_nonquery)
+    lengths = df["doc_length"].to_numpy()
+    width = lengths.max()
+    assert len(tt) == 40 and tt.input_ids.shape == tt.labels.shape == (40, width)
+    assert tt.input_ids.dtype == tt.labels.dtype == torch.long
+    assert tt.lengths.tolist() == lengths.tolist()
+    assert set(tt.positions) == {"bos", "query_item_orig", "target_item_orig", "divider", "query_item", "target_item"}
+    for i, tokens in enumerate(df["tokens"]):
+        n = len(tokens)
+        assert tt.input_ids[i, :n].tolist() == list(tokens)
+        assert (tt.input_ids[i, n:] == PAD).all()
+        labels = tt.labels[i].tolist()
+        q = df["query_item"].iloc[i]
+        if mask_nonquery:
+            assert labels[q] == tokens[q + 1] == df["answer"].iloc[i]
+            assert all(label == -100 for t, label in enumerate(labels) if t != q)
+        else:
+            assert labels[: n - 1] == list(tokens[1:]) and all(label == -100 for label in labels[n - 1 :])
+    for name, pos in tt.positions.items():
+        assert pos.tolist() == df[name].tolist()
+    assert tt.answer.tolist() == df["answer"].tolist()
+    assert list(tt.query_type) == ["KEY"] * 40
+
+    index = torch.tensor([5, 0, 5])
+    sub = tt.subset(index)
+    assert len(sub) == 3 and torch.equal(sub.input_ids, tt.input_ids[index])
+    assert torch.equal(sub.labels, tt.labels[index])
+    assert torch.equal(sub.positions["query_item"], tt.positions["query_item"][index])
+    assert list(sub.query_type) == ["KEY"] * 3
+
+
+def test_load_tensors_reads_mask_from_meta(tmp_path):
+    write_language(ar_config(mask_nonquery=False, splits={"train": 10}), tmp_path)
+    tt = load_tensors(tmp_path, "train")
+    assert ((tt.labels != -100).sum(1) == tt.lengths - 1).all()
