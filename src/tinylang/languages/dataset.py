@@ -96,7 +96,7 @@ def to_tensors(df: pd.DataFrame, mask_nonquery: bool) -> TokenTensors:
         lengths=torch.from_numpy(lengths),
         positions={c: torch.from_numpy(df[c].to_numpy(np.int64)) for c in POSITION_COLUMNS if c in df},
         answer=torch.from_numpy(answer),
-        query_type=df["query_type"].to_numpy(dtype=str),
+        query_type=df["query_type"].to_numpy(dtype=object),
         labels=torch.from_numpy(labels),
     )
 
