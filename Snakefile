@@ -1,6 +1,7 @@
 # tinylang: language generation → training → checkpoint evaluation → interventions → figures.
 # Run the default study:  snakemake --cores all
 # Another study:          snakemake --cores all --configfile config/studies/NAME.yaml
+import os
 import sys
 
 import tinylang
@@ -8,7 +9,11 @@ from tinylang.config import ConfigError, load_study
 from tinylang.device import resolve_device
 
 
-configfile: "config/config.yaml"
+# The default study, unless a study was given with --configfile (studies are self-contained:
+# Snakemake would otherwise merge them key by key into the default one).
+if "study" not in config:
+
+    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 try:

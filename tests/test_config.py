@@ -1,0 +1,76 @@
+"""The study config is validated once, with errors that name the field and the allowed values."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tinylang.config import ConfigError, load_study
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_default_study_is_valid():
+    study = load_study(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+    assert set(study.runs) == {"attention", "mamba"}
+    run = study.run("attention")
+    assert run.checkpoint_steps[0] == 0 and run.checkpoint_steps[-1] == run.total_steps
+
+
+def test_run_resolves_training_defaults_and_overrides(tiny_study):
+    tiny_study["runs"]["mamba"]["train"] = {"lr": 0.01}
+    study = load_study(tiny_study)
+    assert study.run("attention").train.lr == 0.003
+    assert study.run("mamba").train.lr == 0.01
+    assert study.run("mamba").checkpoint_steps == [0, 6, 12]
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda c: c["models"]["attention"].update(mixer="transformr"), ["models.attention.mixer", "transformr", "allowed:", "mamba"]),
+        (lambda c: c["training"].update(lr=-0.1), ["lr", "greater than 0"]),
+        (lambda c: c["languages"]["ar"].update(num_kv=15), ["languages.ar.num_kv", "even"]),
+        (lambda c: c["runs"]["mamba"].update(language="nope"), ["runs.mamba.language", "'nope'", "ar"]),
+        (lambda c: c["models"]["mamba"]["mixer_args"].update(d_sate=4), ["mixer_args.d_sate", "d_state"]),
+        (lambda c: c.update(device="tpu"), ["device", "'auto'", "'cuda'"]),
+    ],
+)
+def test_bad_values_name_the_field_and_the_allowed_values(tiny_study, edit, expected):
+    edit(tiny_study)
+    with pytest.raises(ConfigError) as err:
+        load_study(tiny_study)
+    for fragment in expected:
+        assert fragment in str(err.value)
+
+
+def test_checkpoint_selection_must_name_saved_steps(tiny_study):
+    tiny_study["interventions"]["checkpoints"] = [7]
+    with pytest.raises(ConfigError, match=r"\[7\] are not saved"):
+        load_study(tiny_study)
+
+
+@pytest.mark.parametrize(
+    "edit, field",
+    [
+        (lambda c: c["models"]["attention"].update(mixer="transformr"), "models.attention.mixer"),
+        (lambda c: c["training"].update(lr=-1), "lr"),
+        (lambda c: c["languages"]["ar"].update(num_kv=7), "languages.ar.num_kv"),
+    ],
+)
+def test_snakemake_stops_before_any_job_on_a_bad_config(tmp_path, tiny_study, edit, field):
+    edit(tiny_study)
+    configfile = tmp_path / "study.yaml"
+    configfile.write_text(yaml.safe_dump(tiny_study))
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+         "--configfile", str(configfile), "--cores", "1"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode != 0
+    assert field in proc.stderr + proc.stdout
+    assert not (tmp_path / "results").exists()

@@ -1,0 +1,95 @@
+"""The Snakemake DAG end to end on a tiny study: outputs, caching and what a change re-plans."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workdir: Path, study: dict, *args: str) -> str:
+    configfile = workdir / "study.yaml"
+    configfile.write_text(yaml.safe_dump(study))
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+         "--configfile", str(configfile), "--cores", "2", *args],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def planned(output: str) -> set[tuple[str, str]]:
+    """(rule, run-or-language wildcard) pairs a dry run plans; '' where the rule has neither."""
+    jobs = set()
+    for block in re.split(r"\n(?=(?:local)?rule )", output):
+        head = re.match(r"(?:local)?rule (\w+):", block)
+        if not head:
+            continue
+        wildcards = re.search(r"wildcards: (.*)", block)
+        names = dict(re.findall(r"(\w+)=([^,\s]+)", wildcards.group(1))) if wildcards else {}
+        jobs.add((head.group(1), names.get("run", names.get("language", ""))))
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory):
+    """The tiny study, run to completion once for the whole module."""
+    from conftest import TINY_STUDY
+
+    workdir = tmp_path_factory.mktemp("study")
+    snakemake(workdir, TINY_STUDY)
+    return workdir, TINY_STUDY
+
+
+def test_complete_run_writes_every_output(finished_study):
+    workdir, _ = finished_study
+    out = workdir / "results" / "tiny"
+    assert {p.name for p in (out / "languages" / "ar").iterdir()} >= {"train.parquet", "test.parquet", "meta.json"}
+    for run in ("attention", "mamba"):
+        assert sorted(p.name for p in (out / "runs" / run / "checkpoints").glob("*.pt")) == [
+            "step0.pt", "step12.pt", "step6.pt"
+        ]
+        log = pd.read_parquet(out / "runs" / run / "train_log.parquet")
+        assert log["step"].max() == 12
+        behaviour = pd.read_parquet(out / "runs" / run / "eval" / "step12" / "behaviour.parquet")
+        assert {"run", "step", "split", "query_type", "metric", "value"} <= set(behaviour.columns)
+        interventions = pd.read_parquet(out / "runs" / run / "eval" / "step12" / "interventions.parquet")
+        assert set(interventions["corrupted"]) == {"query_item_orig", "target_item_orig"}
+    for figure in ("training_curves", "accuracy", "interventions_attention", "interventions_mamba"):
+        for suffix in (".png", ".pdf", ".parquet"):
+            assert (out / "figures" / f"{figure}{suffix}").stat().st_size > 0
+
+
+def test_nothing_to_do_after_a_complete_run(finished_study):
+    workdir, study = finished_study
+    assert planned(snakemake(workdir, study, "-n")) == set()
+
+
+def test_changing_one_learning_rate_replans_only_that_run(finished_study):
+    workdir, study = finished_study
+    changed = yaml.safe_load(yaml.safe_dump(study))
+    changed["runs"]["mamba"]["train"] = {"lr": 0.01}
+    jobs = planned(snakemake(workdir, changed, "-n"))
+    assert ("train", "mamba") in jobs and ("evaluate", "mamba") in jobs and ("interventions", "mamba") in jobs
+    assert not any(run == "attention" for rule, run in jobs if rule in {"train", "evaluate", "interventions"})
+    assert not any(rule == "language" for rule, _ in jobs)
+
+
+def test_changing_the_language_replans_everything_downstream(finished_study):
+    workdir, study = finished_study
+    changed = yaml.safe_load(yaml.safe_dump(study))
+    changed["languages"]["ar"]["seed"] = 1
+    jobs = planned(snakemake(workdir, changed, "-n"))
+    assert ("language", "ar") in jobs
+    for run in ("attention", "mamba"):
+        assert {("train", run), ("evaluate", run), ("interventions", run)} <= jobs
