@@ -65,12 +65,13 @@ def intervention_heatmap(
 
     def draw(data: pd.DataFrame, **_: object) -> None:
         matrix = data.pivot(index="layer", columns="position", values="mean").reindex(columns=positions)
+        ax = plt.gca()
         sns.heatmap(matrix, vmin=lo, vmax=hi, cmap="viridis", cbar=False, annot=True, fmt=".2f",
-                    annot_kws={"size": 5}, ax=plt.gca())
+                    annot_kws={"size": 5}, xticklabels=True, yticklabels=True, ax=ax)
+        ax.tick_params(axis="x", labelrotation=60, labelsize=6)
 
     grid.map_dataframe(draw)
     grid.set_titles("{row_name} | {col_name}", size=7)
-    grid.set_xticklabels(rotation=60, ha="right")
     run, step = table["run"].iloc[0], table["step"].iloc[0]
     grid.figure.suptitle(f"{run} @ step {step}: Δp(answer), patched − corrupted", y=1.02)
     _save(grid.figure, table, table_path, figure_paths)

@@ -1,0 +1,218 @@
+"""The training loop, schedules and device resolution, on a tiny associative-recall language."""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+
+import pandas as pd
+import pytest
+import torch
+
+from tinylang.device import resolve_device
+from tinylang.languages import parse_language_config, read_split, write_language
+from tinylang.models import ModelConfig, load_checkpoint
+from tinylang.training import TrainConfig, lr_lambda, train_run
+from tinylang.training import loop as loop_module
+
+TINY_AR = {"type": "ar", "num_kv": 16, "min_pairs": 2, "max_pairs": 4, "seed": 0, "splits": {"train": 2000, "test": 200}}
+MODEL = ModelConfig(mixer="attention", d_model=32, n_layers=2)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and oversubscribed cores stall OpenMP."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def language(tmp_path_factory):
+    path = tmp_path_factory.mktemp("language") / "ar"
+    write_language(parse_language_config(TINY_AR), path)
+    return path
+
+
+def train(language, out, **overrides):
+    config = {"lr": 3e-3, "batch_size": 32, "steps": 60, "log_every": 10, "warmup_steps": 5, "seed": 0} | overrides
+    train_run(MODEL, TrainConfig(**config), language, out, device="cpu", run_name="test", progress=False)
+    return pd.read_parquet(out / "train_log.parquet")
+
+
+def weights(path):
+    model, _ = load_checkpoint(path)
+    return model.state_dict()
+
+
+def same_weights(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def short_run(language, tmp_path_factory):
+    out = tmp_path_factory.mktemp("short")
+    log = train(language, out, steps=150, checkpoints=[50])
+    return out, log
+
+
+def test_short_run_lowers_the_loss(short_run):
+    _, log = short_run
+    assert list(log.columns) == ["step", "epoch", "loss", "lr", "tokens_per_s", "steps_per_s", "wall_time_s"]
+    assert log["step"].tolist() == list(range(10, 151, 10))
+    assert log["epoch"].tolist()[0] == 0 and log["epoch"].iloc[-1] == 150 // math.ceil(2000 / 32)
+    first, last = log["loss"].iloc[0], log["loss"].iloc[-1]
+    assert first > math.log(8)  # not yet better than guessing among the values
+    assert last < first - 0.8, (first, last)
+    assert (log["lr"] > 0).all() and (log["steps_per_s"] > 0).all() and log["wall_time_s"].is_monotonic_increasing
+
+
+def test_checkpoints_at_exactly_the_configured_steps(short_run, language):
+    out, _ = short_run
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step0.pt", "step150.pt", "step50.pt"]
+    assert not (out / "train_state.pt").exists()  # removed once the final outputs are written
+    longest = max(len(t) for split in ("train", "test") for t in read_split(language, split)["tokens"])
+    for step in (0, 50, 150):
+        model, info = load_checkpoint(out / "checkpoints" / f"step{step}.pt")
+        assert info["step"] == step and info["max_len"] == longest
+        assert info["extra"]["run"] == "test" and info["extra"]["train_config"]["lr"] == 3e-3
+        assert len(info["extra"]["language_config_hash"]) == 64
+    assert not same_weights(weights(out / "checkpoints" / "step0.pt"), weights(out / "checkpoints" / "step150.pt"))
+
+
+def test_same_seed_same_losses_other_seed_other_losses(language, tmp_path):
+    a = train(language, tmp_path / "a", seed=1)
+    b = train(language, tmp_path / "b", seed=1)
+    c = train(language, tmp_path / "c", seed=2)
+    pd.testing.assert_frame_equal(a[["step", "epoch", "loss", "lr"]], b[["step", "epoch", "loss", "lr"]])
+    assert not a["loss"].equals(c["loss"])
+    assert same_weights(weights(tmp_path / "a/checkpoints/step60.pt"), weights(tmp_path / "b/checkpoints/step60.pt"))
+
+
+def test_epochs_keep_the_last_partial_batch(language, tmp_path):
+    log = train(language, tmp_path, steps=None, epochs=2, batch_size=300, log_every=3)
+    assert log["step"].tolist() == [3, 6, 9, 12, 14]  # 7 batches an epoch, the 7th of 200 examples
+    assert log["epoch"].tolist() == [0, 0, 1, 1, 1]
+
+
+class Preempted(Exception):
+    pass
+
+
+def preempt_at_final_checkpoint(monkeypatch, total):
+    """Make the run die as it reaches its last checkpoint, as a killed job would."""
+    real = loop_module.save_checkpoint
+
+    def save(path, model, step, extra=None):
+        if step == total:
+            raise Preempted
+        real(path, model, step, extra)
+
+    monkeypatch.setattr(loop_module, "save_checkpoint", save)
+
+
+# Batch 100 → 20 batches an epoch: step 20 ends an epoch, step 30 is inside one; the log
+# rows (every 7 steps) do not line up with the checkpoints.
+@pytest.mark.parametrize("resume_at", [20, 30])
+def test_resume_gives_the_uninterrupted_result(language, tmp_path, monkeypatch, caplog, resume_at):
+    config = {"steps": 50, "batch_size": 100, "log_every": 7, "checkpoints": [resume_at]}
+    whole = train(language, tmp_path / "whole", **config)
+
+    with monkeypatch.context() as patch:
+        preempt_at_final_checkpoint(patch, 50)
+        with pytest.raises(Preempted):
+            train(language, tmp_path / "resumed", **config)
+    assert torch.load(tmp_path / "resumed/train_state.pt", weights_only=True)["step"] == resume_at
+
+    with caplog.at_level(logging.INFO, logger="tinylang.training"):
+        resumed = train(language, tmp_path / "resumed", **config)
+    assert f"resuming from step {resume_at} of 50" in caplog.text
+    assert not (tmp_path / "resumed/train_state.pt").exists()
+    columns = ["step", "epoch", "loss", "lr"]
+    pd.testing.assert_frame_equal(whole[columns], resumed[columns])
+    for step in (0, resume_at, 50):
+        name = f"checkpoints/step{step}.pt"
+        assert same_weights(weights(tmp_path / "whole" / name), weights(tmp_path / "resumed" / name))
+
+
+def test_state_of_another_configuration_is_not_resumed(language, tmp_path, monkeypatch, caplog):
+    config = {"steps": 40, "checkpoints": [20]}
+    with monkeypatch.context() as patch:
+        preempt_at_final_checkpoint(patch, 40)
+        with pytest.raises(Preempted):
+            train(language, tmp_path / "run", **config)
+    assert (tmp_path / "run/train_state.pt").exists()
+    with caplog.at_level(logging.INFO, logger="tinylang.training"):
+        changed = train(language, tmp_path / "run", **config | {"lr": 1e-3, "checkpoints": [10]})
+    assert "different configuration" in caplog.text and "lr: 0.003 → 0.001" in caplog.text
+    assert "resuming" not in caplog.text
+    # The earlier run's step-20 checkpoint is gone: the directory holds this run's only.
+    assert sorted(p.name for p in (tmp_path / "run/checkpoints").iterdir()) == ["step0.pt", "step10.pt", "step40.pt"]
+    fresh = train(language, tmp_path / "fresh", **config | {"lr": 1e-3, "checkpoints": [10]})
+    pd.testing.assert_frame_equal(changed[["step", "loss"]], fresh[["step", "loss"]])
+
+
+def test_missing_language_is_reported_before_any_work(language, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        train(tmp_path / "nowhere", tmp_path / "out")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="meta.json"):
+        train(empty, tmp_path / "out")
+    partial = tmp_path / "partial"
+    shutil.copytree(language, partial)
+    (partial / "test.parquet").unlink()
+    with pytest.raises(FileNotFoundError, match="test.parquet"):
+        train(partial, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def cfg(**kw):
+    return TrainConfig(steps=100, **kw)
+
+
+def test_warmup_ramps_from_zero():
+    f = lr_lambda(cfg(warmup_steps=10, schedule="constant"), 100)
+    assert f(0) == 0.0
+    assert [f(s) for s in range(11)] == pytest.approx([s / 10 for s in range(11)])
+    assert f(10) == f(50) == f(100) == 1.0
+
+
+def test_linear_decays_to_min_lr_ratio():
+    f = lr_lambda(cfg(warmup_steps=10, schedule="linear", min_lr_ratio=0.1), 100)
+    assert f(10) == 1.0
+    assert f(55) == pytest.approx(0.55)
+    assert f(100) == pytest.approx(0.1) and f(120) == pytest.approx(0.1)
+    values = [f(s) for s in range(10, 101)]
+    assert all(a > b for a, b in zip(values, values[1:]))
+
+
+def test_cosine_is_monotone_after_warmup():
+    f = lr_lambda(cfg(warmup_steps=5, schedule="cosine", min_lr_ratio=0.2), 100)
+    values = [f(s) for s in range(5, 101)]
+    assert values[0] == pytest.approx(1.0) and values[-1] == pytest.approx(0.2)
+    assert all(a >= b for a, b in zip(values, values[1:]))
+    assert f(5 + 95 // 2) == pytest.approx(0.6, abs=0.02)  # halfway down
+
+
+def test_constant_stays_one():
+    f = lr_lambda(cfg(schedule="constant", min_lr_ratio=0.5), 100)
+    assert {f(s) for s in range(0, 150)} == {1.0}
+
+
+def test_schedule_drives_the_logged_lr(short_run):
+    _, log = short_run
+    f = lr_lambda(TrainConfig(steps=150, warmup_steps=5), 150)
+    assert log["lr"].tolist() == pytest.approx([3e-3 * f(s - 1) for s in log["step"]])
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="tpu"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="'cuda' was requested"):
+            resolve_device("cuda")
