@@ -74,3 +74,16 @@ def test_snakemake_stops_before_any_job_on_a_bad_config(tmp_path, tiny_study, ed
     assert proc.returncode != 0
     assert field in proc.stderr + proc.stdout
     assert not (tmp_path / "results").exists()
+
+
+def test_schema_file_is_generated_from_the_config_model():
+    from tinylang.config import json_schema
+
+    committed = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    assert committed == json_schema(), "config/schema.yaml is stale: run `tinylang schema -o config/schema.yaml`"
+
+
+def test_default_study_passes_snakemakes_schema_validation():
+    from snakemake.utils import validate
+
+    validate(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), str(REPO / "config" / "schema.yaml"))

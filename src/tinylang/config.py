@@ -164,3 +164,27 @@ def load_study(raw: dict[str, Any]) -> StudyConfig:
     except ValidationError as err:
         raise ConfigError("invalid study config:\n  " + "\n  ".join(_lines(err))) from None
     return study
+
+
+def json_schema() -> dict[str, Any]:
+    """The study config's JSON schema (2020-12), languages included from their registry."""
+    from tinylang.languages import LANGUAGES
+
+    schema = StudyConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    defs = schema.setdefault("$defs", {})
+    variants = []
+    for name in LANGUAGES.names():
+        config_cls = LANGUAGES.get(name).Config
+        sub = config_cls.model_json_schema(ref_template="#/$defs/{model}")
+        defs.update(sub.pop("$defs", {}))
+        defs[config_cls.__name__] = sub
+        variants.append({"$ref": f"#/$defs/{config_cls.__name__}"})
+    schema["properties"]["languages"]["additionalProperties"] = {"oneOf": variants}
+    schema["properties"]["models"]["additionalProperties"]["$ref"] = "#/$defs/ModelConfig"
+    schema["properties"]["training"] = {
+        **TrainConfig.model_json_schema(ref_template="#/$defs/{model}"),
+        "required": [],
+        "description": "Training defaults for every run (TrainConfig); a run's `train` overrides them.",
+    }
+    return schema
