@@ -69,9 +69,6 @@ class LanguageModel(nn.Module):
         self.layers = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
         self.norm_f = make_norm(config.norm, config.d_model)
         self.lm_head = nn.Linear(config.d_model, vocab_size, bias=False)
-        for emb in (self.embed, self.pos_embed):
-            if emb is not None:
-                nn.init.normal_(emb.weight, std=0.02)
         if config.tie_embeddings:
             self.lm_head.weight = self.embed.weight
 
