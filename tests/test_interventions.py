@@ -35,7 +35,11 @@ def language(tmp_path_factory):
 def make_model(vocab: int, **options) -> torch.nn.Module:
     torch.manual_seed(0)
     config = ModelConfig(**{"mixer": "attention", "d_model": 16, "n_layers": 2, **options})
-    return build_model(config, vocab, 32).eval()
+    model = build_model(config, vocab, 32).eval()
+    with torch.no_grad():  # louder mixers: at init the residual stream barely hears the context
+        for block in model.layers:
+            block.mixer.out_proj.weight.mul_(20)
+    return model
 
 
 def wide(df):
