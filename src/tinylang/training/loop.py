@@ -37,7 +37,6 @@ Choices worth knowing:
 from __future__ import annotations
 
 import logging
-import math
 import os
 import random
 import time
