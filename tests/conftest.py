@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,3 +42,12 @@ TINY_STUDY = {
 def tiny_study() -> dict:
     """A fresh copy of the tiny study config, safe to modify."""
     return copy.deepcopy(TINY_STUDY)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """Tiny models gain nothing from threads, and oversubscribed cores stall OpenMP."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -13,15 +13,6 @@ from tinylang.models import HOOK_POINTS, ModelConfig, build_model
 ITEMS = ("query_item_orig", "target_item_orig")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and don't stall when other jobs load the CPUs)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def language(tmp_path_factory):
     out = tmp_path_factory.mktemp("ar")

@@ -20,15 +20,6 @@ TINY_AR = {"type": "ar", "num_kv": 16, "min_pairs": 2, "max_pairs": 4, "seed": 0
 MODEL = ModelConfig(mixer="attention", d_model=32, n_layers=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and oversubscribed cores stall OpenMP."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def language(tmp_path_factory):
     path = tmp_path_factory.mktemp("language") / "ar"

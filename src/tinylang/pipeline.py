@@ -107,32 +107,15 @@ def evaluate(
     run: str = "",
 ) -> pd.DataFrame:
     """Evaluation stage: behavioural metrics of one checkpoint on the configured splits."""
-    import torch
-
     from tinylang.config import EvaluationConfig
-    from tinylang.device import resolve_device
     from tinylang.evaluation import evaluate_behaviour
     from tinylang.languages import read_meta
-    from tinylang.languages.dataset import load_tensors
-    from tinylang.models import load_checkpoint
 
     cfg = EvaluationConfig(**evaluation)
-    meta = read_meta(language_dir)
-    splits = cfg.splits or list(meta["splits"])
-    unknown = sorted(set(splits) - set(meta["splits"]))
-    if unknown:
-        raise ValueError(f"evaluation.splits {unknown} not in the language's splits {list(meta['splits'])}")
-    model, _ = load_checkpoint(_checkpoint(checkpoints_dir, step), device=resolve_device(device))
-    tensors = {}
-    for split in splits:
-        data = load_tensors(language_dir, split)
-        n = min(len(data), cfg.max_examples)
-        tensors[split] = data.subset(torch.arange(n))
-    table = evaluate_behaviour(model, tensors, batch_size=cfg.batch_size)
-    table.insert(0, "step", int(step))
-    table.insert(0, "run", run)
-    write_table(table, out)
-    return table
+    splits = cfg.splits or list(read_meta(language_dir)["splits"])
+    model, data, _ = _checkpoint_and_data(checkpoints_dir, step, language_dir, splits, cfg.max_examples, device)
+    table = evaluate_behaviour(model, data, batch_size=cfg.batch_size)
+    return _write_labelled(table, out, run, step)
 
 
 def intervene(
@@ -145,25 +128,43 @@ def intervene(
     run: str = "",
 ) -> pd.DataFrame:
     """Intervention stage: interchange interventions on one checkpoint."""
+    from tinylang.config import InterventionConfig
+    from tinylang.evaluation import run_interventions
+
+    cfg = InterventionConfig(**interventions)
+    model, data, meta = _checkpoint_and_data(
+        checkpoints_dir, step, language_dir, [cfg.split], cfg.num_examples, device
+    )
+    table = run_interventions(
+        model, data[cfg.split], meta["token_classes"], corrupt_items=tuple(cfg.corrupt),
+        batch_size=cfg.batch_size, seed=cfg.seed,
+    )
+    return _write_labelled(table, out, run, step)
+
+
+def _checkpoint_and_data(checkpoints_dir, step, language_dir, splits, max_examples, device):
+    """The checkpoint's model, the first ``max_examples`` of each split as tensors, and the
+    language's meta; a split the language lacks is an error before any model is loaded."""
     import torch
 
-    from tinylang.config import InterventionConfig
     from tinylang.device import resolve_device
-    from tinylang.evaluation import run_interventions
     from tinylang.languages import read_meta
     from tinylang.languages.dataset import load_tensors
     from tinylang.models import load_checkpoint
 
-    cfg = InterventionConfig(**interventions)
     meta = read_meta(language_dir)
-    if cfg.split not in meta["splits"]:
-        raise ValueError(f"interventions.split {cfg.split!r} not in the language's splits {list(meta['splits'])}")
+    unknown = [split for split in splits if split not in meta["splits"]]
+    if unknown:
+        raise ValueError(f"split(s) {unknown} not in the language's splits {list(meta['splits'])}")
     model, _ = load_checkpoint(_checkpoint(checkpoints_dir, step), device=resolve_device(device))
-    data = load_tensors(language_dir, cfg.split)
-    data = data.subset(torch.arange(min(len(data), cfg.num_examples)))
-    table = run_interventions(
-        model, data, meta["token_classes"], corrupt_items=tuple(cfg.corrupt), batch_size=cfg.batch_size, seed=cfg.seed
-    )
+    data = {}
+    for split in splits:
+        tensors = load_tensors(language_dir, split)
+        data[split] = tensors.subset(torch.arange(min(len(tensors), max_examples)))
+    return model, data, meta
+
+
+def _write_labelled(table: pd.DataFrame, out: str | os.PathLike, run: str, step: int | str) -> pd.DataFrame:
     table.insert(0, "step", int(step))
     table.insert(0, "run", run)
     write_table(table, out)
