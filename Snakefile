@@ -6,7 +6,7 @@ import sys
 
 import tinylang
 from tinylang.config import ConfigError, load_study
-from tinylang.device import resolve_device
+from tinylang.device import wants_gpu
 
 
 # The default study, unless a study was given with --configfile (studies are self-contained:
@@ -23,7 +23,7 @@ except ConfigError as err:
 
 OUT = f"results/{STUDY.study}"
 # Rules that can use a GPU declare it, so `--resources gpu=N` schedules them.
-GPU = 1 if resolve_device(STUDY.device).type == "cuda" else 0
+GPU = 1 if wants_gpu(STUDY.device) else 0
 VERSION = tinylang.__version__  # a param, so a new tinylang version re-runs what it computes
 
 

@@ -93,3 +93,18 @@ def test_changing_the_language_replans_everything_downstream(finished_study):
     assert ("language", "ar") in jobs
     for run in ("attention", "mamba"):
         assert {("train", run), ("evaluate", run), ("interventions", run)} <= jobs
+
+
+def test_gpu_rules_declare_a_gpu_when_the_study_runs_on_cuda(tmp_path):
+    from conftest import TINY_STUDY
+
+    study = yaml.safe_load(yaml.safe_dump(TINY_STUDY))
+    study["device"] = "cuda"  # planning needs no GPU, e.g. on a cluster's login node
+    out = snakemake(tmp_path, study, "-n")
+    blocks = {rule: block for rule, block in
+              (re.match(r"(?:local)?rule (\w+):(.*)", b, re.S).groups()
+               for b in re.split(r"\n(?=(?:local)?rule )", out) if re.match(r"(?:local)?rule ", b))}
+    for rule in ("train", "evaluate", "interventions"):
+        assert "gpu=1" in blocks[rule], rule
+    for rule in ("language", "accuracy"):
+        assert "gpu=0" in blocks[rule], rule

@@ -1,9 +1,10 @@
 """Snakemake script of rule `train`."""
 
+from tinylang.device import gpu_slot
 from tinylang.pipeline import set_threads, stage_logging, train
 
 sm = snakemake  # noqa: F821 (snakemake is injected)
-with stage_logging(sm.log[0]):
+with stage_logging(sm.log[0]), gpu_slot(sm.params.device):
     set_threads(sm.threads)
     train(
         sm.params.model,

@@ -1,0 +1,58 @@
+"""GPU slots: concurrent local jobs land on distinct GPUs; nothing changes on the CPU."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tinylang.device import gpu_slot, wants_gpu
+
+
+@pytest.fixture(autouse=True)
+def no_visible_devices(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+
+
+def test_cpu_and_single_gpu_machines_are_left_alone(tmp_path):
+    with gpu_slot("cpu", tmp_path, count=4) as slot:
+        assert slot is None and "CUDA_VISIBLE_DEVICES" not in os.environ
+    with gpu_slot("cuda", tmp_path, count=1) as slot:
+        assert slot is None and "CUDA_VISIBLE_DEVICES" not in os.environ
+
+
+def test_a_scheduler_assigned_gpu_is_respected(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    with gpu_slot("cuda", tmp_path, count=4) as slot:
+        assert slot is None and os.environ["CUDA_VISIBLE_DEVICES"] == "3"
+
+
+def test_concurrent_jobs_get_distinct_gpus(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\nfrom tinylang.device import gpu_slot\n"
+         f"with gpu_slot('cuda', {str(tmp_path)!r}, count=2) as slot:\n"
+         "    print(slot, flush=True); time.sleep(30)"],
+        stdout=subprocess.PIPE, text=True, env={k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"},
+    )
+    try:
+        assert holder.stdout.readline().strip() == "0"
+        with gpu_slot("cuda", tmp_path, count=2) as slot:
+            assert slot == 1 and os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+        assert "CUDA_VISIBLE_DEVICES" not in os.environ
+    finally:
+        holder.kill()
+        holder.wait()
+    start = time.monotonic()
+    with gpu_slot("cuda", tmp_path, count=2) as slot:  # the killed holder's lock is gone
+        assert slot == 0
+    assert time.monotonic() - start < 5
+
+
+def test_wants_gpu_never_raises_on_a_cpu_machine():
+    assert wants_gpu("cuda") is True
+    assert wants_gpu("cpu") is False
+    assert wants_gpu("auto") in (True, False)
