@@ -1,4 +1,11 @@
-"""Sequence mixers, one module each, registered by the name a model config uses."""
+"""Sequence mixers, one module each, registered by the name a model config uses.
+
+Every module in this package is imported here, so adding a mixer is adding a file that
+decorates its class with ``@MIXERS.register("name")``.
+"""
+
+import importlib
+import pkgutil
 
 from tinylang.registry import Registry
 
@@ -6,7 +13,8 @@ from .base import Mixer, MixerOptions
 
 MIXERS: Registry[type[Mixer]] = Registry("mixer")
 
-# Importing a mixer module registers it.
-from . import attention, mamba  # noqa: E402,F401
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    if _module != "base" and not _module.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module}")
 
 __all__ = ["MIXERS", "Mixer", "MixerOptions"]
