@@ -17,7 +17,7 @@ if "study" not in config:
 
 
 try:
-    STUDY = load_study(config)
+    STUDY = load_study(config, language_library=os.path.join(workflow.basedir, "config", "languages"))
 except ConfigError as err:
     sys.exit(f"tinylang: {err}")
 

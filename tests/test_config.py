@@ -87,3 +87,15 @@ def test_default_study_passes_snakemakes_schema_validation():
     from snakemake.utils import validate
 
     validate(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), str(REPO / "config" / "schema.yaml"))
+
+
+def test_a_language_can_name_a_config_in_the_language_library(tmp_path, tiny_study):
+    library = tmp_path / "languages"
+    library.mkdir()
+    (library / "tiny_ar.yaml").write_text(yaml.safe_dump(tiny_study["languages"]["ar"]))
+    tiny_study["languages"]["ar"] = "tiny_ar"
+    study = load_study(tiny_study, language_library=library)
+    assert study.languages["ar"].num_kv == 16
+    tiny_study["languages"]["ar"] = "tiny_arr"
+    with pytest.raises(ConfigError, match=r"languages\.ar: no language config .*tiny_arr\.yaml; available: tiny_ar"):
+        load_study(tiny_study, language_library=library)

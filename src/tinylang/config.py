@@ -8,9 +8,12 @@ that is wrong, e.g. ``models.mamba.mixer: unknown mixer 'mamab'; allowed: ...``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+import yaml
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from tinylang.languages import parse_language_config
 from tinylang.models import ModelConfig
@@ -98,15 +101,18 @@ class StudyConfig(_Section):
         return entries
 
     @model_validator(mode="after")
-    def _resolve_languages_and_runs(self) -> "StudyConfig":
+    def _resolve_languages_and_runs(self, info: ValidationInfo) -> "StudyConfig":
         problems = []
         parsed, known = {}, list(self.languages)
+        library = (info.context or {}).get("language_library")
         for name, raw in self.languages.items():
             try:
+                if isinstance(raw, str):  # a named config from the language library
+                    raw = _library_language(raw, library)
                 parsed[name] = parse_language_config(raw)
             except ValidationError as err:
                 problems += [f"languages.{name}.{line}" for line in _lines(err)]
-            except (ValueError, TypeError) as err:
+            except (ValueError, TypeError, OSError, yaml.YAMLError) as err:
                 problems.append(f"languages.{name}: {err}")
         self.languages = parsed
         for name, spec in self.runs.items():
@@ -154,10 +160,23 @@ def _lines(err: ValidationError) -> list[str]:
     return lines
 
 
-def load_study(raw: dict[str, Any]) -> StudyConfig:
-    """Validate a study config dict; ConfigError lists each problem with its field path."""
+def _library_language(name: str, library: str | Path | None) -> dict[str, Any]:
+    """The language config ``<library>/<name>.yaml`` (``config/languages`` in the workflow)."""
+    if library is None:
+        raise ValueError(f"{name!r} names a library language config, but no language library was given")
+    path = Path(library) / f"{name}.yaml"
+    if not path.is_file():
+        available = ", ".join(sorted(p.stem for p in Path(library).glob("*.yaml"))) or "none"
+        raise ValueError(f"no language config {path}; available: {available}")
+    return yaml.safe_load(path.read_text())
+
+
+def load_study(raw: dict[str, Any], language_library: str | Path | None = None) -> StudyConfig:
+    """Validate a study config dict; ConfigError lists each problem with its field path.
+
+    A language given as a string names a config file in ``language_library``."""
     try:
-        study = StudyConfig.model_validate(raw)
+        study = StudyConfig.model_validate(raw, context={"language_library": language_library})
         for name in study.runs:  # checkpoint selections must name saved steps
             study.eval_steps(name, study.evaluation)
             study.eval_steps(name, study.interventions)
@@ -180,7 +199,8 @@ def json_schema() -> dict[str, Any]:
         defs.update(sub.pop("$defs", {}))
         defs[config_cls.__name__] = sub
         variants.append({"$ref": f"#/$defs/{config_cls.__name__}"})
-    schema["properties"]["languages"]["additionalProperties"] = {"oneOf": variants}
+    library_name = {"type": "string", "description": "the name of a file in config/languages (without .yaml)"}
+    schema["properties"]["languages"]["additionalProperties"] = {"oneOf": [*variants, library_name]}
     schema["properties"]["models"]["additionalProperties"]["$ref"] = "#/$defs/ModelConfig"
     schema["properties"]["training"] = {
         **TrainConfig.model_json_schema(ref_template="#/$defs/{model}"),
