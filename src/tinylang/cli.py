@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -19,12 +20,94 @@ def _schema(args: argparse.Namespace) -> None:
         sys.stdout.write(text)
 
 
+def _number(value: float | int) -> str:
+    return str(value) if isinstance(value, int) else f"{value:.3f}"
+
+
+def _format_example(tokens: list[int], marks: dict[int, list[str]], vocabulary: list[str]) -> str:
+    """Tokens as names; a probed token reads ``[name,name:token]``."""
+    words = []
+    for pos, tok in enumerate(tokens):
+        name = vocabulary[tok] if 0 <= tok < len(vocabulary) else f"?{tok}"
+        words.append(f"[{','.join(marks[pos])}:{name}]" if pos in marks else name)
+    return " ".join(words)
+
+
+def _show_language(args: argparse.Namespace) -> None:
+    import pyarrow.parquet as pq
+
+    from tinylang.languages import POSITION_COLUMNS, SPLIT_NAMES, read_meta
+
+    if args.n < 1:
+        sys.exit(f"tinylang show-language: -n must be ≥ 1, got {args.n}")
+    directory = Path(args.path)
+    try:
+        meta = read_meta(directory)
+    except FileNotFoundError as err:
+        sys.exit(f"tinylang show-language: {err}")
+    order = {name: i for i, name in enumerate(SPLIT_NAMES)}
+    splits = dict(sorted(meta.get("splits", {}).items(), key=lambda item: (order.get(item[0], len(order)), item[0])))
+    if args.split not in splits:
+        sys.exit(
+            f"tinylang show-language: {directory} has no split {args.split!r}; "
+            f"its splits: {', '.join(splits) or 'none'}"
+        )
+    path = directory / f"{args.split}.parquet"
+    if not path.is_file():
+        sys.exit(f"tinylang show-language: {path} is missing although meta.json lists split {args.split!r}")
+    batch = next(pq.ParquetFile(path).iter_batches(batch_size=args.n), None)
+    rows = batch.to_pylist() if batch is not None else []
+
+    vocabulary = meta["vocabulary"]
+    config = meta.get("config", {})
+    out = sys.stdout
+    out.write(f"{directory}: type {config.get('type', '?')}, config_hash {meta.get('config_hash', '?')[:12]}\n")
+    out.write(f"split {args.split}: {splits[args.split]} examples; showing the first {len(rows)}\n")
+    positions = [c for c in POSITION_COLUMNS if rows and c in rows[0]]
+    if positions:
+        out.write(f"probe positions marked [name:token]: {', '.join(positions)}\n")
+    for i, row in enumerate(rows):
+        tokens = [int(t) for t in row["tokens"]]
+        marks: dict[int, list[str]] = {}
+        outside = []
+        for column in positions:
+            pos = row[column]
+            if pos is not None and 0 <= pos < len(tokens):
+                marks.setdefault(int(pos), []).append(column)
+            else:
+                outside.append(f"{column}={pos}")
+        answer = row.get("answer")
+        answer_name = vocabulary[answer] if answer is not None and 0 <= answer < len(vocabulary) else answer
+        out.write(f"\n#{i}  query_type {row.get('query_type', '?')}  answer {answer_name}  ({len(tokens)} tokens)\n")
+        out.write(f"  {_format_example(tokens, marks, vocabulary)}\n")
+        if outside:
+            out.write(f"  positions outside the example: {', '.join(outside)}\n")
+
+    stats = meta.get("stats", {}).get(args.split, {})
+    if stats:
+        out.write(f"\nstatistics of split {args.split} (all {splits[args.split]} examples):\n")
+        width = max(len(name) for name in stats)
+        out.write(f"  {'':<{width}}  {'mean':>10}  {'min':>8}  {'max':>8}\n")
+        for name, summary in stats.items():
+            out.write(
+                f"  {name:<{width}}  {summary['mean']:>10.3f}  "
+                f"{_number(summary['min']):>8}  {_number(summary['max']):>8}\n"
+            )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="tinylang", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     schema = commands.add_parser("schema", help="write the study config's JSON schema (YAML)")
     schema.add_argument("-o", "--output", help="file to write (default: stdout)")
     schema.set_defaults(func=_schema)
+    show = commands.add_parser(
+        "show-language", help="print a few examples of a generated language directory, with probe positions"
+    )
+    show.add_argument("path", help="language directory (holds meta.json and <split>.parquet)")
+    show.add_argument("--split", default="test", help="split to show (default: test)")
+    show.add_argument("-n", type=int, default=5, help="number of examples (default: 5)")
+    show.set_defaults(func=_show_language)
     args = parser.parse_args(argv)
     args.func(args)
 

@@ -2,10 +2,18 @@
 
 An example with ``n`` pairs reads ``[BOS, k1, v1, ..., kn, vn, EOS, q, a, EOS]``: ``q``
 repeats one key (or value) from the context and ``a`` is its value (or key).
+
+Generalisation split (``train_test_split > 0``): a seeded fraction of all
+``(key, value)`` combinations is held out. ``train`` and ``dev`` never *query* a
+held-out pair and ``test`` queries only held-out pairs. As in the original paper
+code, only the queried pair is restricted: the other pairs of a context are drawn
+freely, so a train example may show a held-out pair that it does not query, and a
+test example may show pairs that are not held out.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import numpy as np
@@ -17,9 +25,18 @@ from .base import BOS, EOS, LANGUAGES, POSITION_COLUMNS, SPECIAL_TOKENS, Languag
 
 FIRST_ID = len(SPECIAL_TOKENS)
 
+HELD_OUT_STREAM = 0x48454C44  # "HELD": the held-out pairs' generator is [seed, HELD_OUT_STREAM]
+MAX_RESAMPLE_ROUNDS = 1000
+"""Rounds of redrawing the examples that have no pair their split may query, before giving up."""
+
 
 class ARConfig(LanguageConfig):
-    """Associative recall. Keys are ids ``3 .. 3+num_kv/2-1``, values the next ``num_kv/2`` ids."""
+    """Associative recall. Keys are ids ``3 .. 3+num_kv/2-1``, values the next ``num_kv/2`` ids.
+
+    ``train_test_split`` holds out each (key, value) combination with that probability,
+    drawn from ``seed`` alone: ``test`` then queries only held-out pairs, ``train`` and
+    ``dev`` never do. A ``dev`` split needs ``train_test_split > 0``.
+    """
 
     type: Literal["ar"] = "ar"
     num_kv: int
@@ -27,6 +44,7 @@ class ARConfig(LanguageConfig):
     max_pairs: int
     query_type: Literal["key", "value"] = "key"
     mask_nonquery: bool = True
+    train_test_split: float = Field(0.0, ge=0.0, lt=1.0)
 
     @field_validator("num_kv")
     @classmethod
@@ -46,6 +64,11 @@ class ARConfig(LanguageConfig):
                 f"max_pairs must be ≤ num_kv/2 = {self.num_kv // 2} (keys in an example are distinct), "
                 f"got {self.max_pairs}"
             )
+        if "dev" in self.splits and self.train_test_split == 0:
+            raise ValueError(
+                "splits: a 'dev' split needs held-out pairs (train_test_split > 0); with "
+                "train_test_split = 0 it would be a second train sample, so drop 'dev' or hold pairs out"
+            )
         return self
 
 
@@ -53,12 +76,19 @@ def sample_distinct(rng: np.random.Generator, rows: int, pool: int, k: int) -> n
     """``[rows, k]`` int64: per row, ``k`` distinct ints from ``range(pool)`` in uniformly random order."""
     if k * k <= 16 * pool:
         # Floyd's algorithm, one column at a time over all rows; then shuffle each row.
-        out = np.empty((rows, k), dtype=np.int64)
+        # Columns are built as contiguous rows of a [k, rows] array: comparing a new column
+        # with each earlier one is then a cheap vector op.
+        cols = np.empty((k, rows), dtype=np.int64)
+        taken = np.empty(rows, dtype=bool)
+        hit = np.empty(rows, dtype=bool)
         for i, j in enumerate(range(pool - k, pool)):
             t = rng.integers(0, j + 1, size=rows)
-            taken = (out[:, :i] == t[:, None]).any(axis=1)
-            out[:, i] = np.where(taken, j, t)
-        return rng.permuted(out, axis=1)
+            taken.fill(False)
+            for earlier in cols[:i]:
+                np.equal(earlier, t, out=hit)
+                taken |= hit
+            cols[i] = np.where(taken, j, t)
+        return rng.permuted(np.ascontiguousarray(cols.T), axis=1)
     # Dense case: shuffle the whole pool per row, in chunks to bound memory.
     chunk = max(1, 2**22 // pool)
     parts = [
@@ -80,6 +110,7 @@ class AssociativeRecall(Language):
         "query_orig_target_orig_dist",
         "query_query_orig_dist",
         "query_target_orig_dist",
+        "eligible_pairs",
     )
     schema = pa.schema(
         [("tokens", pa.list_(pa.int32())), ("query_type", pa.string()), ("answer", pa.int32())]
@@ -99,17 +130,92 @@ class AssociativeRecall(Language):
         m = self.num_keys
         return {"key": [FIRST_ID, FIRST_ID + m], "value": [FIRST_ID + m, FIRST_ID + 2 * m]}
 
+    @functools.cached_property
+    def held_out(self) -> np.ndarray | None:
+        """``[num_keys, num_keys]`` bool: ``held_out[k, v]`` for key index ``k`` and value index ``v``.
+
+        None when ``train_test_split`` is 0. Drawn from the language seed alone, so every
+        split (and every split size) sees the same held-out pairs.
+        """
+        fraction = self.config.train_test_split
+        if fraction == 0:
+            return None
+        rng = np.random.default_rng([self.config.seed, HELD_OUT_STREAM])
+        m = self.num_keys
+        return rng.random((m, m), dtype=np.float32) < np.float32(fraction)
+
     def generate(self) -> dict[str, pd.DataFrame]:
+        self._check_held_out()
         return {split: self.generate_split(split, n) for split, n in self.config.splits.items()}
 
+    def _check_held_out(self) -> None:
+        """Fail before generating anything if a split has no pair it could ever query."""
+        held = self.held_out
+        if held is None:
+            return
+        cfg, total = self.config, held.size
+        count = int(held.sum())
+        where = f"train_test_split = {cfg.train_test_split} with num_kv = {cfg.num_kv} and seed = {cfg.seed}"
+        if "test" in cfg.splits and count == 0:
+            raise ValueError(
+                f"train_test_split: {where} holds out none of the {total} (key, value) pairs, "
+                "but the 'test' split queries only held-out pairs; raise train_test_split or num_kv"
+            )
+        if count == total:
+            raise ValueError(
+                f"train_test_split: {where} holds out all {total} (key, value) pairs, "
+                "so the 'train' split has no pair to query; lower train_test_split or raise num_kv"
+            )
+
+    def _draw(self, rng: np.random.Generator, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pair counts ``[rows]`` and key / value indices ``[rows, max_pairs]`` (0-based, distinct per row)."""
+        cfg, m = self.config, self.num_keys
+        n = rng.integers(cfg.min_pairs, cfg.max_pairs + 1, size=rows)
+        keys = sample_distinct(rng, rows, m, cfg.max_pairs)
+        values = sample_distinct(rng, rows, m, cfg.max_pairs)
+        return n, keys, values
+
+    def _eligible(self, split: str, n: np.ndarray, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """``[rows, max_pairs]`` bool: the pairs of each example that this split may query."""
+        present = np.arange(self.config.max_pairs) < n[:, None]
+        if self.held_out is None:
+            return present
+        held = self.held_out[keys, values]
+        return present & (held if split == "test" else ~held)
+
     def generate_split(self, split: str, rows: int) -> pd.DataFrame:
-        """``rows`` examples of one split, vectorised over examples."""
+        """``rows`` examples of one split, vectorised over examples.
+
+        Examples are drawn freely; the queried pair is uniform among the example's
+        eligible pairs (random scores masked by eligibility, argmax). Examples with no
+        eligible pair are redrawn, all at once, for up to ``MAX_RESAMPLE_ROUNDS`` rounds.
+        """
         cfg, m = self.config, self.num_keys
         rng = split_rng(cfg.seed, split)
-        n = rng.integers(cfg.min_pairs, cfg.max_pairs + 1, size=rows)
-        keys = sample_distinct(rng, rows, m, cfg.max_pairs) + FIRST_ID
-        values = sample_distinct(rng, rows, m, cfg.max_pairs) + FIRST_ID + m
-        pair = rng.integers(0, n)  # the queried pair, uniform in [0, n)
+        n, keys, values = self._draw(rng, rows)
+        eligible = self._eligible(split, n, keys, values)
+        if self.held_out is None:
+            pair = rng.integers(0, n)  # every pair is eligible: uniform in [0, n)
+        else:
+            todo = np.flatnonzero(~eligible.any(axis=1))
+            for _ in range(MAX_RESAMPLE_ROUNDS):
+                if not todo.size:
+                    break
+                n[todo], keys[todo], values[todo] = self._draw(rng, todo.size)
+                eligible[todo] = self._eligible(split, n[todo], keys[todo], values[todo])
+                todo = todo[~eligible[todo].any(axis=1)]
+            if todo.size:
+                wanted = "held-out" if split == "test" else "non-held-out"
+                raise ValueError(
+                    f"train_test_split: after {MAX_RESAMPLE_ROUNDS} rounds of redrawing, {todo.size} of {rows} "
+                    f"{split!r} examples still had no {wanted} pair to query (train_test_split = "
+                    f"{cfg.train_test_split}, min_pairs = {cfg.min_pairs}, max_pairs = {cfg.max_pairs}); "
+                    "such examples are too rare: change train_test_split or raise min_pairs"
+                )
+            scores = np.where(eligible, rng.random(eligible.shape), -1.0)
+            pair = scores.argmax(axis=1)
+        keys = keys + FIRST_ID
+        values = values + FIRST_ID + m
 
         # Padded [rows, 2*max_pairs + 5] layout; columns past each row's length are dropped below.
         length = 2 * n + 5
@@ -144,6 +250,7 @@ class AssociativeRecall(Language):
             "query_orig_target_orig_dist": np.abs(query_orig - target_orig),
             "query_query_orig_dist": query_item - query_orig,
             "query_target_orig_dist": query_item - target_orig,
+            "eligible_pairs": eligible.sum(axis=1),
         }
         arrays = [
             col if isinstance(col, pa.Array) else pa.array(col.astype(np.int32))
