@@ -119,9 +119,9 @@ def write_language(config: LanguageConfig, out_dir: Path) -> None:
     The output is a pure function of the config: same config, same bytes.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     language = make_language(config)
-    splits = language.generate()
+    splits = language.generate()  # before touching the disk: a bad config leaves nothing behind
+    out_dir.mkdir(parents=True, exist_ok=True)
     for split, df in splits.items():
         table = pa.Table.from_pandas(df, schema=language.schema, preserve_index=False)
         pq.write_table(table.replace_schema_metadata(None), out_dir / f"{split}.parquet", compression="zstd")
