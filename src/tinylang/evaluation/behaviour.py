@@ -48,7 +48,7 @@ def query_logits(model: LanguageModel, input_ids: torch.Tensor, query_pos: torch
 def example_scores(model: LanguageModel, tensors, batch_size: int = 256) -> pd.DataFrame:
     """One row per example: ``query_type``, ``loss``, ``accuracy``, ``answer_prob``."""
     device = model.device
-    query = tensors.positions["query_item"]
+    query = tensors.predicts_answer
     loss, correct, prob = [], [], []
     for idx in batches(len(tensors), batch_size):
         ids = trimmed(tensors.input_ids[idx], tensors.lengths[idx]).to(device)

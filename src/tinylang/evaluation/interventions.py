@@ -2,7 +2,8 @@
 
 For each corrupted item, the model runs on the corrupted input (the *base*) while the
 clean run's activation (the *source*) is patched in at one (layer, component, position);
-we read the clean answer's probability and logit at ``query_item``.
+we read the clean answer's probability and logit at the position that predicts it
+(``target_item - 1``: ``query_item`` for AR).
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def run_interventions(
             for idx in batches(n, batch_size):
                 clean = trimmed(tensors.input_ids[idx], tensors.lengths[idx]).to(device)
                 base = corrupted_ids[idx, : clean.shape[1]].to(device)
-                query = tensors.positions["query_item"][idx].to(device)
+                query = tensors.predicts_answer[idx].to(device)
                 answer = tensors.answer[idx].to(device)
                 b = len(clean)
                 # The P position-variants of the batch, stacked position-major: row p * b + j.

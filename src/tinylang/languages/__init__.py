@@ -19,6 +19,7 @@ from .base import (
 
 # Importing a language module registers it.
 from . import ar  # noqa: E402,F401
+from . import atr  # noqa: E402,F401
 from .dataset import TokenTensors, load_tensors, to_tensors  # noqa: E402
 
 __all__ = [

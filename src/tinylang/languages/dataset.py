@@ -33,6 +33,12 @@ class TokenTensors:
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
+    @property
+    def predicts_answer(self) -> torch.Tensor:
+        """``[N]`` the input position whose logits predict the answer (``target_item - 1``:
+        ``query_item`` for AR, the query-type token where one sits between query and answer)."""
+        return self.positions["target_item"] - 1
+
     def subset(self, index: torch.Tensor) -> TokenTensors:
         """The rows at ``index`` (a LongTensor), in that order."""
         index = torch.as_tensor(index, dtype=torch.long)
@@ -72,7 +78,7 @@ def _flat_tokens(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 def to_tensors(df: pd.DataFrame, mask_nonquery: bool) -> TokenTensors:
     """Pad a split's ``tokens`` into tensors and build next-token labels.
 
-    With ``mask_nonquery`` only the answer is a target (``labels[i, query_item] = answer``);
+    With ``mask_nonquery`` only the answer is a target (``labels[i, target_item - 1] = answer``);
     otherwise every position ``t`` with ``t + 1 < length`` is.
     """
     flat, lengths = _flat_tokens(df["tokens"])
@@ -85,9 +91,9 @@ def to_tensors(df: pd.DataFrame, mask_nonquery: bool) -> TokenTensors:
     labels = np.full((rows, width), IGNORE_INDEX, dtype=np.int64)
     answer = df["answer"].to_numpy(np.int64)
     if mask_nonquery:
-        if "query_item" not in df:
-            raise ValueError("mask_nonquery needs a 'query_item' column to place the answer label")
-        labels[np.arange(rows), df["query_item"].to_numpy(np.int64)] = answer
+        if "target_item" not in df:
+            raise ValueError("mask_nonquery needs a 'target_item' column to place the answer label")
+        labels[np.arange(rows), df["target_item"].to_numpy(np.int64) - 1] = answer
     else:
         labels[:, :-1] = np.where(valid[:, 1:], ids[:, 1:], IGNORE_INDEX)
 
