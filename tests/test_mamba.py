@@ -12,7 +12,7 @@ from tinylang.models.mixers import MIXERS
 from tinylang.models.mixers.mamba import _SelectiveScan, selective_scan
 
 D_MODEL = 16
-VARIANTS = ["mamba", "mamba_without_conv"]
+VARIANTS = ["mamba", "mamba_without_conv", "mamba_conv1d"]
 
 
 def build(name: str = "mamba", d_model: int = D_MODEL, **options):
@@ -185,3 +185,64 @@ def test_selective_scan_matches_reference_and_gradcheck():
     )
     inputs = tuple(t.clone().requires_grad_() for t in inputs)
     assert torch.autograd.gradcheck(_SelectiveScan.apply, inputs)
+
+
+# -- the convolution ablations: kernel size 1 and a plain nn.Conv1d ----------------------------
+
+
+def test_kernel_size_one_conv_matches_step_and_continues():
+    mixer = build("mamba", d_conv=1)
+    perturb_dt(mixer)
+    assert mixer.conv1d.kernel_size == (1,) and mixer.conv1d.padding == (0,)
+    conv_state, ssm_state = mixer.initial_state(2)
+    assert conv_state.shape == (2, 2 * D_MODEL, 0) and ssm_state.shape == (2, 2 * D_MODEL, 16)
+    x = torch.randn(2, 8, D_MODEL)
+    with torch.no_grad():
+        parallel = mixer(x)
+        state, steps = (conv_state, ssm_state), []
+        for t in range(x.shape[1]):
+            y_t, state = mixer.step(x[:, t], state)
+            steps.append(y_t)
+        first, mid = mixer.forward_with_state(x[:, :3])
+        second, end = mixer.forward_with_state(x[:, 3:], mid)
+        # a kernel-size-1 convolution is a per-channel affine map: no mixing across time
+        u = mixer.in_proj(x).chunk(2, dim=-1)[0]
+        affine = u * mixer.conv1d.weight[:, 0, 0] + mixer.conv1d.bias
+        seen = []
+        handle = mixer.conv_act.register_forward_hook(lambda mod, inp, out: seen.append(inp[0]))
+        mixer(x)
+        handle.remove()
+    torch.testing.assert_close(torch.stack(steps, dim=1), parallel, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.cat([first, second], dim=1), parallel, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(end[1], state[1], atol=1e-5, rtol=1e-5)
+    assert end[0].shape == (2, 2 * D_MODEL, 0)
+    torch.testing.assert_close(seen[0], affine)
+
+
+def test_conv1d_variant_is_mamba_with_a_plain_conv():
+    options = MIXERS.get("mamba_conv1d").Options
+    assert options().conv_impl == "torch" and options().conv == "causal"
+    assert MIXERS.get("mamba").Options().conv_impl == "auto"
+    MIXERS.get("mamba").Options(conv_impl="torch")
+    for bad in [{"conv_impl": "auto"}, {"conv": "none"}, {"conv_impl": "fused"}]:
+        with pytest.raises(pydantic.ValidationError):
+            options(**bad)
+    plain, reference = build("mamba_conv1d", 64), build("mamba", 64)
+    assert isinstance(plain.conv1d, torch.nn.Conv1d)
+    assert {n: p.shape for n, p in plain.named_parameters()} == {n: p.shape for n, p in reference.named_parameters()}
+    x = torch.randn(2, 5, 64)
+    torch.testing.assert_close(plain(x), reference(x))  # same seed, same computation on CPU
+
+
+@pytest.mark.parametrize("d_conv", [1, 4])
+def test_state_after_a_sequence_shorter_than_the_kernel(d_conv):
+    mixer = build("mamba", d_conv=d_conv)
+    perturb_dt(mixer)
+    x = torch.randn(2, 2, D_MODEL)
+    with torch.no_grad():
+        _, state = mixer.forward_with_state(x)
+        stepped = mixer.initial_state(2)
+        for t in range(x.shape[1]):
+            _, stepped = mixer.step(x[:, t], stepped)
+    torch.testing.assert_close(state[0], stepped[0])
+    torch.testing.assert_close(state[1], stepped[1], atol=1e-5, rtol=1e-5)

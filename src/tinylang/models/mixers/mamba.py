@@ -37,6 +37,10 @@ class MambaOptions(MixerOptions):
     expand: int = Field(2, ge=1)
     dt_rank: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     conv: Literal["causal", "none"] = "causal"
+    # How the causal convolution is computed: "auto" may take a fused causal-conv1d kernel
+    # where one exists (none does yet: the pure-PyTorch path always uses nn.Conv1d);
+    # "torch" always uses the ordinary nn.Conv1d (the ``mamba_conv1d`` ablation).
+    conv_impl: Literal["auto", "torch"] = "auto"
     bias: bool = False
     conv_bias: bool = True
     dt_min: float = Field(0.001, gt=0)
@@ -51,6 +55,11 @@ class MambaOptions(MixerOptions):
 
 class MambaWithoutConvOptions(MambaOptions):
     conv: Literal["causal", "none"] = "none"
+
+
+class MambaConv1dOptions(MambaOptions):
+    conv: Literal["causal"] = "causal"
+    conv_impl: Literal["torch"] = "torch"
 
 
 class _SelectiveScan(torch.autograd.Function):
@@ -165,6 +174,11 @@ def selective_scan(
 class Mamba(Mixer):
     """Mamba block: gated selective SSM with an optional short causal depthwise convolution.
 
+    The convolution ablations are options: ``conv="none"`` (no convolution, registered as
+    ``mamba_without_conv``), ``d_conv=1`` (a kernel-size-1 convolution, i.e. a learned
+    per-channel scale and bias with no mixing across time; its conv state is empty) and
+    ``conv_impl="torch"`` (an ordinary ``nn.Conv1d``, registered as ``mamba_conv1d``).
+
     ``conv_act`` (a parameter-free SiLU) is applied to the (convolved) SSM input, so a hook
     on ``mixer.conv_act`` sees the short convolution's post-activation output
     ``(batch, length, d_inner)``.
@@ -180,6 +194,7 @@ class Mamba(Mixer):
         self.d_inner = options.expand * d_model
         self.dt_rank = math.ceil(d_model / 16) if options.dt_rank == "auto" else options.dt_rank
         self.use_conv = options.conv == "causal"
+        self.conv_impl = options.conv_impl  # "torch": never a fused kernel (see MambaConv1d)
 
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=options.bias)
         if self.use_conv:
@@ -250,7 +265,7 @@ class Mamba(Mixer):
                 u = full
         else:
             u_conv = u
-        new_conv_state = u[..., u.shape[-1] - k :] if k else u.new_zeros(u.shape[0], self.d_inner, 0)
+        new_conv_state = u[..., max(0, u.shape[-1] - k) :] if k else u.new_zeros(u.shape[0], self.d_inner, 0)
         if k and new_conv_state.shape[-1] < k:  # sequence shorter than the kernel, no state given
             new_conv_state = F.pad(new_conv_state, (k - new_conv_state.shape[-1], 0))
         u = self.conv_act(u_conv.transpose(1, 2))  # (B, L, d_inner)
@@ -302,3 +317,19 @@ class MambaWithoutConv(Mamba):
     """Mamba without the short convolution (the paper's ablation); ``conv`` defaults to "none"."""
 
     Options = MambaWithoutConvOptions
+
+
+@MIXERS.register("mamba_conv1d")
+class MambaConv1d(Mamba):
+    """Mamba whose short convolution is an ordinary, non-fused ``nn.Conv1d`` (the paper's
+    ablation); ``conv_impl`` is fixed to "torch" and ``conv`` to "causal".
+
+    On CUDA, mamba-ssm computes the convolution with the fused ``causal_conv1d`` kernel; this
+    variant never takes that kernel, whatever the device, so any difference it shows is due
+    to the implementation of the convolution alone. This package has no fused fast path yet
+    and the reference already uses ``nn.Conv1d``, so for now ``mamba_conv1d`` computes exactly
+    what ``mamba`` computes; the name and option exist so that configs (and results) stay
+    valid once a fast path is added for ``conv_impl="auto"``. Parameter names are unchanged.
+    """
+
+    Options = MambaConv1dOptions
