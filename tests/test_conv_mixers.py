@@ -1,0 +1,160 @@
+"""The convolutional mixers (BaseConv, Hyena, H3) and their causal convolutions."""
+
+from __future__ import annotations
+
+import pydantic
+import pytest
+import torch
+
+from tinylang.evaluation import evaluate_behaviour
+from tinylang.languages import load_tensors, parse_language_config, write_language
+from tinylang.models import MIXERS, ModelConfig, load_checkpoint
+from tinylang.models.mixers._conv import (
+    FFT_MIN_LENGTH, causal_conv, direct_causal_conv, fft_causal_conv, toeplitz_causal_conv,
+)
+from tinylang.training import TrainConfig, train_run
+
+CONV_MIXERS = ["base_conv", "hyena", "h3"]
+SHORT, LONG = 12, FFT_MIN_LENGTH + 36  # below / above the FFT threshold
+
+
+def mixer(name: str, d_model: int = 16, **options) -> torch.nn.Module:
+    torch.manual_seed(0)
+    cls = MIXERS.get(name)
+    return cls(d_model, cls.Options(**options)).eval()
+
+
+# -- convolution helpers -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("length", [1, 5, SHORT, LONG])
+@pytest.mark.parametrize("taps", [3, 40, 300])
+def test_all_convolutions_agree_with_a_loop(length, taps):
+    torch.manual_seed(0)
+    u, k = torch.randn(2, 3, 4, length, dtype=torch.float64), torch.randn(4, taps, dtype=torch.float64)
+    expected = torch.zeros_like(u)
+    for t in range(length):
+        for j in range(min(t + 1, taps)):
+            expected[..., t] += k[:, j] * u[..., t - j]
+    torch.testing.assert_close(causal_conv(u, k), expected)
+    torch.testing.assert_close(toeplitz_causal_conv(u, k), expected)
+    torch.testing.assert_close(direct_causal_conv(u, k), expected)
+    padded = torch.nn.functional.pad(k, (0, max(0, length - taps)))[:, :length]
+    torch.testing.assert_close(fft_causal_conv(u, padded), expected)
+
+
+def test_fft_convolution_does_not_wrap_around():
+    u = torch.zeros(1, 1, LONG)
+    u[..., -1] = 1.0  # an impulse at the last position
+    y = fft_causal_conv(u, torch.ones(1, LONG))
+    assert y[..., :-1].abs().max() < 1e-6 and torch.isclose(y[..., -1], torch.tensor(1.0))
+
+
+# -- options --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CONV_MIXERS)
+def test_options_reject_unknown_keys(name):
+    with pytest.raises(pydantic.ValidationError):
+        MIXERS.get(name).Options(not_an_option=1)
+    with pytest.raises(ValueError, match="not_an_option"):
+        ModelConfig(mixer=name, mixer_args={"not_an_option": 1})
+
+
+@pytest.mark.parametrize("name, options", [
+    ("hyena", {"emb_dim": 4}), ("hyena", {"order": 0}), ("base_conv", {"kernel_size": 0}),
+    ("h3", {"d_state": 7}), ("h3", {"head_dim": 0}),
+])
+def test_options_reject_bad_values(name, options):
+    with pytest.raises(pydantic.ValidationError):
+        MIXERS.get(name).Options(**options)
+
+
+def test_h3_head_dim_must_divide_d_model():
+    with pytest.raises(ValueError, match="divisible"):
+        mixer("h3", d_model=16, head_dim=3)
+
+
+# -- forward --------------------------------------------------------------------------------
+
+VARIANTS = [
+    ("base_conv", {}), ("base_conv", {"long_conv": False, "kernel_size": 4}),
+    ("base_conv", {"l_max": 16}),  # sequences longer than the explicit filter
+    ("hyena", {}), ("hyena", {"order": 3, "emb_dim": 5, "l_max": 16}),
+    ("h3", {}), ("h3", {"head_dim": 4, "d_state": 8}),
+]
+
+
+@pytest.mark.parametrize("name, options", VARIANTS)
+@pytest.mark.parametrize("length", [SHORT, LONG])
+def test_outputs_are_finite_and_causal(name, options, length):
+    model = mixer(name, **options)
+    x = torch.randn(2, length, 16)
+    y = model(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    t = length // 2
+    changed = x.clone()
+    changed[:, t] += 1.0
+    after = model(changed)
+    torch.testing.assert_close(after[:, :t], y[:, :t], atol=1e-5, rtol=0)
+    assert not torch.allclose(after[:, t], y[:, t])
+
+
+@pytest.mark.parametrize("name", CONV_MIXERS)
+def test_short_and_fft_paths_agree(name, monkeypatch):
+    model = mixer(name)
+    x = torch.randn(2, SHORT, 16)
+    short = model(x)
+    monkeypatch.setattr("tinylang.models.mixers._conv.FFT_MIN_LENGTH", 1)
+    torch.testing.assert_close(model(x), short, atol=1e-5, rtol=1e-4)
+
+
+# -- H3 recurrence ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype, atol", [(torch.float32, 1e-4), (torch.float64, 1e-10)])
+@pytest.mark.parametrize("options", [{}, {"head_dim": 4, "d_state": 8}])
+@pytest.mark.parametrize("length", [SHORT, LONG])
+def test_h3_recurrent_form_matches_parallel_form(dtype, atol, options, length):
+    model = mixer("h3", **options).to(dtype)
+    with torch.no_grad():  # a non-trivial shift and decay
+        model.log_dt.uniform_(-3, -1)
+    x = torch.randn(3, length, 16, dtype=dtype)
+    with torch.no_grad():
+        parallel = model(x)
+        state = model.initial_state(3)
+        steps = []
+        for t in range(length):
+            y_t, state = model.step(x[:, t], state)
+            steps.append(y_t)
+    torch.testing.assert_close(torch.stack(steps, 1), parallel, atol=atol, rtol=0)
+    assert state[0].dtype == dtype and state[1].is_complex()
+
+
+# -- learning -------------------------------------------------------------------------------
+
+TINY_AR = {"type": "ar", "num_kv": 16, "min_pairs": 2, "max_pairs": 3, "seed": 0,
+           "splits": {"train": 2000, "test": 200}}
+CHANCE = 1 / (TINY_AR["num_kv"] // 2)
+
+
+@pytest.fixture(scope="module")
+def ar_language(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ar") / "lang"
+    write_language(parse_language_config(TINY_AR), path)
+    return path
+
+
+@pytest.mark.parametrize("name, options, floor", [
+    ("base_conv", {}, 0.3), ("hyena", {}, 0.3), ("h3", {}, 0.3), ("h3", {"head_dim": 8}, 0.6),
+], ids=["base_conv", "hyena", "h3", "h3_head_dim8"])
+def test_learns_associative_recall(ar_language, tmp_path, name, options, floor):
+    steps = 300
+    config = ModelConfig(mixer=name, d_model=32, n_layers=2, mixer_args=options)
+    train = TrainConfig(lr=1e-2, batch_size=32, steps=steps, warmup_steps=10, seed=0)
+    train_run(config, train, ar_language, tmp_path, device="cpu", progress=False)
+    model, _ = load_checkpoint(tmp_path / "checkpoints" / f"step{steps}.pt")
+    df = evaluate_behaviour(model, {"test": load_tensors(ar_language, "test")})
+    accuracy = df[(df.metric == "accuracy") & (df.query_type == "ALL")].value.item()
+    print(f"{name} {options}: held-out accuracy {accuracy:.3f} (chance {CHANCE:.3f})")
+    assert accuracy > max(floor, 2 * CHANCE), accuracy
