@@ -55,3 +55,24 @@ rule intervention_heatmap:
         "../../envs/tinylang.yaml"
     script:
         "../scripts/intervention_heatmap.py"
+
+
+rule language_stats:
+    """Generation statistics (document length, distances, ...) per language and split."""
+    input:
+        languages=[language_dir(name) for name in STUDY.languages],
+    output:
+        png=report(f"{OUT}/figures/language_stats.png", category="Languages"),
+        pdf=f"{OUT}/figures/language_stats.pdf",
+        table=f"{OUT}/figures/language_stats.parquet",
+    params:
+        names=list(STUDY.languages),
+    log:
+        f"{OUT}/logs/figures/language_stats.log",
+    threads: 1
+    resources:
+        gpu=0,
+    conda:
+        "../../envs/tinylang.yaml"
+    script:
+        "../scripts/language_stats.py"

@@ -76,3 +76,14 @@ def intervention_heatmap(
     grid.figure.suptitle(f"{run} @ step {step}: Δp(answer), patched − corrupted", y=1.02)
     _save(grid.figure, table, table_path, figure_paths)
     return table
+
+
+def language_stats(language_dirs: Mapping[str, PathLike], table_path: PathLike, figure_paths: Sequence[PathLike]) -> pd.DataFrame:
+    """Distribution of each generation statistic, per language and split."""
+    table = tables.language_stats_table(language_dirs)
+    sns.set_theme(style="whitegrid", context="paper")
+    grid = sns.catplot(table, x="value", y="language", hue="split", col="statistic", col_wrap=4,
+                       kind="box", sharex=False, height=2.2, aspect=1.4, fliersize=1)
+    grid.set_titles("{col_name}")
+    _save(grid.figure, table, table_path, figure_paths)
+    return table

@@ -43,3 +43,20 @@ def intervention_summary(paths: Iterable[PathLike], metric: str = "p_diff") -> p
     df = df[(df["metric"] == metric) & (df["step"] == df["step"].max())]
     keys = ["run", "step", "corrupted", "layer", "component", "position", "metric"]
     return df.groupby(keys, sort=False, observed=True)["value"].agg(["mean", "count"]).reset_index()
+
+
+def language_stats_table(language_dirs: Mapping[str, PathLike]) -> pd.DataFrame:
+    """Per-example generation statistics of every split of every language, long format:
+    language, split, statistic, value (the statistics each language lists in meta.json)."""
+    from tinylang.languages import read_meta, read_split
+
+    frames = []
+    for language, directory in language_dirs.items():
+        meta = read_meta(directory)
+        for split, stats in meta["stats"].items():
+            df = read_split(directory, split)[list(stats)]
+            long = df.melt(var_name="statistic", value_name="value")
+            long.insert(0, "split", split)
+            long.insert(0, "language", language)
+            frames.append(long)
+    return pd.concat(frames, ignore_index=True)
