@@ -139,3 +139,21 @@ def test_ar_language_configs_match_the_paper():
     assert load("ar_8192.yaml").query_type == "key" and load("ar_8192_value.yaml").query_type == "value"
     gen = load("ar_gen.yaml")
     assert gen.train_test_split == 0.2 and set(gen.splits) == {"train", "dev", "test"}
+
+
+def test_describe_model_prints_parameters_state_and_hooks(capsys):
+    main(["describe-model", str(REPO / "config" / "config.yaml"), "--model", "mamba"])
+    out = capsys.readouterr().out
+    assert "== mamba" in out and "mixer (mamba)" in out
+    assert "recurrent state per sequence: 4,864 numbers" in out  # 2 layers × (128·3 conv + 128·16 SSM)
+    assert "mlp_input" not in out and "block_input (layers[i] input)" in out
+
+
+def test_every_mixer_can_be_described():
+    from tinylang.models import MIXERS, ModelConfig, build_model
+    from tinylang.models.describe import describe_model
+
+    for mixer in MIXERS.names():
+        model = build_model(ModelConfig(mixer=mixer, d_model=16, n_layers=1), 20, 8)
+        table = describe_model(model)
+        assert table.parameters.sum() == sum(p.numel() for p in model.parameters()), mixer

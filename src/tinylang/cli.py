@@ -95,6 +95,22 @@ def _show_language(args: argparse.Namespace) -> None:
             )
 
 
+def _describe_model(args: argparse.Namespace) -> None:
+    from tinylang.models import ModelConfig, build_model
+    from tinylang.models.describe import format_description
+
+    with open(args.config) as f:
+        raw = yaml.safe_load(f)
+    models = raw.get("models") if isinstance(raw, dict) and "models" in raw else {"model": raw}
+    names = [args.model] if args.model else list(models)
+    unknown = [n for n in names if n not in models]
+    if unknown:
+        raise SystemExit(f"tinylang: no model {unknown[0]!r} in {args.config}; it has: {', '.join(models)}")
+    for name in names:
+        model = build_model(ModelConfig(**models[name]), args.vocab_size, args.max_len)
+        print(f"== {name}\n{format_description(model)}\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="tinylang", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -108,6 +124,14 @@ def main(argv: list[str] | None = None) -> None:
     show.add_argument("--split", default="test", help="split to show (default: test)")
     show.add_argument("-n", type=int, default=5, help="number of examples (default: 5)")
     show.set_defaults(func=_show_language)
+    describe = commands.add_parser(
+        "describe-model", help="parameter counts, recurrent state size and hook points of a study's models"
+    )
+    describe.add_argument("config", help="a study config (its `models`) or a single model config (YAML)")
+    describe.add_argument("--model", help="only this model of the study")
+    describe.add_argument("--vocab-size", type=int, default=67, help="vocabulary size (default: 67, AR with num_kv 64)")
+    describe.add_argument("--max-len", type=int, default=64, help="positional table length (default: 64)")
+    describe.set_defaults(func=_describe_model)
     args = parser.parse_args(argv)
     args.func(args)
 
