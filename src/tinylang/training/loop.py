@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -202,7 +203,10 @@ def train_run(
 
     t_start = time.perf_counter()
     t_last, steps_since, tokens_since = t_start, 0, 0
-    with tqdm(total=total, initial=start, disable=not progress, desc=run_name or "train", dynamic_ncols=True) as bar:
+    # Redirected to a file (a cluster log), a bar redrawn ten times a second floods it.
+    refresh = 0.1 if sys.stderr.isatty() else 10.0
+    with tqdm(total=total, initial=start, disable=not progress, desc=run_name or "train", dynamic_ncols=True,
+              mininterval=refresh) as bar:
         while step < total:
             if pos == steps_per_epoch:
                 epoch, pos = epoch + 1, 0
