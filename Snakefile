@@ -1,12 +1,16 @@
 # tinylang: language generation → training → checkpoint evaluation → interventions → figures.
 # Run the default study:  snakemake --cores all
-# Another study:          snakemake --cores all --configfile config/studies/NAME.yaml
+# Another study:          snakemake --cores all --configfile my_study.yaml
 import os
 import sys
 
 import tinylang
 from tinylang.config import ConfigError, load_study
 from tinylang.device import wants_gpu
+from tinylang.environment import export_package_path
+
+# Jobs, also in the rules' conda environments (which don't install tinylang), run this code.
+export_package_path()
 
 
 # The default study, unless a study was given with --configfile (studies are self-contained:

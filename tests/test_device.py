@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +57,13 @@ def test_wants_gpu_never_raises_on_a_cpu_machine():
     assert wants_gpu("cuda") is True
     assert wants_gpu("cpu") is False
     assert wants_gpu("auto") in (True, False)
+
+
+def test_jobs_inherit_the_planning_process_tinylang(monkeypatch):
+    import tinylang
+    from tinylang.environment import export_package_path
+
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    root = export_package_path()
+    assert os.environ["PYTHONPATH"].split(os.pathsep) == [root, "/elsewhere"]
+    assert os.path.join(root, "tinylang", "__init__.py") == str(Path(tinylang.__file__).resolve())
