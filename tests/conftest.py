@@ -51,3 +51,34 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+TINY_AR = {"type": "ar", "num_kv": 16, "min_pairs": 2, "max_pairs": 3, "seed": 0,
+           "splits": {"train": 2000, "test": 200}}
+TINY_AR_CHANCE = 1 / (TINY_AR["num_kv"] // 2)  # the answer is one of num_kv / 2 values
+
+
+@pytest.fixture(scope="session")
+def tiny_ar(tmp_path_factory) -> Path:
+    """A small AR language (8 keys, 8 values, 2-3 pairs) on disk, written once per session."""
+    from tinylang.languages import parse_language_config, write_language
+
+    path = tmp_path_factory.mktemp("tiny_ar") / "ar"
+    write_language(parse_language_config(TINY_AR), path)
+    return path
+
+
+def held_out_accuracy(language: Path, out_dir: Path, mixer: str, *, steps: int, lr: float,
+                      warmup_steps: int = 10, mixer_args: dict | None = None) -> float:
+    """Train a 2-layer width-32 model on ``language`` and return its test-split answer accuracy."""
+    from tinylang.evaluation import evaluate_behaviour
+    from tinylang.languages import load_tensors
+    from tinylang.models import ModelConfig, load_checkpoint
+    from tinylang.training import TrainConfig, train_run
+
+    model = ModelConfig(mixer=mixer, d_model=32, n_layers=2, mixer_args=mixer_args or {})
+    train = TrainConfig(lr=lr, steps=steps, warmup_steps=warmup_steps, batch_size=32, seed=0)
+    train_run(model, train, language, out_dir, device="cpu", progress=False)
+    trained, _ = load_checkpoint(out_dir / "checkpoints" / f"step{steps}.pt")
+    table = evaluate_behaviour(trained, {"test": load_tensors(language, "test")})
+    return table[(table.metric == "accuracy") & (table.query_type == "ALL")].value.item()

@@ -6,13 +6,11 @@ import pydantic
 import pytest
 import torch
 
-from tinylang.evaluation import evaluate_behaviour
-from tinylang.languages import load_tensors, parse_language_config, write_language
-from tinylang.models import MIXERS, ModelConfig, load_checkpoint
+from conftest import TINY_AR_CHANCE, held_out_accuracy
+from tinylang.models import MIXERS, ModelConfig
 from tinylang.models.mixers._conv import (
     FFT_MIN_LENGTH, causal_conv, direct_causal_conv, fft_causal_conv, toeplitz_causal_conv,
 )
-from tinylang.training import TrainConfig, train_run
 
 CONV_MIXERS = ["base_conv", "hyena", "h3"]
 SHORT, LONG = 12, FFT_MIN_LENGTH + 36  # below / above the FFT threshold
@@ -133,28 +131,9 @@ def test_h3_recurrent_form_matches_parallel_form(dtype, atol, options, length):
 
 # -- learning -------------------------------------------------------------------------------
 
-TINY_AR = {"type": "ar", "num_kv": 16, "min_pairs": 2, "max_pairs": 3, "seed": 0,
-           "splits": {"train": 2000, "test": 200}}
-CHANCE = 1 / (TINY_AR["num_kv"] // 2)
-
-
-@pytest.fixture(scope="module")
-def ar_language(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ar") / "lang"
-    write_language(parse_language_config(TINY_AR), path)
-    return path
-
-
 @pytest.mark.parametrize("name, options, floor", [
     ("base_conv", {}, 0.3), ("hyena", {}, 0.3), ("h3", {}, 0.3), ("h3", {"head_dim": 8}, 0.6),
 ], ids=["base_conv", "hyena", "h3", "h3_head_dim8"])
-def test_learns_associative_recall(ar_language, tmp_path, name, options, floor):
-    steps = 300
-    config = ModelConfig(mixer=name, d_model=32, n_layers=2, mixer_args=options)
-    train = TrainConfig(lr=1e-2, batch_size=32, steps=steps, warmup_steps=10, seed=0)
-    train_run(config, train, ar_language, tmp_path, device="cpu", progress=False)
-    model, _ = load_checkpoint(tmp_path / "checkpoints" / f"step{steps}.pt")
-    df = evaluate_behaviour(model, {"test": load_tensors(ar_language, "test")})
-    accuracy = df[(df.metric == "accuracy") & (df.query_type == "ALL")].value.item()
-    print(f"{name} {options}: held-out accuracy {accuracy:.3f} (chance {CHANCE:.3f})")
-    assert accuracy > max(floor, 2 * CHANCE), accuracy
+def test_learns_associative_recall(tiny_ar, tmp_path, name, options, floor):
+    accuracy = held_out_accuracy(tiny_ar, tmp_path, name, steps=300, lr=1e-2, mixer_args=options)
+    assert accuracy > max(floor, 2 * TINY_AR_CHANCE), accuracy

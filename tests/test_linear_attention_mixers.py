@@ -6,14 +6,12 @@ import pydantic
 import pytest
 import torch
 
-from tinylang.evaluation import evaluate_behaviour
-from tinylang.languages import load_tensors, parse_language_config, write_language
-from tinylang.models import ModelConfig, load_checkpoint
+from conftest import held_out_accuracy
+from tinylang.models import ModelConfig
 from tinylang.models.mixers import MIXERS
 from tinylang.models.mixers.based import taylor_features, taylor_kernel
 from tinylang.models.mixers.deltanet import delta_rule_chunk, delta_rule_loop
 from tinylang.models.mixers.rwkv import wkv_scan, wkv_softmax
-from tinylang.training import TrainConfig, train_run
 
 D_MODEL = 16
 NAMES = ["based", "rwkv", "deltanet"]
@@ -260,15 +258,6 @@ def test_parameter_counts_and_state_sizes_at_d_model_64():
 # -- a tiny model learns associative recall ---------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def ar_language(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ar16")
-    config = {"type": "ar", "num_kv": 16, "min_pairs": 2, "max_pairs": 3, "seed": 0,
-              "splits": {"train": 2000, "test": 200}}
-    write_language(parse_language_config(config), out)
-    return out
-
-
 # (mixer, steps, lr, required test accuracy); chance is 1/8. Measured (1 thread):
 # based 0.72, rwkv 0.62, deltanet 0.99 in 2-6 s each. RWKV-4's wkv weights do not depend on
 # the query (only r gates the output), so recall is its weak point, as in Zoology.
@@ -276,12 +265,6 @@ TRAINING = [("based", 300, 3e-3, 0.45), ("rwkv", 500, 1e-2, 0.35), ("deltanet", 
 
 
 @pytest.mark.parametrize("name, steps, lr, required", TRAINING, ids=[t[0] for t in TRAINING])
-def test_tiny_model_learns_associative_recall(ar_language, tmp_path, name, steps, lr, required):
-    model_config = ModelConfig(mixer=name, d_model=32, n_layers=2)
-    train_run(model_config, TrainConfig(lr=lr, steps=steps, batch_size=32, seed=0), ar_language, tmp_path,
-              device="cpu", progress=False)
-    model, info = load_checkpoint(tmp_path / "checkpoints" / f"step{steps}.pt")
-    assert info["step"] == steps
-    df = evaluate_behaviour(model, {"test": load_tensors(ar_language, "test")})
-    accuracy = df[(df.metric == "accuracy") & (df.query_type == "ALL")].value.item()
+def test_tiny_model_learns_associative_recall(tiny_ar, tmp_path, name, steps, lr, required):
+    accuracy = held_out_accuracy(tiny_ar, tmp_path, name, steps=steps, lr=lr, warmup_steps=0)
     assert accuracy >= required, accuracy

@@ -6,13 +6,11 @@ import pydantic
 import pytest
 import torch
 
-from tinylang.evaluation import evaluate_behaviour
-from tinylang.languages import load_tensors, parse_language_config, write_language
-from tinylang.models import ModelConfig, load_checkpoint
+from conftest import TINY_AR_CHANCE, held_out_accuracy
+from tinylang.models import ModelConfig
 from tinylang.models.mixers import MIXERS
 from tinylang.models.mixers import mamba2 as mamba2_module
 from tinylang.models.mixers.mamba2 import RMSNormGated, segsum, ssd_chunked, ssd_sequential
-from tinylang.training import TrainConfig, train_run
 
 D_MODEL = 16
 F64 = dict(dtype=torch.float64)
@@ -243,28 +241,12 @@ def test_lstm_step_equals_forward():
 
 # -- a tiny associative-recall task ------------------------------------------------------------
 
-AR = {"type": "ar", "num_kv": 16, "min_pairs": 2, "max_pairs": 3, "seed": 0, "splits": {"train": 2000, "test": 200}}
-CHANCE = 1 / (AR["num_kv"] // 2)  # the answer is one of num_kv / 2 values
-
-
-@pytest.fixture(scope="module")
-def ar_language(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ar") / "lang"
-    write_language(parse_language_config(AR), path)
-    return path
-
-
 # (steps, lr, minimum held-out accuracy); measured: mamba2 0.935, lstm 0.415 (chance 0.125).
 TRAINING = {"mamba2": (400, 1e-2, 0.6), "lstm": (400, 1e-2, 0.3)}
 
 
 @pytest.mark.parametrize("mixer", sorted(TRAINING))
-def test_tiny_model_learns_associative_recall(mixer, ar_language, tmp_path):
+def test_tiny_model_learns_associative_recall(mixer, tiny_ar, tmp_path):
     steps, lr, minimum = TRAINING[mixer]
-    train = TrainConfig(lr=lr, batch_size=32, steps=steps, warmup_steps=10, seed=0, log_every=100)
-    train_run(ModelConfig(mixer=mixer, d_model=32, n_layers=2), train, ar_language, tmp_path,
-              device="cpu", progress=False)
-    model, _ = load_checkpoint(tmp_path / "checkpoints" / f"step{steps}.pt")
-    df = evaluate_behaviour(model, {"test": load_tensors(ar_language, "test")})
-    accuracy = df.query("query_type == 'ALL' and metric == 'accuracy'").value.item()
-    assert accuracy > max(minimum, 2 * CHANCE), accuracy
+    accuracy = held_out_accuracy(tiny_ar, tmp_path, mixer, steps=steps, lr=lr)
+    assert accuracy > max(minimum, 2 * TINY_AR_CHANCE), accuracy

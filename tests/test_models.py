@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import held_out_accuracy
 from tinylang.models import (
     MIXERS, CheckpointError, ModelConfig, build_model, load_checkpoint, save_checkpoint,
 )
@@ -105,18 +106,5 @@ def test_interventions_run_on_every_mixer_and_patching_the_last_block_restores_t
     "mixer, lr, floor",  # chance is 1/8; the floors sit well below what these reach (0.71, 0.83, 0.42, 0.83)
     [("attention", 3e-3, 0.4), ("mamba", 1e-2, 0.5), ("mamba_without_conv", 1e-2, 0.25), ("mamba_conv1d", 1e-2, 0.5)],
 )
-def test_attention_and_mamba_variants_learn_a_tiny_ar_task(tmp_path, mixer, lr, floor):
-    from tinylang.evaluation import evaluate_behaviour
-    from tinylang.languages import load_tensors, parse_language_config, write_language
-    from tinylang.training import TrainConfig, train_run
-
-    language = tmp_path / "ar"
-    write_language(parse_language_config({"type": "ar", "num_kv": 16, "min_pairs": 2, "max_pairs": 3, "seed": 0,
-                                          "splits": {"train": 2000, "test": 200}}), language)
-    train_run(ModelConfig(mixer=mixer, d_model=32, n_layers=2),
-              TrainConfig(lr=lr, steps=400, warmup_steps=20, batch_size=32), language, tmp_path / "run",
-              device="cpu", progress=False)
-    model, _ = load_checkpoint(tmp_path / "run" / "checkpoints" / "step400.pt")
-    table = evaluate_behaviour(model, {"test": load_tensors(language, "test")})
-    accuracy = table[(table.metric == "accuracy") & (table.query_type == "ALL")].value.item()
-    assert accuracy > floor
+def test_attention_and_mamba_variants_learn_a_tiny_ar_task(tiny_ar, tmp_path, mixer, lr, floor):
+    assert held_out_accuracy(tiny_ar, tmp_path, mixer, steps=400, lr=lr, warmup_steps=20) > floor
