@@ -4,11 +4,12 @@ The interventions module imports pyvene (slow: it pulls in transformers), so it 
 loaded only when one of its names is first used.
 """
 
+from .attribution import attribution_summary, example_attributions
 from .behaviour import evaluate_behaviour
 
 _LAZY = {"corrupt", "run_interventions", "register_with_pyvene"}
 
-__all__ = ["evaluate_behaviour", *sorted(_LAZY)]
+__all__ = ["attribution_summary", "evaluate_behaviour", "example_attributions", *sorted(_LAZY)]
 
 
 def __getattr__(name: str):
