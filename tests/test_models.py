@@ -108,3 +108,14 @@ def test_interventions_run_on_every_mixer_and_patching_the_last_block_restores_t
 )
 def test_attention_and_mamba_variants_learn_a_tiny_ar_task(tiny_ar, tmp_path, mixer, lr, floor):
     assert held_out_accuracy(tiny_ar, tmp_path, mixer, steps=400, lr=lr, warmup_steps=20) > floor
+
+
+def test_mamba_logs_which_path_it_took(caplog):
+    import logging
+
+    cls = MIXERS.get("mamba")
+    mixer = cls(16, cls.Options(), layer_idx=3)
+    with caplog.at_level(logging.INFO, logger="tinylang.kernels"):
+        mixer(torch.randn(1, 5, 16))
+        mixer(torch.randn(1, 5, 16))
+    assert caplog.text.count("mamba (layer 3): pure-PyTorch reference") == 1  # once, on the CPU

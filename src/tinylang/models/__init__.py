@@ -1,5 +1,6 @@
 """Architectures: one backbone, many mixers."""
 
+from . import kernels
 from .backbone import HOOK_POINTS, Block, LanguageModel, build_model
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from .config import ModelConfig

@@ -24,6 +24,8 @@ from pydantic import Field, model_validator
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from .. import kernels
+
 from . import MIXERS
 from .base import Mixer, MixerOptions
 
@@ -195,6 +197,7 @@ class Mamba(Mixer):
         self.dt_rank = math.ceil(d_model / 16) if options.dt_rank == "auto" else options.dt_rank
         self.use_conv = options.conv == "causal"
         self.conv_impl = options.conv_impl  # "torch": never a fused kernel (see MambaConv1d)
+        self.use_fast_path = True  # fused CUDA kernels when installed and on a GPU (set False to compare)
 
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=options.bias)
         if self.use_conv:
@@ -242,8 +245,33 @@ class Mamba(Mixer):
     # -- parallel form ---------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.use_fast_path and x.is_cuda and kernels.selective_scan_fn() is not None:
+            kernels.log_path_once(self, "mamba", True)
+            return self._forward_fused(x)
+        kernels.log_path_once(self, "mamba", False)
         y, _ = self._forward(x, None)
         return y
+
+    def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
+        """The same computation through mamba-ssm's selective scan and, where allowed
+        (``conv_impl="auto"``), causal-conv1d; the ``conv_act`` hook point still runs."""
+        length = x.shape[1]
+        u, z = self.in_proj(x).chunk(2, dim=-1)
+        u = u.transpose(1, 2).contiguous()  # (B, d_inner, L)
+        if self.use_conv:
+            conv = kernels.causal_conv1d_fn() if self.conv_impl == "auto" else None
+            if conv is not None:
+                u = conv(u, self.conv1d.weight.squeeze(1), self.conv1d.bias, activation=None)
+            else:
+                u = self.conv1d(u)[..., :length]
+        u = self.conv_act(u.transpose(1, 2))  # (B, L, d_inner)
+        dt, B, C = self._ssm_params(u)
+        y = kernels.selective_scan_fn()(
+            u.transpose(1, 2).contiguous(), dt.transpose(1, 2).contiguous(), -torch.exp(self.A_log.float()),
+            B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(), self.D.float(),
+            z=None, delta_bias=None, delta_softplus=False,
+        )
+        return self.out_proj(y.transpose(1, 2) * F.silu(z))
 
     def forward_with_state(self, x: torch.Tensor, state: MambaState | None = None) -> tuple[torch.Tensor, MambaState]:
         """Like ``forward`` but starting from (and returning) a recurrent state."""
