@@ -8,6 +8,6 @@ from .mixers import MIXERS
 from .state_mixers import STATE_MIXERS
 
 __all__ = [
-    "HOOK_POINTS", "Block", "LanguageModel", "build_model", "CheckpointError", "load_checkpoint",
+    "HOOK_POINTS", "Block", "kernels", "LanguageModel", "build_model", "CheckpointError", "load_checkpoint",
     "read_checkpoint", "save_checkpoint", "ModelConfig", "MIXERS", "STATE_MIXERS",
 ]
