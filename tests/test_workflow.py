@@ -65,7 +65,7 @@ def test_complete_run_writes_every_output(finished_study):
         assert {"run", "step", "split", "query_type", "metric", "value"} <= set(behaviour.columns)
         interventions = pd.read_parquet(out / "runs" / run / "eval" / "step12" / "interventions.parquet")
         assert set(interventions["corrupted"]) == {"query_item_orig", "target_item_orig"}
-    for figure in ("training_curves", "accuracy", "language_stats", "interventions_attention", "interventions_mamba"):
+    for figure in ("training_curves", "accuracy", "language_stats", "attribution", "interventions_attention", "interventions_mamba"):
         for suffix in (".png", ".pdf", ".parquet"):
             assert (out / "figures" / f"{figure}{suffix}").stat().st_size > 0
 

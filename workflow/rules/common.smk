@@ -21,6 +21,6 @@ def intervention_tables(run):
 
 
 def all_outputs():
-    figures = [f"{OUT}/figures/{name}.png" for name in ("training_curves", "accuracy", "language_stats")]
+    figures = [f"{OUT}/figures/{name}.png" for name in ("training_curves", "accuracy", "language_stats", "attribution")]
     figures += [f"{OUT}/figures/interventions_{run}.png" for run in STUDY.runs]
     return figures

@@ -76,3 +76,22 @@ rule language_stats:
         "../../envs/tinylang.yaml"
     script:
         "../scripts/language_stats.py"
+
+
+rule attribution:
+    """attrib (restored share of the answer's probability) at @Key / @Value / @Query per run."""
+    input:
+        tables=[table for run in STUDY.runs for table in intervention_tables(run)],
+    output:
+        png=report(f"{OUT}/figures/attribution.png", category="Interventions"),
+        pdf=f"{OUT}/figures/attribution.pdf",
+        table=f"{OUT}/figures/attribution.parquet",
+    log:
+        f"{OUT}/logs/figures/attribution.log",
+    threads: 1
+    resources:
+        gpu=0,
+    conda:
+        "../../envs/tinylang.yaml"
+    script:
+        "../scripts/attribution.py"

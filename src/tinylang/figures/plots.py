@@ -87,3 +87,17 @@ def language_stats(language_dirs: Mapping[str, PathLike], table_path: PathLike, 
     grid.set_titles("{col_name}")
     _save(grid.figure, table, table_path, figure_paths)
     return table
+
+
+def attribution(intervention_tables: Iterable[PathLike], table_path: PathLike,
+                figure_paths: Sequence[PathLike]) -> pd.DataFrame:
+    """The paper's attrib at @Key / @Value / @Query per run: box plots over examples (median and
+    quartiles), read at the last layer's block_input with the in-context key corrupted."""
+    table = tables.attribution_table(intervention_tables)
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, ax = plt.subplots(figsize=(2.2 + 1.4 * table["run"].nunique(), 3.2))
+    sns.boxplot(table.dropna(subset=["value"]), x="run", y="value", hue="readout",
+                hue_order=["@Key", "@Value", "@Query"], fliersize=1, ax=ax)
+    ax.set(ylabel="attrib (restored share of p)", xlabel="", title="Where the association is read")
+    _save(fig, table, table_path, figure_paths)
+    return table

@@ -60,3 +60,22 @@ def language_stats_table(language_dirs: Mapping[str, PathLike]) -> pd.DataFrame:
             long.insert(0, "language", language)
             frames.append(long)
     return pd.concat(frames, ignore_index=True)
+
+
+def attribution_table(paths: Iterable[PathLike]) -> pd.DataFrame:
+    """Per-example attrib at the latest step of each run, for the @Key/@Value/@Query readouts
+    (last layer's block_input, in-context key corrupted), long format: run, step, readout,
+    example, metric ("attrib"), value (NaN where the corruption did not lower p_clean)."""
+    from tinylang.evaluation.attribution import READOUTS, example_attributions
+
+    df = concat_tables(paths)
+    df = df[df["step"] == df.groupby("run")["step"].transform("max")]
+    per_example = example_attributions(df)
+    last = per_example.groupby("run")["layer"].transform("max")
+    keep = (per_example.component == "block_input") & (per_example.layer == last) \
+        & (per_example.corrupted == "query_item_orig")
+    chosen = per_example[keep]
+    readout = {position: name for name, position in READOUTS.items()}
+    chosen = chosen[chosen.position.isin(readout)].assign(readout=lambda d: d.position.map(readout))
+    out = chosen[["run", "step", "readout", "example", "attrib"]].rename(columns={"attrib": "value"})
+    return out.assign(metric="attrib")[["run", "step", "readout", "example", "metric", "value"]]
