@@ -93,10 +93,6 @@ def train(
     shutil.rmtree(partial, ignore_errors=True)
 
 
-def _checkpoint(checkpoints_dir: str | os.PathLike, step: int | str) -> Path:
-    return Path(checkpoints_dir) / f"step{int(step)}.pt"
-
-
 def evaluate(
     checkpoints_dir: str | os.PathLike,
     step: int | str,
@@ -150,13 +146,13 @@ def _checkpoint_and_data(checkpoints_dir, step, language_dir, splits, max_exampl
     from tinylang.device import resolve_device
     from tinylang.languages import read_meta
     from tinylang.languages.dataset import load_tensors
-    from tinylang.models import load_checkpoint
+    from tinylang.models import checkpoint_path, load_checkpoint
 
     meta = read_meta(language_dir)
     unknown = [split for split in splits if split not in meta["splits"]]
     if unknown:
         raise ValueError(f"split(s) {unknown} not in the language's splits {list(meta['splits'])}")
-    model, _ = load_checkpoint(_checkpoint(checkpoints_dir, step), device=resolve_device(device))
+    model, _ = load_checkpoint(checkpoint_path(checkpoints_dir, step), device=resolve_device(device))
     data = {}
     for split in splits:
         tensors = load_tensors(language_dir, split)

@@ -2,12 +2,12 @@
 
 from . import kernels
 from .backbone import HOOK_POINTS, Block, LanguageModel, build_model
-from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, read_checkpoint, save_checkpoint
 from .config import ModelConfig
 from .mixers import MIXERS
 from .state_mixers import STATE_MIXERS
 
 __all__ = [
-    "HOOK_POINTS", "Block", "kernels", "LanguageModel", "build_model", "CheckpointError", "load_checkpoint",
-    "read_checkpoint", "save_checkpoint", "ModelConfig", "MIXERS", "STATE_MIXERS",
+    "HOOK_POINTS", "Block", "kernels", "LanguageModel", "build_model", "CheckpointError", "checkpoint_path",
+    "load_checkpoint", "read_checkpoint", "save_checkpoint", "ModelConfig", "MIXERS", "STATE_MIXERS",
 ]

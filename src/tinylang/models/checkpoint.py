@@ -14,6 +14,11 @@ from .config import ModelConfig
 FORMAT = "tinylang-checkpoint-v1"
 
 
+def checkpoint_path(checkpoints_dir: str | os.PathLike, step: int | str) -> Path:
+    """Where a run's checkpoint at ``step`` lives: ``<checkpoints_dir>/step<step>.pt``."""
+    return Path(checkpoints_dir) / f"step{int(step)}.pt"
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint file is missing, unreadable or not a tinylang checkpoint."""
 

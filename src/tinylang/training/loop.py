@@ -56,7 +56,7 @@ from tqdm.auto import tqdm
 from tinylang.device import resolve_device
 from tinylang.languages import read_meta
 from tinylang.languages.dataset import IGNORE_INDEX, load_tensors
-from tinylang.models import LanguageModel, ModelConfig, build_model, save_checkpoint
+from tinylang.models import LanguageModel, ModelConfig, build_model, checkpoint_path, save_checkpoint
 
 from .config import TrainConfig
 from .schedules import lr_lambda
@@ -183,7 +183,7 @@ def train_run(
         log.info("run %s: resuming from step %d of %d (%s)", label, start, total, state_path)
 
     if start == 0 and 0 in checkpoint_steps:
-        save_checkpoint(ckpt_dir / "step0.pt", model, 0, extra)
+        save_checkpoint(checkpoint_path(ckpt_dir, 0), model, 0, extra)
 
     # The data, on the device once; lengths stay on the CPU so batch widths need no sync.
     input_ids = train.input_ids.to(dev)
@@ -253,7 +253,7 @@ def train_run(
                 t_last, steps_since, tokens_since = now, 0, 0
 
             if step in checkpoint_set:
-                save_checkpoint(ckpt_dir / f"step{step}.pt", model, step, extra)
+                save_checkpoint(checkpoint_path(ckpt_dir, step), model, step, extra)
                 if step < total:
                     _write_state(
                         state_path,
