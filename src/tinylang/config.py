@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import yaml
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from tinylang.languages import parse_language_config
 from tinylang.models import ModelConfig
@@ -87,6 +87,7 @@ class StudyConfig(_Section):
     runs: dict[str, RunSpec]
     evaluation: EvaluationConfig = EvaluationConfig()
     interventions: InterventionConfig = InterventionConfig()
+    _runs: dict[str, Run] = PrivateAttr(default_factory=dict)
 
     @field_validator("languages", "models", "runs")
     @classmethod
@@ -115,28 +116,29 @@ class StudyConfig(_Section):
             except (ValueError, TypeError, OSError, yaml.YAMLError) as err:
                 problems.append(f"languages.{name}: {err}")
         self.languages = parsed
+        trains = {}
         for name, spec in self.runs.items():
             if spec.language not in known:
                 problems.append(f"runs.{name}.language: {spec.language!r} is not one of: {', '.join(known)}")
             if spec.model not in self.models:
                 problems.append(f"runs.{name}.model: {spec.model!r} is not one of: {', '.join(self.models)}")
             try:
-                TrainConfig(**{**self.training, **spec.train})
+                trains[name] = TrainConfig(**{**self.training, **spec.train})
             except ValidationError as err:
                 problems += [f"runs.{name}.train (with training defaults): {line}" for line in _lines(err)]
         if problems:
             raise ValueError("\n".join(problems))
+        # Resolved once here; the Snakefile asks for runs many times while it plans.
+        self._runs = {
+            name: Run(name, spec.language, self.models[spec.model], trains[name],
+                      trains[name].total_steps(self.languages[spec.language].splits["train"]))
+            for name, spec in self.runs.items()
+        }
         return self
 
     def run(self, name: str) -> Run:
         """The fully resolved run ``name``."""
-        spec = self.runs[name]
-        train = TrainConfig(**{**self.training, **spec.train})
-        train_size = self.languages[spec.language].splits["train"]
-        return Run(name, spec.language, self.models[spec.model], train, train.total_steps(train_size))
-
-    def language_splits(self, language: str) -> list[str]:
-        return list(self.languages[language].splits)
+        return self._runs[name]
 
     def eval_steps(self, run: str, section: EvaluationConfig | InterventionConfig) -> list[int]:
         """The checkpoint steps at which ``section``'s evaluation runs for ``run``."""
