@@ -16,6 +16,8 @@ from typing import Any, Iterator
 
 import pandas as pd
 
+from tinylang.tables import write_table
+
 log = logging.getLogger("tinylang")
 
 
@@ -47,15 +49,6 @@ def set_threads(threads: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, int(threads)))
-
-
-def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write a tidy table as Parquet, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    df.reset_index(drop=True).to_parquet(tmp, index=False)
-    os.replace(tmp, path)
 
 
 def generate_language(config: dict[str, Any], out_dir: str | os.PathLike) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 
 import matplotlib
 
@@ -13,14 +12,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from tinylang.tables import write_table  # noqa: E402
+
 from . import tables  # noqa: E402
 
 PathLike = str | os.PathLike
 
 
 def _save(fig: plt.Figure, table: pd.DataFrame, table_path: PathLike, figure_paths: Sequence[PathLike]) -> None:
-    Path(table_path).parent.mkdir(parents=True, exist_ok=True)
-    table.reset_index(drop=True).to_parquet(table_path, index=False)
+    write_table(table, table_path)
     for path in figure_paths:
         fig.savefig(path, bbox_inches="tight", dpi=150)
     plt.close(fig)

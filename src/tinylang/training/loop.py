@@ -57,6 +57,7 @@ from tinylang.device import resolve_device
 from tinylang.languages import read_meta
 from tinylang.languages.dataset import IGNORE_INDEX, load_tensors
 from tinylang.models import LanguageModel, ModelConfig, build_model, checkpoint_path, save_checkpoint
+from tinylang.tables import write_table
 
 from .config import TrainConfig
 from .schedules import lr_lambda
@@ -380,6 +381,4 @@ def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> 
 def _write_log(rows: list[dict[str, float | int]], path: Path) -> None:
     df = pd.DataFrame(rows, columns=list(LOG_COLUMNS))
     df = df.astype({"step": "int64", "epoch": "int64"} | {c: "float64" for c in LOG_COLUMNS[2:]})
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    write_table(df, path)
