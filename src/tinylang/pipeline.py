@@ -98,11 +98,9 @@ def evaluate(
     """Evaluation stage: behavioural metrics of one checkpoint on the configured splits."""
     from tinylang.config import EvaluationConfig
     from tinylang.evaluation import evaluate_behaviour
-    from tinylang.languages import read_meta
 
     cfg = EvaluationConfig(**evaluation)
-    splits = cfg.splits or list(read_meta(language_dir)["splits"])
-    model, data, _ = _checkpoint_and_data(checkpoints_dir, step, language_dir, splits, cfg.max_examples, device)
+    model, data, _ = _checkpoint_and_data(checkpoints_dir, step, language_dir, cfg.splits, cfg.max_examples, device)
     table = evaluate_behaviour(model, data, batch_size=cfg.batch_size)
     return _write_labelled(table, out, run, step)
 
@@ -132,8 +130,8 @@ def intervene(
 
 
 def _checkpoint_and_data(checkpoints_dir, step, language_dir, splits, max_examples, device):
-    """The checkpoint's model, the first ``max_examples`` of each split as tensors, and the
-    language's meta; a split the language lacks is an error before any model is loaded."""
+    """The checkpoint's model, the first ``max_examples`` of each split (None: every split) as
+    tensors, and the language's meta; a split the language lacks is an error before any model is loaded."""
     import torch
 
     from tinylang.device import resolve_device
@@ -142,6 +140,7 @@ def _checkpoint_and_data(checkpoints_dir, step, language_dir, splits, max_exampl
     from tinylang.models import checkpoint_path, load_checkpoint
 
     meta = read_meta(language_dir)
+    splits = list(meta["splits"]) if splits is None else splits
     unknown = [split for split in splits if split not in meta["splits"]]
     if unknown:
         raise ValueError(f"split(s) {unknown} not in the language's splits {list(meta['splits'])}")
