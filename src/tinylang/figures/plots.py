@@ -40,7 +40,7 @@ def training_curves(logs: Mapping[str, PathLike], table_path: PathLike, figure_p
 def accuracy(behaviour_tables: Iterable[PathLike], table_path: PathLike, figure_paths: Sequence[PathLike]) -> pd.DataFrame:
     """Answer accuracy across checkpoints (left) and at the last checkpoint (right), per run."""
     table = tables.accuracy_table(behaviour_tables)
-    final = table[table["step"] == table.groupby("run")["step"].transform("max")]
+    final = tables.latest_step(table)
     sns.set_theme(style="whitegrid", context="paper")
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2), gridspec_kw={"width_ratios": [3, 2]})
     sns.lineplot(table, x="step", y="value", hue="run", style="split", marker="o", ax=left)

@@ -18,6 +18,11 @@ def concat_tables(paths: Iterable[PathLike]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def latest_step(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each run's last step."""
+    return df[df["step"] == df.groupby("run")["step"].transform("max")]
+
+
 def training_table(logs: Mapping[str, PathLike]) -> pd.DataFrame:
     """Train logs of several runs, long format: run, step, metric, value."""
     frames = []
@@ -38,9 +43,9 @@ def accuracy_table(paths: Iterable[PathLike]) -> pd.DataFrame:
 
 def intervention_summary(paths: Iterable[PathLike], metric: str = "p_diff") -> pd.DataFrame:
     """Mean of ``metric`` over examples per (run, step, corrupted, layer, component, position),
-    at the latest step present."""
+    at each run's latest step."""
     df = concat_tables(paths)
-    df = df[(df["metric"] == metric) & (df["step"] == df["step"].max())]
+    df = latest_step(df[df["metric"] == metric])
     keys = ["run", "step", "corrupted", "layer", "component", "position", "metric"]
     return df.groupby(keys, sort=False, observed=True)["value"].agg(["mean", "count"]).reset_index()
 
@@ -69,7 +74,7 @@ def attribution_table(paths: Iterable[PathLike]) -> pd.DataFrame:
     from tinylang.evaluation.attribution import READOUTS, example_attributions
 
     df = concat_tables(paths)
-    df = df[df["step"] == df.groupby("run")["step"].transform("max")]
+    df = latest_step(df)
     per_example = example_attributions(df)
     last = per_example.groupby("run")["layer"].transform("max")
     keep = (per_example.component == "block_input") & (per_example.layer == last) \
