@@ -82,3 +82,30 @@ def held_out_accuracy(language: Path, out_dir: Path, mixer: str, *, steps: int, 
     trained, _ = load_checkpoint(out_dir / "checkpoints" / f"step{steps}.pt")
     table = evaluate_behaviour(trained, {"test": load_tensors(language, "test")})
     return table[(table.metric == "accuracy") & (table.query_type == "ALL")].value.item()
+
+
+@pytest.fixture(scope="session")
+def trained_attention(tiny_ar, tmp_path_factory):
+    """A 2-layer width-32 attention model trained to solve ``tiny_ar`` (test accuracy 1.0 in ~2 s).
+
+    Returns ``(model, checkpoints_dir)``; the model is in eval mode. Tests must not modify it.
+    """
+    from tinylang.models import ModelConfig, load_checkpoint
+    from tinylang.training import TrainConfig, train_run
+
+    out = tmp_path_factory.mktemp("trained_attention")
+    model = ModelConfig(mixer="attention", d_model=32, n_layers=2)
+    train = TrainConfig(lr=3e-3, steps=600, warmup_steps=20, batch_size=32, seed=0)
+    train_run(model, train, tiny_ar, out, device="cpu", progress=False)
+    trained, _ = load_checkpoint(out / "checkpoints" / "step600.pt")
+    return trained.eval(), out / "checkpoints"
+
+
+@pytest.fixture(scope="session")
+def untrained_attention(trained_attention):
+    """The same architecture as ``trained_attention`` at a seeded initialisation."""
+    from tinylang.models import build_model
+
+    trained, _ = trained_attention
+    torch.manual_seed(0)
+    return build_model(trained.model_config, trained.config.vocab_size, trained.config.max_len).eval()
