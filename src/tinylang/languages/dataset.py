@@ -29,6 +29,10 @@ class TokenTensors:
     answer: torch.Tensor  # [N] int64
     query_type: np.ndarray  # [N] str
     labels: torch.Tensor  # [N, Lmax] int64
+    # Where several answers are valid (ATR): the target distribution over answer ids, as
+    # ids [N, A] padded with PAD and their probabilities [N, A] (0 on padding); else None.
+    answer_set: torch.Tensor | None = None
+    answer_weights: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -50,6 +54,8 @@ class TokenTensors:
             answer=pick(self.answer),
             query_type=self.query_type[index.cpu().numpy()],
             labels=pick(self.labels),
+            answer_set=None if self.answer_set is None else pick(self.answer_set),
+            answer_weights=None if self.answer_weights is None else pick(self.answer_weights),
         )
 
     def to(self, device: torch.device | str) -> TokenTensors:
@@ -61,6 +67,8 @@ class TokenTensors:
             answer=self.answer.to(device),
             query_type=self.query_type,
             labels=self.labels.to(device),
+            answer_set=None if self.answer_set is None else self.answer_set.to(device),
+            answer_weights=None if self.answer_weights is None else self.answer_weights.to(device),
         )
 
 
@@ -97,6 +105,9 @@ def to_tensors(df: pd.DataFrame, mask_nonquery: bool) -> TokenTensors:
     else:
         labels[:, :-1] = np.where(valid[:, 1:], ids[:, 1:], IGNORE_INDEX)
 
+    answer_set = answer_weights = None
+    if "answer_set" in df and "answer_counts" in df:
+        answer_set, answer_weights = _target_distribution(df["answer_set"], df["answer_counts"])
     return TokenTensors(
         input_ids=torch.from_numpy(ids),
         lengths=torch.from_numpy(lengths),
@@ -104,7 +115,27 @@ def to_tensors(df: pd.DataFrame, mask_nonquery: bool) -> TokenTensors:
         answer=torch.from_numpy(answer),
         query_type=df["query_type"].to_numpy(dtype=object),
         labels=torch.from_numpy(labels),
+        answer_set=answer_set,
+        answer_weights=answer_weights,
     )
+
+
+def _target_distribution(answer_set: pd.Series, answer_counts: pd.Series) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded ``[N, A]`` answer ids and their probabilities ``counts / sum(counts)``."""
+    ids, sizes = _flat_tokens(answer_set)
+    counts, count_sizes = _flat_tokens(answer_counts)
+    if not np.array_equal(sizes, count_sizes):
+        raise ValueError("answer_set and answer_counts differ in length for some example")
+    width = int(sizes.max()) if len(sizes) else 0
+    valid = np.arange(width) < sizes[:, None]
+    padded_ids = np.full(valid.shape, PAD, dtype=np.int64)
+    padded_ids[valid] = ids
+    weights = np.zeros(valid.shape, dtype=np.float32)
+    weights[valid] = counts
+    totals = weights.sum(1, keepdims=True)
+    if (totals <= 0).any():
+        raise ValueError("some example has no positive answer count")
+    return torch.from_numpy(padded_ids), torch.from_numpy(weights / totals)
 
 
 def load_tensors(language_dir: Path, split: str) -> TokenTensors:
