@@ -7,6 +7,7 @@ import sys
 import tinylang
 from tinylang.config import ConfigError, load_study
 from tinylang.device import wants_gpu
+from tinylang.evaluation.evaluators import EVALUATORS
 from tinylang.environment import export_package_path
 
 # Jobs, also in the rules' conda environments (which don't install tinylang), run this code.
@@ -35,13 +36,13 @@ wildcard_constraints:
     language=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     run=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     step=r"\d+",
+    evaluator="|".join(EVALUATORS.names()),
 
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/languages.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/interventions.smk"
 include: "workflow/rules/figures.smk"
 
 

@@ -33,8 +33,10 @@ TINY_STUDY = {
         "attention": {"language": "ar", "model": "attention"},
         "mamba": {"language": "ar", "model": "mamba"},
     },
-    "evaluation": {"checkpoints": "all", "max_examples": 32},
-    "interventions": {"checkpoints": "final", "num_examples": 8},
+    "evaluators": {
+        "behaviour": {"checkpoints": "all", "num_examples": 32},
+        "interventions": {"checkpoints": "final", "num_examples": 8},
+    },
 }
 
 

@@ -49,9 +49,28 @@ def test_bad_values_name_the_field_and_the_allowed_values(tiny_study, edit, expe
 
 
 def test_checkpoint_selection_must_name_saved_steps(tiny_study):
-    tiny_study["interventions"]["checkpoints"] = [7]
-    with pytest.raises(ConfigError, match=r"\[7\] are not saved"):
+    tiny_study["evaluators"]["interventions"]["checkpoints"] = [7]
+    with pytest.raises(ConfigError, match=r"evaluators.interventions.checkpoints: \[7\] are not saved"):
         load_study(tiny_study)
+
+
+def test_evaluators_are_validated_by_name_and_options(tiny_study):
+    tiny_study["evaluators"] = {"behavior": {}, "interventions": {"num_exampls": 3}, "probes": {"l2": -1}}
+    with pytest.raises(ConfigError) as err:
+        load_study(tiny_study)
+    message = str(err.value)
+    assert "evaluators.behavior: unknown evaluator 'behavior'; allowed: attention, behaviour" in message
+    assert "evaluators.interventions.num_exampls: Extra inputs are not permitted" in message
+    assert "evaluators.probes.l2" in message
+
+
+def test_evaluators_apply_only_where_they_can(tiny_study):
+    tiny_study["evaluators"] = {"behaviour": None, "attention": {"checkpoints": "all"}}
+    study = load_study(tiny_study)
+    assert study.evaluators_for("attention") == ["behaviour", "attention"]
+    assert study.evaluators_for("mamba") == ["behaviour"]  # Mamba has no attention probabilities
+    assert study.eval_steps("attention", "attention") == [0, 6, 12]
+    assert study.evaluator_options("behaviour").splits is None
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,8 @@ def snakemake(workdir: Path, study: dict, *args: str) -> str:
 
 
 def planned(output: str) -> set[tuple[str, str]]:
-    """(rule, run-or-language wildcard) pairs a dry run plans; '' where the rule has neither."""
+    """(rule, run-or-language wildcard) pairs a dry run plans; '' where the rule has neither.
+    Evaluation jobs are named after their evaluator: ``evaluate/interventions``."""
     jobs = set()
     for block in re.split(r"\n(?=(?:local)?rule )", output):
         head = re.match(r"(?:local)?rule (\w+):", block)
@@ -37,7 +38,8 @@ def planned(output: str) -> set[tuple[str, str]]:
             continue
         wildcards = re.search(r"wildcards: (.*)", block)
         names = dict(re.findall(r"(\w+)=([^,\s]+)", wildcards.group(1))) if wildcards else {}
-        jobs.add((head.group(1), names.get("run", names.get("language", ""))))
+        rule = head.group(1) + (f"/{names['evaluator']}" if "evaluator" in names else "")
+        jobs.add((rule, names.get("run", names.get("language", ""))))
     return jobs
 
 
@@ -80,8 +82,8 @@ def test_changing_one_learning_rate_replans_only_that_run(finished_study):
     changed = yaml.safe_load(yaml.safe_dump(study))
     changed["runs"]["mamba"]["train"] = {"lr": 0.01}
     jobs = planned(snakemake(workdir, changed, "-n"))
-    assert ("train", "mamba") in jobs and ("evaluate", "mamba") in jobs and ("interventions", "mamba") in jobs
-    assert not any(run == "attention" for rule, run in jobs if rule in {"train", "evaluate", "interventions"})
+    assert {("train", "mamba"), ("evaluate/behaviour", "mamba"), ("evaluate/interventions", "mamba")} <= jobs
+    assert not any(run == "attention" for rule, run in jobs if rule.startswith(("train", "evaluate")))
     assert not any(rule == "language" for rule, _ in jobs)
 
 
@@ -92,7 +94,16 @@ def test_changing_the_language_replans_everything_downstream(finished_study):
     jobs = planned(snakemake(workdir, changed, "-n"))
     assert ("language", "ar") in jobs
     for run in ("attention", "mamba"):
-        assert {("train", run), ("evaluate", run), ("interventions", run)} <= jobs
+        assert {("train", run), ("evaluate/behaviour", run), ("evaluate/interventions", run)} <= jobs
+
+
+def test_changing_one_evaluators_options_replans_only_its_tables(finished_study):
+    workdir, study = finished_study
+    changed = yaml.safe_load(yaml.safe_dump(study))
+    changed["evaluators"]["interventions"]["num_examples"] = 6
+    jobs = planned(snakemake(workdir, changed, "-n"))
+    assert {rule for rule, _ in jobs} == {"evaluate/interventions", "intervention_heatmap", "attribution", "all"}
+    assert {run for rule, run in jobs if rule == "evaluate/interventions"} == {"attention", "mamba"}
 
 
 def test_gpu_rules_declare_a_gpu_when_the_study_runs_on_cuda(tmp_path):
@@ -104,7 +115,7 @@ def test_gpu_rules_declare_a_gpu_when_the_study_runs_on_cuda(tmp_path):
     blocks = {rule: block for rule, block in
               (re.match(r"(?:local)?rule (\w+):(.*)", b, re.S).groups()
                for b in re.split(r"\n(?=(?:local)?rule )", out) if re.match(r"(?:local)?rule ", b))}
-    for rule in ("train", "evaluate", "interventions"):
+    for rule in ("train", "evaluate"):
         assert "gpu=1" in blocks[rule], rule
     for rule in ("language", "accuracy"):
         assert "gpu=0" in blocks[rule], rule

@@ -15,43 +15,22 @@ import yaml
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
+from tinylang.evaluation.evaluators import (
+    DEFAULT_EVALUATORS, EVALUATORS, EvaluatorOptions, parse_evaluator_options,
+)
 from tinylang.languages import parse_language_config
 from tinylang.models import ModelConfig
 from tinylang.training.config import TrainConfig
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # names become path parts and wildcards
-PROBE_ITEMS = ("query_item_orig", "target_item_orig")
 
 
 class ConfigError(ValueError):
     """A study config is invalid; the message lists every problem with its field."""
 
 
-CheckpointSelection = Literal["all", "final"] | list[int]
-
-
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class EvaluationConfig(_Section):
-    """Behavioural metrics (loss, accuracy, answer probability) per checkpoint."""
-
-    checkpoints: CheckpointSelection = "all"
-    splits: list[str] | None = None  # None: every split of the language
-    max_examples: int = Field(2000, ge=1)  # per split, the first ones
-    batch_size: int = Field(256, ge=1)
-
-
-class InterventionConfig(_Section):
-    """Interchange interventions per checkpoint."""
-
-    checkpoints: CheckpointSelection = "final"
-    split: str = "test"
-    num_examples: int = Field(128, ge=1)
-    batch_size: int = Field(64, ge=1)
-    corrupt: list[Literal["query_item_orig", "target_item_orig"]] = list(PROBE_ITEMS)
-    seed: int = 0
 
 
 class RunSpec(_Section):
@@ -85,9 +64,10 @@ class StudyConfig(_Section):
     models: dict[str, ModelConfig]
     training: dict[str, Any] = Field(default_factory=dict)  # defaults for every run's `train`
     runs: dict[str, RunSpec]
-    evaluation: EvaluationConfig = EvaluationConfig()
-    interventions: InterventionConfig = InterventionConfig()
+    # Evaluator name → its options (None or {} for the defaults); see tinylang.evaluation.evaluators.
+    evaluators: dict[str, dict[str, Any] | None] = Field(default_factory=lambda: dict(DEFAULT_EVALUATORS))
     _runs: dict[str, Run] = PrivateAttr(default_factory=dict)
+    _evaluators: dict[str, EvaluatorOptions] = PrivateAttr(default_factory=dict)
 
     @field_validator("languages", "models", "runs")
     @classmethod
@@ -126,6 +106,13 @@ class StudyConfig(_Section):
                 trains[name] = TrainConfig(**{**self.training, **spec.train})
             except ValidationError as err:
                 problems += [f"runs.{name}.train (with training defaults): {line}" for line in _lines(err)]
+        for name, raw in self.evaluators.items():
+            try:
+                self._evaluators[name] = parse_evaluator_options(name, raw)
+            except KeyError as err:
+                problems.append(f"evaluators.{name}: {err.args[0]}")
+            except ValidationError as err:
+                problems += [f"evaluators.{name}.{line}" for line in _lines(err)]
         if problems:
             raise ValueError("\n".join(problems))
         # Resolved once here; the Snakefile asks for runs many times while it plans.
@@ -140,17 +127,29 @@ class StudyConfig(_Section):
         """The fully resolved run ``name``."""
         return self._runs[name]
 
-    def eval_steps(self, run: str, section: EvaluationConfig | InterventionConfig) -> list[int]:
-        """The checkpoint steps at which ``section``'s evaluation runs for ``run``."""
+    def evaluator_options(self, evaluator: str) -> EvaluatorOptions:
+        """The validated options of ``evaluator`` (one of the study's ``evaluators``)."""
+        return self._evaluators[evaluator]
+
+    def evaluators_for(self, run: str) -> list[str]:
+        """The study's evaluators that apply to ``run``'s model (e.g. attention only to attention)."""
+        model = self.run(run).model
+        return [name for name in self._evaluators if EVALUATORS.get(name).applies_to(model)]
+
+    def eval_steps(self, run: str, evaluator: str) -> list[int]:
+        """The checkpoint steps at which ``evaluator`` runs for ``run``."""
         steps = self.run(run).checkpoint_steps
-        if section.checkpoints == "all":
+        selection = self._evaluators[evaluator].checkpoints
+        if selection == "all":
             return steps
-        if section.checkpoints == "final":
+        if selection == "final":
             return steps[-1:]
-        missing = sorted(set(section.checkpoints) - set(steps))
+        missing = sorted(set(selection) - set(steps))
         if missing:
-            raise ConfigError(f"evaluation checkpoints {missing} are not saved by run {run!r} (saved: {steps})")
-        return sorted(section.checkpoints)
+            raise ConfigError(
+                f"evaluators.{evaluator}.checkpoints: {missing} are not saved by run {run!r} (saved: {steps})"
+            )
+        return sorted(selection)
 
 
 def _lines(err: ValidationError) -> list[str]:
@@ -180,10 +179,11 @@ def load_study(raw: dict[str, Any], language_library: str | Path | None = None) 
     try:
         study = StudyConfig.model_validate(raw, context={"language_library": language_library})
         for name in study.runs:  # checkpoint selections must name saved steps
-            study.eval_steps(name, study.evaluation)
-            study.eval_steps(name, study.interventions)
+            for evaluator in study.evaluators_for(name):
+                study.eval_steps(name, evaluator)
     except ValidationError as err:
-        raise ConfigError("invalid study config:\n  " + "\n  ".join(_lines(err))) from None
+        lines = [part for line in _lines(err) for part in line.splitlines()]
+        raise ConfigError("invalid study config:\n  " + "\n  ".join(lines)) from None
     return study
 
 
@@ -208,5 +208,17 @@ def json_schema() -> dict[str, Any]:
         **TrainConfig.model_json_schema(ref_template="#/$defs/{model}"),
         "required": [],
         "description": "Training defaults for every run (TrainConfig); a run's `train` overrides them.",
+    }
+    evaluators = {}
+    for name in EVALUATORS.names():
+        options = EVALUATORS.get(name).Options
+        sub = options.model_json_schema(ref_template="#/$defs/{model}")
+        defs.update(sub.pop("$defs", {}))
+        sub["description"] = (EVALUATORS.get(name).__doc__ or "").strip()
+        evaluators[name] = {"oneOf": [sub, {"type": "null"}]}
+    schema["properties"]["evaluators"] = {
+        "type": "object", "properties": evaluators, "additionalProperties": False,
+        "description": "Evaluators to run on checkpoints, by name, with their options (null: defaults).",
+        "default": DEFAULT_EVALUATORS,
     }
     return schema

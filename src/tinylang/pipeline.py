@@ -90,43 +90,28 @@ def evaluate(
     checkpoints_dir: str | os.PathLike,
     step: int | str,
     language_dir: str | os.PathLike,
-    evaluation: dict[str, Any],
+    evaluator: str,
+    options: dict[str, Any] | None,
     out: str | os.PathLike,
     device: str = "auto",
     run: str = "",
 ) -> pd.DataFrame:
-    """Evaluation stage: behavioural metrics of one checkpoint on the configured splits."""
-    from tinylang.config import EvaluationConfig
-    from tinylang.evaluation import evaluate_behaviour
+    """Evaluation stage: evaluator ``evaluator`` (with ``options``) on one checkpoint.
 
-    cfg = EvaluationConfig(**evaluation)
-    model, data, _ = _checkpoint_and_data(checkpoints_dir, step, language_dir, cfg.splits, cfg.max_examples, device)
-    table = evaluate_behaviour(model, data, batch_size=cfg.batch_size)
-    return _write_labelled(table, out, run, step)
+    Writes the evaluator's table with ``run``, ``step`` and ``split`` columns in front."""
+    from tinylang.evaluation.evaluators import EVALUATORS, parse_evaluator_options
 
-
-def intervene(
-    checkpoints_dir: str | os.PathLike,
-    step: int | str,
-    language_dir: str | os.PathLike,
-    interventions: dict[str, Any],
-    out: str | os.PathLike,
-    device: str = "auto",
-    run: str = "",
-) -> pd.DataFrame:
-    """Intervention stage: interchange interventions on one checkpoint."""
-    from tinylang.config import InterventionConfig
-    from tinylang.evaluation import run_interventions
-
-    cfg = InterventionConfig(**interventions)
-    model, data, meta = _checkpoint_and_data(
-        checkpoints_dir, step, language_dir, [cfg.split], cfg.num_examples, device
-    )
-    table = run_interventions(
-        model, data[cfg.split], meta["token_classes"], corrupt_items=tuple(cfg.corrupt),
-        batch_size=cfg.batch_size, seed=cfg.seed,
-    )
-    return _write_labelled(table, out, run, step)
+    spec, cfg = EVALUATORS.get(evaluator), parse_evaluator_options(evaluator, options)
+    model, data, meta = _checkpoint_and_data(checkpoints_dir, step, language_dir, cfg.splits, cfg.num_examples, device)
+    if not spec.applies_to(model.model_config):
+        raise ValueError(f"evaluator {evaluator!r} does not apply to mixer {model.model_config.mixer!r}")
+    tables = []
+    for split, tensors in data.items():
+        table = spec.run(model, tensors, meta, cfg)
+        table.insert(0, "split", split)
+        tables.append(table)
+        log.info("%s: %s on %d %s examples of checkpoint %s", run, evaluator, len(tensors), split, step)
+    return _write_labelled(pd.concat(tables, ignore_index=True), out, run, step)
 
 
 def _checkpoint_and_data(checkpoints_dir, step, language_dir, splits, max_examples, device):

@@ -9,18 +9,26 @@ def run_dir(run):
     return f"{OUT}/runs/{run}"
 
 
-def behaviour_tables(run):
-    return [f"{run_dir(run)}/eval/step{s}/behaviour.parquet" for s in STUDY.eval_steps(run, STUDY.evaluation)]
+def eval_tables(run, evaluator):
+    """The evaluator's tables of every checkpoint it analyses for this run (none if it does not apply)."""
+    if evaluator not in STUDY.evaluators_for(run):
+        return []
+    return [f"{run_dir(run)}/eval/step{s}/{evaluator}.parquet" for s in STUDY.eval_steps(run, evaluator)]
 
 
-def intervention_tables(run):
-    return [
-        f"{run_dir(run)}/eval/step{s}/interventions.parquet"
-        for s in STUDY.eval_steps(run, STUDY.interventions)
-    ]
+def all_eval_tables(evaluator):
+    return [table for run in STUDY.runs for table in eval_tables(run, evaluator)]
+
+
+def evaluator_threads(evaluator):
+    return STUDY.threads if EVALUATORS.get(evaluator).uses_threads else 1
 
 
 def all_outputs():
-    figures = [f"{OUT}/figures/{name}.png" for name in ("training_curves", "accuracy", "language_stats", "attribution")]
-    figures += [f"{OUT}/figures/interventions_{run}.png" for run in STUDY.runs]
+    figures = [f"{OUT}/figures/{name}.png" for name in ("training_curves", "language_stats")]
+    if "behaviour" in STUDY.evaluators:
+        figures.append(f"{OUT}/figures/accuracy.png")
+    if "interventions" in STUDY.evaluators:
+        figures.append(f"{OUT}/figures/attribution.png")
+        figures += [f"{OUT}/figures/interventions_{run}.png" for run in STUDY.runs]
     return figures

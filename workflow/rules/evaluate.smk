@@ -1,17 +1,19 @@
 rule evaluate:
-    """Behavioural metrics of one checkpoint, per split and query type."""
+    """One evaluator (behaviour, interventions, attention, probes, ...) on one checkpoint."""
     input:
         checkpoints=f"{OUT}/runs/{{run}}/checkpoints",
         language=lambda wc: language_dir(STUDY.runs[wc.run].language),
     output:
-        f"{OUT}/runs/{{run}}/eval/step{{step}}/behaviour.parquet",
+        f"{OUT}/runs/{{run}}/eval/step{{step}}/{{evaluator}}.parquet",
     params:
-        evaluation=STUDY.evaluation.model_dump(mode="json"),
+        options=lambda wc: STUDY.evaluator_options(wc.evaluator).model_dump(mode="json", by_alias=True),
         device=STUDY.device,
         version=VERSION,
     log:
-        f"{OUT}/logs/evaluate/{{run}}/step{{step}}.log",
-    threads: 1
+        f"{OUT}/logs/{{evaluator}}/{{run}}/step{{step}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/{{evaluator}}/{{run}}/step{{step}}.tsv"
+    threads: lambda wc: evaluator_threads(wc.evaluator)
     resources:
         gpu=GPU,
     conda:

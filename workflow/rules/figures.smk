@@ -22,7 +22,7 @@ rule training_curves:
 rule accuracy:
     """Answer accuracy per run across checkpoints, and at the final one per split."""
     input:
-        tables=[table for run in STUDY.runs for table in behaviour_tables(run)],
+        tables=all_eval_tables("behaviour"),
     output:
         png=report(f"{OUT}/figures/accuracy.png", category="Behaviour"),
         pdf=f"{OUT}/figures/accuracy.pdf",
@@ -41,7 +41,7 @@ rule accuracy:
 rule intervention_heatmap:
     """Restored answer probability per layer × position, faceted by component and corrupted item."""
     input:
-        tables=lambda wc: intervention_tables(wc.run),
+        tables=lambda wc: eval_tables(wc.run, "interventions"),
     output:
         png=report(f"{OUT}/figures/interventions_{{run}}.png", category="Interventions"),
         pdf=f"{OUT}/figures/interventions_{{run}}.pdf",
@@ -81,7 +81,7 @@ rule language_stats:
 rule attribution:
     """attrib (restored share of the answer's probability) at @Key / @Value / @Query per run."""
     input:
-        tables=[table for run in STUDY.runs for table in intervention_tables(run)],
+        tables=all_eval_tables("interventions"),
     output:
         png=report(f"{OUT}/figures/attribution.png", category="Interventions"),
         pdf=f"{OUT}/figures/attribution.pdf",

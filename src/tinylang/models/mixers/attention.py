@@ -22,6 +22,7 @@ class Attention(Mixer):
 
     Options = AttentionOptions
     default_state_mixer = "mlp"
+    has_attention_probs = True
 
     def __init__(self, d_model: int, options: AttentionOptions, layer_idx: int = 0):
         super().__init__(d_model, options, layer_idx)

@@ -20,11 +20,14 @@ class Mixer(nn.Module):
 
     Subclasses set ``Options`` (their hyperparameters, validated from the config's
     ``mixer_args``) and ``default_state_mixer`` ("mlp" for Transformer-style blocks,
-    "none" for Mamba-style blocks), and are registered in ``MIXERS`` by config name.
+    "none" for Mamba-style blocks), optionally ``has_attention_probs``, and are registered in ``MIXERS`` by config name.
     """
 
     Options: ClassVar[type[MixerOptions]] = MixerOptions
     default_state_mixer: ClassVar[str] = "mlp"
+    # True where the mixer keeps softmax attention probabilities when `store_attention` is set
+    # (``attention_probs`` (B, H, L, L) after a forward), for the attention evaluator.
+    has_attention_probs: ClassVar[bool] = False
 
     def __init__(self, d_model: int, options: MixerOptions, layer_idx: int = 0):
         super().__init__()

@@ -1,0 +1,141 @@
+"""The evaluator registry: every analysis that runs on one checkpoint, keyed by its config name.
+
+A study's ``evaluators`` block names the evaluators to run and their options, e.g.::
+
+    evaluators:
+      behaviour: {checkpoints: all}
+      interventions: {checkpoints: final, num_examples: 320}
+      probes: {checkpoints: [1000, 3000]}
+
+Each evaluator has an ``Options`` model (validated once, with the study), decides which models
+it applies to (attention analysis needs attention probabilities), and maps a model plus the
+evaluation data to one tidy table; the workflow writes one Parquet file per
+(run, checkpoint, evaluator), so each is cached and re-run on its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from tinylang.models import MIXERS, ModelConfig
+from tinylang.registry import Registry
+
+CheckpointSelection = Literal["all", "final"] | list[int]
+
+
+class EvaluatorOptions(BaseModel):
+    """What every evaluator accepts: which checkpoints, which splits, how many examples."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    checkpoints: CheckpointSelection = "final"
+    splits: list[str] | None = ["test"]  # None: every split of the language
+    num_examples: int = Field(320, ge=1)  # per split, the first ones
+    batch_size: int = Field(64, ge=1)
+
+
+class Evaluator:
+    """One analysis of a checkpoint. Subclasses set ``Options`` and implement ``run``."""
+
+    Options: ClassVar[type[EvaluatorOptions]] = EvaluatorOptions
+    uses_threads: ClassVar[bool] = True  # whether the job benefits from the study's `threads`
+
+    @classmethod
+    def applies_to(cls, model: ModelConfig) -> bool:
+        """Whether this evaluator can analyse models built from ``model``."""
+        return True
+
+    @classmethod
+    def run(cls, model, tensors, meta: dict[str, Any], options: EvaluatorOptions) -> pd.DataFrame:
+        """The tidy table for ``model`` on one split (``TokenTensors``); the caller adds ``split``."""
+        raise NotImplementedError
+
+
+EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator")
+DEFAULT_EVALUATORS: dict[str, dict[str, Any]] = {"behaviour": {}, "interventions": {}}
+
+
+def parse_evaluator_options(name: str, raw: dict[str, Any] | None) -> EvaluatorOptions:
+    """Validate ``raw`` with evaluator ``name``'s options (KeyError naming the allowed ones)."""
+    return EVALUATORS.get(name).Options(**(raw or {}))
+
+
+class BehaviourOptions(EvaluatorOptions):
+    checkpoints: CheckpointSelection = "all"
+    splits: list[str] | None = None
+    num_examples: int = Field(2000, ge=1)
+    batch_size: int = Field(256, ge=1)
+
+
+@EVALUATORS.register("behaviour")
+class Behaviour(Evaluator):
+    """Loss, accuracy, answer probability (and KL to the target distribution) per query type."""
+
+    Options = BehaviourOptions
+    uses_threads = False
+
+    @classmethod
+    def run(cls, model, tensors, meta, options):
+        from .behaviour import evaluate_behaviour
+
+        return evaluate_behaviour(model, {"": tensors}, batch_size=options.batch_size).drop(columns="split")
+
+
+class InterventionOptions(EvaluatorOptions):
+    num_examples: int = Field(128, ge=1)
+    corrupt: list[Literal["query_item_orig", "target_item_orig"]] = ["query_item_orig", "target_item_orig"]
+    seed: int = 0
+
+
+@EVALUATORS.register("interventions")
+class Interventions(Evaluator):
+    """Interchange interventions (pyvene) at every layer × component × probe position."""
+
+    Options = InterventionOptions
+
+    @classmethod
+    def run(cls, model, tensors, meta, options):
+        from .interventions import run_interventions
+
+        return run_interventions(model, tensors, meta["token_classes"], corrupt_items=tuple(options.corrupt),
+                                 batch_size=options.batch_size, seed=options.seed)
+
+
+@EVALUATORS.register("attention")
+class Attention(Evaluator):
+    """Attention mass per layer and head from each probe position to each probe position."""
+
+    @classmethod
+    def applies_to(cls, model: ModelConfig) -> bool:
+        return MIXERS.get(model.mixer).has_attention_probs
+
+    @classmethod
+    def run(cls, model, tensors, meta, options):
+        from .attention import attention_mass
+
+        return attention_mass(model, tensors, batch_size=options.batch_size)
+
+
+class ProbeOptions(EvaluatorOptions):
+    targets: list[str] = ["query_item", "target_item"]
+    components: list[str] = ["block_output"]
+    train_fraction: float = Field(0.5, gt=0, lt=1)
+    l2: float = Field(1e-3, ge=0)
+    seed: int = 0
+
+
+@EVALUATORS.register("probes")
+class Probes(Evaluator):
+    """Linear probes per layer × probe position for the query and target items."""
+
+    Options = ProbeOptions
+
+    @classmethod
+    def run(cls, model, tensors, meta, options):
+        from .probes import run_probes
+
+        return run_probes(model, tensors, targets=tuple(options.targets), components=tuple(options.components),
+                          train_fraction=options.train_fraction, l2=options.l2, seed=options.seed)
