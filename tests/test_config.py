@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +119,65 @@ def test_a_language_can_name_a_config_in_the_language_library(tmp_path, tiny_stu
     tiny_study["languages"]["ar"] = "tiny_arr"
     with pytest.raises(ConfigError, match=r"languages\.ar: no language config .*tiny_arr\.yaml; available: tiny_ar"):
         load_study(tiny_study, language_library=library)
+
+
+SWEEP = {
+    "model": {"n_layers": 1, "pos_embed": False, "mixer_args": {}},
+    "train": {"steps": 12},
+    "grid": {"language": ["ar"], "mixer": ["attention", "mamba"], "d_model": [8, 16],
+             "lr": [0.001, 0.003], "seed": [0, 1]},
+    "per_mixer": {"attention": {"pos_embed": True}, "mamba": {"mixer_args.d_state": 4, "state_mixer": "none"}},
+    "exclude": [{"mixer": "mamba", "d_model": 8}],
+}
+
+
+def test_a_sweep_expands_to_named_runs(tiny_study):
+    tiny_study["sweep"] = copy.deepcopy(SWEEP)
+    study = load_study(tiny_study)
+    swept = [name for name in study.run_names if name not in tiny_study["runs"]]
+    assert len(swept) == 2 * 2 * 2 * 2 - 4  # mamba at width 8 excluded
+    assert swept[0] == "ar-attention-d8-lr0.001-s0"
+    run = study.run("ar-mamba-d16-lr0.003-s1")
+    assert run.model.mixer_args["d_state"] == 4 and run.model.state_mixer == "none" and not run.model.pos_embed
+    assert run.train.lr == 0.003 and run.train.seed == 1 and run.total_steps == 12
+    assert study.run("ar-attention-d16-lr0.003-s1").model.pos_embed  # the per-mixer override
+    assert run.coords() == {"run": run.name, "language": "ar", "mixer": "mamba", "d_model": 16, "n_layers": 1,
+                            "pos_embed": False, "lr": 0.003, "seed": 1}
+
+
+def test_adding_a_value_to_an_axis_renames_no_run(tiny_study):
+    tiny_study["sweep"] = copy.deepcopy(SWEEP)
+    before = load_study(tiny_study).run_names
+    tiny_study["sweep"]["grid"]["lr"] = [0.001, 0.003, 0.01]
+    after = load_study(tiny_study).run_names
+    assert set(before) < set(after) and len(after) - len(before) == 6
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda s: s["grid"].update(widht=[8]), "unknown sweep key 'widht'"),
+        (lambda s: s["grid"].update(language=["arr"]), "sweep.grid.language: ['arr'] not among the languages"),
+        (lambda s: s["per_mixer"].update(based={}), "per_mixer names mixer(s) ['based']"),
+        (lambda s: s["exclude"].append({"width": 8}), "exclude[1] must use grid axes only"),
+        (lambda s: s["grid"].update(lr=[-1.0]), "lr"),
+        (lambda s: s["per_mixer"]["mamba"].update({"mixer_args.d_stat": 4}), "d_stat"),
+        (lambda s: s["grid"].pop("mixer"), "the grid must have a 'mixer' axis"),
+    ],
+)
+def test_sweep_mistakes_name_the_problem(tiny_study, edit, message):
+    sweep = copy.deepcopy(SWEEP)
+    edit(sweep)
+    tiny_study["sweep"] = sweep
+    with pytest.raises(ConfigError) as err:
+        load_study(tiny_study)
+    assert message in str(err.value)
+
+
+def test_a_study_may_consist_of_a_sweep_alone(tiny_study):
+    del tiny_study["runs"], tiny_study["models"]
+    tiny_study["sweep"] = copy.deepcopy(SWEEP)
+    assert len(load_study(tiny_study).run_names) == 12
+    del tiny_study["sweep"]
+    with pytest.raises(ConfigError, match="the study has no runs"):
+        load_study(tiny_study)

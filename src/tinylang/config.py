@@ -7,6 +7,7 @@ that is wrong, e.g. ``models.mamba.mixer: unknown mixer 'mamab'; allowed: ...``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +21,7 @@ from tinylang.evaluation.evaluators import (
 )
 from tinylang.languages import parse_language_config
 from tinylang.models import ModelConfig
+from tinylang.sweep import MODEL_FIELDS, SweepConfig, expand
 from tinylang.training.config import TrainConfig
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # names become path parts and wildcards
@@ -50,10 +52,24 @@ class Run:
     model: ModelConfig
     train: TrainConfig
     total_steps: int
+    swept: tuple[str, ...] = ()  # the sweep axes this run came from (empty for a named run)
 
     @property
     def checkpoint_steps(self) -> list[int]:
         return self.train.checkpoint_steps(self.total_steps)
+
+    def coords(self) -> dict[str, Any]:
+        """The run's coordinates for aggregation: language, mixer, width, layers, positions,
+        learning rate and seed, plus every other swept axis."""
+        coords = {"run": self.name, "language": self.language, "mixer": self.model.mixer,
+                  "d_model": self.model.d_model, "n_layers": self.model.n_layers,
+                  "pos_embed": self.model.pos_embed, "lr": self.train.lr, "seed": self.train.seed}
+        for axis in self.swept:
+            if axis.startswith("mixer_args."):
+                coords[axis] = self.model.mixer_args[axis.removeprefix("mixer_args.")]
+            elif axis not in coords:
+                coords[axis] = getattr(self.model, axis, None) if axis in MODEL_FIELDS else getattr(self.train, axis)
+        return coords
 
 
 class StudyConfig(_Section):
@@ -61,9 +77,10 @@ class StudyConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(2, ge=1)  # torch threads per training/intervention job
     languages: dict[str, Any]
-    models: dict[str, ModelConfig]
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)  # defaults for every run's `train`
-    runs: dict[str, RunSpec]
+    runs: dict[str, RunSpec] = Field(default_factory=dict)
+    sweep: SweepConfig | None = None  # more runs, as a grid (tinylang.sweep)
     # Evaluator name → its options (None or {} for the defaults); see tinylang.evaluation.evaluators.
     evaluators: dict[str, dict[str, Any] | None] = Field(default_factory=lambda: dict(DEFAULT_EVALUATORS))
     _runs: dict[str, Run] = PrivateAttr(default_factory=dict)
@@ -71,13 +88,11 @@ class StudyConfig(_Section):
 
     @field_validator("languages", "models", "runs")
     @classmethod
-    def _names_are_path_safe(cls, entries: dict[str, Any]) -> dict[str, Any]:
-        import re
-
+    def _names_are_path_safe(cls, entries: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         for name in entries:
             if not re.match(NAME_PATTERN, name):
                 raise ValueError(f"name {name!r} must match {NAME_PATTERN} (it becomes a path)")
-        if not entries:
+        if not entries and info.field_name == "languages":
             raise ValueError("must not be empty")
         return entries
 
@@ -121,7 +136,39 @@ class StudyConfig(_Section):
                       trains[name].total_steps(self.languages[spec.language].splits["train"]))
             for name, spec in self.runs.items()
         }
+        if self.sweep is not None:
+            self._add_swept_runs(self.sweep, known)
+        if not self._runs:
+            raise ValueError("runs: the study has no runs (give `runs`, a `sweep`, or both)")
         return self
+
+    def _add_swept_runs(self, sweep: SweepConfig, known: list[str]) -> None:
+        problems = []
+        unknown = [name for name in sweep.grid["language"] if name not in known]
+        if unknown:
+            raise ValueError(f"sweep.grid.language: {unknown} not among the languages: {', '.join(known)}")
+        for point in expand(sweep):
+            where = f"sweep run {point.name}"
+            if point.name in self._runs:
+                problems.append(f"{where}: the name is taken by a run in `runs`")
+                continue
+            try:
+                model = ModelConfig(**point.model)
+                train = TrainConfig(**{**self.training, **point.train})
+            except ValidationError as err:
+                problems += [f"{where}: {line}" for line in _lines(err)]
+                continue
+            total = train.total_steps(self.languages[point.language].splits["train"])
+            self._runs[point.name] = Run(point.name, point.language, model, train, total, tuple(sweep.grid))
+            if len(problems) > 5:
+                break
+        if problems:
+            raise ValueError("\n".join(problems))
+
+    @property
+    def run_names(self) -> list[str]:
+        """Every run: the named ones, then the sweep's in grid order."""
+        return list(self._runs)
 
     def run(self, name: str) -> Run:
         """The fully resolved run ``name``."""
@@ -178,7 +225,7 @@ def load_study(raw: dict[str, Any], language_library: str | Path | None = None) 
     A language given as a string names a config file in ``language_library``."""
     try:
         study = StudyConfig.model_validate(raw, context={"language_library": language_library})
-        for name in study.runs:  # checkpoint selections must name saved steps
+        for name in study.run_names:  # checkpoint selections must name saved steps
             for evaluator in study.evaluators_for(name):
                 study.eval_steps(name, evaluator)
     except ValidationError as err:

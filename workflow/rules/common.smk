@@ -17,7 +17,7 @@ def eval_tables(run, evaluator):
 
 
 def all_eval_tables(evaluator):
-    return [table for run in STUDY.runs for table in eval_tables(run, evaluator)]
+    return [table for run in STUDY.run_names for table in eval_tables(run, evaluator)]
 
 
 def evaluator_threads(evaluator):

@@ -2,7 +2,7 @@ rule evaluate:
     """One evaluator (behaviour, interventions, attention, probes, ...) on one checkpoint."""
     input:
         checkpoints=f"{OUT}/runs/{{run}}/checkpoints",
-        language=lambda wc: language_dir(STUDY.runs[wc.run].language),
+        language=lambda wc: language_dir(STUDY.run(wc.run).language),
     output:
         f"{OUT}/runs/{{run}}/eval/step{{step}}/{{evaluator}}.parquet",
     params:

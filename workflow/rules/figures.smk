@@ -1,13 +1,13 @@
 rule training_curves:
     """Loss against step for every run."""
     input:
-        logs=expand(f"{OUT}/runs/{{run}}/train_log.parquet", run=list(STUDY.runs)),
+        logs=expand(f"{OUT}/runs/{{run}}/train_log.parquet", run=STUDY.run_names),
     output:
         png=report(f"{OUT}/figures/training_curves.png", category="Training"),
         pdf=f"{OUT}/figures/training_curves.pdf",
         table=f"{OUT}/figures/training_curves.parquet",
     params:
-        runs=list(STUDY.runs),
+        runs=STUDY.run_names,
     log:
         f"{OUT}/logs/figures/training_curves.log",
     threads: 1

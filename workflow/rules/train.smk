@@ -1,7 +1,7 @@
 rule train:
     """Train one run; checkpoints at the configured steps and a train log."""
     input:
-        language=lambda wc: language_dir(STUDY.runs[wc.run].language),
+        language=lambda wc: language_dir(STUDY.run(wc.run).language),
     output:
         checkpoints=directory(f"{OUT}/runs/{{run}}/checkpoints"),
         log=f"{OUT}/runs/{{run}}/train_log.parquet",
