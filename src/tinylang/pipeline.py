@@ -142,3 +142,24 @@ def _write_labelled(table: pd.DataFrame, out: str | os.PathLike, run: str, step:
     table.insert(0, "run", run)
     write_table(table, out)
     return table
+
+
+def aggregate_study(
+    coords: list[dict[str, Any]],
+    language_splits: dict[str, list[str]],
+    behaviour_tables: list[str | os.PathLike],
+    intervention_tables: list[str | os.PathLike],
+    outputs: dict[str, str | os.PathLike],
+) -> dict[str, pd.DataFrame]:
+    """Aggregation stage: the study's tables (``runs``, ``run_accuracy``, ``selection``,
+    ``curves``, ``mechanism``), each written to ``outputs[name]``."""
+    from tinylang.figures.study_tables import build_study_tables
+
+    tables = build_study_tables(coords, language_splits, behaviour_tables, intervention_tables)
+    for name, path in outputs.items():
+        if name not in tables:
+            raise ValueError(f"no {name!r} table: it needs intervention tables")
+        write_table(tables[name], path)
+    selection = tables["selection"]
+    log.info("aggregated %d runs into %d configurations", len(tables["runs"]), len(selection))
+    return tables

@@ -20,8 +20,8 @@ A ``sweep`` block of a study config::
 An axis (or a ``per_mixer`` key) is ``language``, a model field (``mixer``, ``d_model``,
 ``n_layers``, ``pos_embed``, ``state_mixer``, ...), ``mixer_args.<name>`` or a training field
 (``lr``, ``seed``, ``batch_size``, ``steps``, ...). Run ids are made from every axis's value, in
-grid order (e.g. ``ar-attention-d64-lr0.001-s0``), so they stay the same when an axis gains a
-value: adding a learning rate adds runs and renames none.
+a fixed order (e.g. ``ar-attention-d64-lr0.001-s0``), so they stay the same when an axis gains a
+value or the grid is reordered: adding a learning rate adds runs and renames none.
 """
 
 from __future__ import annotations
@@ -123,10 +123,25 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+# Run ids list coordinates in this order (then mixer_args.*, then the other keys by name),
+# so reordering the grid in a YAML file renames nothing.
+ID_ORDER = ("language", "mixer", "d_model", "n_layers", "pos_embed", "state_mixer", "mlp_ratio", "norm")
+ID_LAST = ("lr", "seed")
+
+
+def _id_rank(key: str) -> tuple[int, int, str]:
+    if key in ID_ORDER:
+        return (0, ID_ORDER.index(key), "")
+    if key in ID_LAST:
+        return (3, ID_LAST.index(key), "")
+    return (1 if key.startswith("mixer_args.") else 2, 0, key)
+
+
 def run_id(coords: dict[str, Any]) -> str:
-    """``ar-attention-d64-lr0.001-s0``: every coordinate, in grid order."""
+    """``ar-attention-d64-lr0.001-s0``: every coordinate, in a fixed order of axes."""
     parts = []
-    for key, value in coords.items():
+    for key in sorted(coords, key=_id_rank):
+        value = coords[key]
         label = "" if key in BARE else LABELS.get(key, key.removeprefix("mixer_args.").replace("_", ""))
         parts.append(f"{label}{format_value(value)}")
     return "-".join(parts)

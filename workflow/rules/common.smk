@@ -24,6 +24,13 @@ def evaluator_threads(evaluator):
     return STUDY.threads if EVALUATORS.get(evaluator).uses_threads else 1
 
 
+def study_table_outputs():
+    names = ["runs", "run_accuracy", "selection", "curves"]
+    if "interventions" in STUDY.evaluators:
+        names.append("mechanism")
+    return {name: f"{OUT}/study/{name}.parquet" for name in names}
+
+
 def all_outputs():
     figures = [f"{OUT}/figures/{name}.png" for name in ("training_curves", "language_stats")]
     if "behaviour" in STUDY.evaluators:
@@ -31,4 +38,6 @@ def all_outputs():
     if "interventions" in STUDY.evaluators:
         figures.append(f"{OUT}/figures/attribution.png")
         figures += [f"{OUT}/figures/interventions_{run}.png" for run in STUDY.runs]
+    if "behaviour" in STUDY.evaluators:
+        figures += list(study_table_outputs().values())
     return figures

@@ -1,0 +1,165 @@
+"""A study's aggregate tables: per-run results joined to the sweep coordinates, the best
+learning rate per configuration picked on the selection split, and seed intervals.
+
+Every table carries the run's coordinates (``run_table``): ``run, language, mixer, d_model,
+n_layers, pos_embed, lr, seed`` and any other swept axis. A *configuration* is a row of those
+coordinates without ``run``, ``lr`` and ``seed``; for each, the learning rate whose mean
+accuracy over seeds on the selection split is highest is *selected* (ties: the smaller rate),
+and its accuracy on the report split is given as a mean with a 95% Student-t interval over
+seeds. Languages with a ``dev`` split select on dev and report on test; languages without one
+select and report on the same split (``test``), which the ``select_split``/``report_split``
+columns say.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+import pandas as pd
+from scipy import stats
+
+from .tables import PathLike, concat_tables
+
+NOT_CONFIGURATION = ("run", "lr", "seed")
+CONFIDENCE = 0.95
+
+
+def run_table(coords: Iterable[Mapping[str, object]]) -> pd.DataFrame:
+    """One row per run: its coordinates (``Run.coords()`` of every run of the study)."""
+    table = pd.DataFrame(list(coords))
+    if table.empty or "run" not in table:
+        raise ValueError("no runs")
+    return table
+
+
+def configuration_columns(runs: pd.DataFrame) -> list[str]:
+    """The coordinates that identify a configuration (everything but run, lr and seed)."""
+    return [c for c in runs.columns if c not in NOT_CONFIGURATION]
+
+
+def selection_splits(language_splits: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, str]]:
+    """Per language, ``(select_split, report_split)``: dev/test where there is a dev split,
+    otherwise the test split (or the language's last split) for both."""
+    chosen = {}
+    for language, splits in language_splits.items():
+        splits = list(splits)
+        report = "test" if "test" in splits else splits[-1]
+        chosen[language] = ("dev" if "dev" in splits else report, report)
+    return chosen
+
+
+def final_accuracy(behaviour: pd.DataFrame, runs: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    """Each run's ``metric`` (all query types) per split at its last evaluated step, with the
+    run's coordinates: coordinates + ``step, split, metric, value``."""
+    rows = behaviour[(behaviour["metric"] == metric) & (behaviour["query_type"] == "ALL")]
+    rows = rows[rows["step"] == rows.groupby("run")["step"].transform("max")]
+    missing = sorted(set(runs["run"]) - set(rows["run"]))
+    if missing:
+        raise ValueError(f"no {metric!r} rows for run(s) {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    return runs.merge(rows[["run", "step", "split", "metric", "value"]], on="run", how="inner")
+
+
+def seed_interval(values: pd.Series) -> pd.Series:
+    """Mean and 95% Student-t interval of ``values`` (one per seed); NaN bounds for one seed."""
+    values = values.dropna()
+    n = len(values)
+    mean = values.mean() if n else math.nan
+    if n < 2:
+        return pd.Series({"mean": mean, "ci_low": math.nan, "ci_high": math.nan, "n_seeds": n})
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * values.std(ddof=1) / math.sqrt(n)
+    return pd.Series({"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n_seeds": n})
+
+
+def select_best(run_accuracy: pd.DataFrame, splits: Mapping[str, tuple[str, str]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The best learning rate per configuration, and ``run_accuracy`` with a ``selected`` column.
+
+    Returns ``(selection, run_accuracy)``. ``selection`` has the configuration columns, the
+    selected ``lr``, ``select_split``, ``report_split``, ``metric``, ``select_mean`` (the mean
+    over seeds the choice was made on) and ``mean, ci_low, ci_high, n_seeds`` on the report split.
+    """
+    config = [c for c in configuration_columns(run_accuracy) if c not in ("step", "split", "metric", "value")]
+    table = run_accuracy.copy()
+    table["select_split"] = table["language"].map(lambda lang: splits[lang][0])
+    table["report_split"] = table["language"].map(lambda lang: splits[lang][1])
+    keys = [*config, "metric"]
+
+    on_select = table[table["split"] == table["select_split"]]
+    means = on_select.groupby([*keys, "lr"], dropna=False)["value"].mean().rename("select_mean").reset_index()
+    means = means.sort_values([*keys, "select_mean", "lr"], ascending=[True] * len(keys) + [False, True])
+    best = means.drop_duplicates(keys, keep="first")
+
+    chosen = table.merge(best[[*keys, "lr", "select_mean"]], on=[*keys, "lr"])
+    reported = chosen[chosen["split"] == chosen["report_split"]]
+    intervals = (reported.groupby([*keys, "lr", "select_split", "report_split", "select_mean"], dropna=False)["value"]
+                 .apply(seed_interval).unstack().reset_index())
+    intervals["n_seeds"] = intervals["n_seeds"].astype(int)
+
+    selected_runs = set(chosen["run"])
+    table["selected"] = table["run"].isin(selected_runs)
+    return intervals, table.drop(columns=["select_split", "report_split"])
+
+
+def mechanism_table(interventions: pd.DataFrame, runs: pd.DataFrame, selected: Iterable[str]) -> pd.DataFrame:
+    """Per-example attrib at @Key/@Value/@Query, every layer's ``block_input``, the in-context
+    key corrupted, at each run's last analysed step: coordinates + ``step, layer, readout,
+    example, attrib, selected``."""
+    from tinylang.evaluation.attribution import READOUTS, example_attributions
+
+    last = interventions[interventions["step"] == interventions.groupby("run")["step"].transform("max")]
+    per_example = example_attributions(last)
+    keep = (per_example["component"] == "block_input") & (per_example["corrupted"] == "query_item_orig")
+    per_example = per_example[keep & per_example["position"].isin(list(READOUTS.values()))]
+    readout = {position: name for name, position in READOUTS.items()}
+    per_example = per_example.assign(readout=per_example["position"].map(readout))
+    columns = ["run", "step", "layer", "readout", "example", "attrib"]
+    table = runs.merge(per_example[columns], on="run")
+    table["selected"] = table["run"].isin(set(selected))
+    return table
+
+
+def curves_table(behaviour: pd.DataFrame, interventions: pd.DataFrame | None, runs: pd.DataFrame,
+                 selected: Iterable[str], splits: Mapping[str, tuple[str, str]]) -> pd.DataFrame:
+    """Accuracy on the report split and attrib medians (last layer) over training, per run:
+    coordinates + ``step, quantity, value, selected``."""
+    from tinylang.evaluation.attribution import READOUTS, example_attributions
+
+    report = runs.set_index("run")["language"].map(lambda lang: splits[lang][1])
+    acc = behaviour[(behaviour["metric"] == "accuracy") & (behaviour["query_type"] == "ALL")]
+    acc = acc[acc["split"] == acc["run"].map(report)]
+    frames = [acc.assign(quantity="accuracy")[["run", "step", "quantity", "value"]]]
+    if interventions is not None and len(interventions):
+        per_example = example_attributions(interventions)
+        last_layer = per_example.groupby("run")["layer"].transform("max")
+        keep = ((per_example["component"] == "block_input") & (per_example["corrupted"] == "query_item_orig")
+                & (per_example["layer"] == last_layer))
+        per_example = per_example[keep]
+        for name, position in READOUTS.items():
+            at = per_example[per_example["position"] == position]
+            medians = at.groupby(["run", "step"])["attrib"].median().rename("value").reset_index()
+            frames.append(medians.assign(quantity=f"attrib{name}"))
+    table = runs.merge(pd.concat(frames, ignore_index=True), on="run")
+    table["selected"] = table["run"].isin(set(selected))
+    return table.sort_values(["run", "quantity", "step"], ignore_index=True)
+
+
+def build_study_tables(coords: Iterable[Mapping[str, object]], language_splits: Mapping[str, Iterable[str]],
+                       behaviour_paths: Iterable[PathLike], intervention_paths: Iterable[PathLike] = ()) -> dict[str, pd.DataFrame]:
+    """Every aggregate table of a study: ``runs``, ``run_accuracy``, ``selection``, ``curves``
+    and (with intervention tables) ``mechanism``."""
+    runs = run_table(coords)
+    splits = selection_splits(language_splits)
+    behaviour = concat_tables(behaviour_paths)
+    selection, run_accuracy = select_best(final_accuracy(behaviour, runs), splits)
+    selected = run_accuracy.loc[run_accuracy["selected"], "run"].unique()
+    intervention_paths = list(intervention_paths)
+    interventions = concat_tables(intervention_paths) if intervention_paths else None
+    tables = {"runs": runs, "run_accuracy": run_accuracy, "selection": selection,
+              "curves": curves_table(behaviour, interventions, runs, selected, splits)}
+    if interventions is not None:
+        tables["mechanism"] = mechanism_table(interventions, runs, selected)
+    return tables
+
+
+__all__ = ["build_study_tables", "configuration_columns", "curves_table", "final_accuracy", "mechanism_table",
+           "run_table", "select_best", "seed_interval", "selection_splits"]

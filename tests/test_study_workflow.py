@@ -1,0 +1,84 @@
+"""A tiny sweep end to end: best-learning-rate selection and seed intervals recomputed by hand
+from the per-run tables, and what adding a learning rate re-plans."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from test_workflow import planned, snakemake
+
+pytestmark = pytest.mark.slow
+
+SWEEP_STUDY = {
+    "study": "sweep",
+    "device": "cpu",
+    "threads": 1,
+    "languages": {"ar": {"type": "ar", "num_kv": 16, "min_pairs": 2, "max_pairs": 3, "seed": 0, "train_test_split": 0.2,
+                         "splits": {"train": 256, "dev": 32, "test": 32}}},
+    "training": {"batch_size": 16, "steps": 12, "seed": 0},
+    "sweep": {
+        "model": {"d_model": 16, "n_layers": 1, "pos_embed": False},
+        "grid": {"language": ["ar"], "mixer": ["attention", "mamba"], "lr": [0.003, 0.03], "seed": [0, 1]},
+        "per_mixer": {"attention": {"pos_embed": True}, "mamba": {"mixer_args.d_state": 4}},
+    },
+    "evaluators": {"behaviour": {"checkpoints": "final", "num_examples": 32},
+                   "interventions": {"checkpoints": "final", "num_examples": 4}},
+}
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("sweep")
+    snakemake(workdir, SWEEP_STUDY)
+    return workdir
+
+
+def test_selection_and_intervals_match_a_hand_computation(finished_sweep):
+    out = finished_sweep / "results" / "sweep"
+    accuracy = {}  # (mixer, lr, seed, split) -> accuracy, read straight from each run's table
+    for mixer in ("attention", "mamba"):
+        for lr in (0.003, 0.03):
+            for seed in (0, 1):
+                table = pd.read_parquet(out / "runs" / f"ar-{mixer}-lr{lr:g}-s{seed}" / "eval" / "step12" / "behaviour.parquet")
+                for split in ("dev", "test"):
+                    row = table[(table.split == split) & (table.metric == "accuracy") & (table.query_type == "ALL")]
+                    accuracy[mixer, lr, seed, split] = float(row.value.item())
+
+    selection = pd.read_parquet(out / "study" / "selection.parquet").set_index("mixer")
+    assert len(selection) == 2
+    for mixer in ("attention", "mamba"):
+        dev_means = {lr: (accuracy[mixer, lr, 0, "dev"] + accuracy[mixer, lr, 1, "dev"]) / 2 for lr in (0.003, 0.03)}
+        best = 0.003 if dev_means[0.003] >= dev_means[0.03] else 0.03  # ties go to the smaller rate
+        test = [accuracy[mixer, best, seed, "test"] for seed in (0, 1)]
+        mean = sum(test) / 2
+        half = stats.t.ppf(0.975, 1) * math.sqrt(((test[0] - mean) ** 2 + (test[1] - mean) ** 2) / 1) / math.sqrt(2)
+        row = selection.loc[mixer]
+        assert row.lr == best and row.select_split == "dev" and row.report_split == "test"
+        assert row["mean"] == pytest.approx(mean) and row.n_seeds == 2
+        assert row.ci_low == pytest.approx(mean - half) and row.ci_high == pytest.approx(mean + half)
+
+    runs = pd.read_parquet(out / "study" / "runs.parquet")
+    assert len(runs) == 8 and set(runs.columns) >= {"run", "mixer", "lr", "seed", "d_model", "pos_embed"}
+    assert runs.set_index("run").loc["ar-attention-lr0.003-s0", "pos_embed"]  # the per-mixer override
+    mechanism = pd.read_parquet(out / "study" / "mechanism.parquet")
+    assert set(mechanism.readout) == {"@Key", "@Value", "@Query"} and mechanism.run.nunique() == 8
+
+
+def test_adding_a_learning_rate_replans_only_the_new_runs_and_the_aggregation(finished_sweep):
+    assert planned(snakemake(finished_sweep, SWEEP_STUDY, "-n")) == set()
+    study = copy.deepcopy(SWEEP_STUDY)
+    study["sweep"]["grid"]["lr"].append(0.01)
+    jobs = planned(snakemake(finished_sweep, study, "-n"))
+    new_runs = {f"ar-{mixer}-lr0.01-s{seed}" for mixer in ("attention", "mamba") for seed in (0, 1)}
+    per_run = {(rule, run) for rule, run in jobs if run}
+    assert per_run == {(rule, run) for run in new_runs
+                       for rule in ("train", "evaluate/behaviour", "evaluate/interventions")}
+    assert {rule for rule, run in jobs if not run} <= {"study_tables", "accuracy", "attribution",
+                                                       "training_curves", "all"}
+    assert "study_tables" in {rule for rule, _ in jobs}
+
