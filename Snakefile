@@ -32,6 +32,9 @@ GPU = 1 if wants_gpu(STUDY.device) else 0
 VERSION = tinylang.__version__  # a param, so a new tinylang version re-runs what it computes
 
 
+report: "workflow/report/workflow.rst"
+
+
 wildcard_constraints:
     language=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     run=r"[A-Za-z0-9][A-Za-z0-9_.-]*",

@@ -3,7 +3,7 @@ rule training_curves:
     input:
         logs=expand(f"{OUT}/runs/{{run}}/train_log.parquet", run=STUDY.run_names),
     output:
-        png=report(f"{OUT}/figures/training_curves.png", category="Training"),
+        png=report(f"{OUT}/figures/training_curves.png", caption="../report/training_curves.rst", category="Training"),
         pdf=f"{OUT}/figures/training_curves.pdf",
         table=f"{OUT}/figures/training_curves.parquet",
     params:
@@ -24,7 +24,7 @@ rule accuracy:
     input:
         tables=all_eval_tables("behaviour"),
     output:
-        png=report(f"{OUT}/figures/accuracy.png", category="Behaviour"),
+        png=report(f"{OUT}/figures/accuracy.png", caption="../report/accuracy.rst", category="Behaviour"),
         pdf=f"{OUT}/figures/accuracy.pdf",
         table=f"{OUT}/figures/accuracy.parquet",
     log:
@@ -43,7 +43,7 @@ rule intervention_heatmap:
     input:
         tables=lambda wc: eval_tables(wc.run, "interventions"),
     output:
-        png=report(f"{OUT}/figures/interventions_{{run}}.png", category="Interventions"),
+        png=report(f"{OUT}/figures/interventions_{{run}}.png", caption="../report/intervention_heatmap.rst", category="Interventions"),
         pdf=f"{OUT}/figures/interventions_{{run}}.pdf",
         table=f"{OUT}/figures/interventions_{{run}}.parquet",
     log:
@@ -62,7 +62,7 @@ rule language_stats:
     input:
         languages=[language_dir(name) for name in STUDY.languages],
     output:
-        png=report(f"{OUT}/figures/language_stats.png", category="Languages"),
+        png=report(f"{OUT}/figures/language_stats.png", caption="../report/language_stats.rst", category="Languages"),
         pdf=f"{OUT}/figures/language_stats.pdf",
         table=f"{OUT}/figures/language_stats.parquet",
     params:
@@ -83,7 +83,7 @@ rule attribution:
     input:
         tables=all_eval_tables("interventions"),
     output:
-        png=report(f"{OUT}/figures/attribution.png", category="Interventions"),
+        png=report(f"{OUT}/figures/attribution.png", caption="../report/attribution.rst", category="Interventions"),
         pdf=f"{OUT}/figures/attribution.pdf",
         table=f"{OUT}/figures/attribution.parquet",
     log:
