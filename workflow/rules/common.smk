@@ -16,8 +16,14 @@ def eval_tables(run, evaluator):
     return [f"{run_dir(run)}/eval/step{s}/{evaluator}.parquet" for s in STUDY.eval_steps(run, evaluator)]
 
 
-def all_eval_tables(evaluator):
-    return [table for run in STUDY.run_names for table in eval_tables(run, evaluator)]
+def all_eval_tables(evaluator, runs=None):
+    return [table for run in (STUDY.run_names if runs is None else runs) for table in eval_tables(run, evaluator)]
+
+
+# Figures with a line or box per run show the study's named runs; a study of swept runs only
+# shows them all when there are few (larger sweeps are read through the study figures).
+MAX_RUNS_PER_FIGURE = 16
+FIGURE_RUNS = list(STUDY.runs) or (STUDY.run_names if len(STUDY.run_names) <= MAX_RUNS_PER_FIGURE else [])
 
 
 def evaluator_threads(evaluator):
@@ -32,11 +38,14 @@ def study_table_outputs():
 
 
 def all_outputs():
-    figures = [f"{OUT}/figures/{name}.png" for name in ("training_curves", "language_stats")]
-    if "behaviour" in STUDY.evaluators:
-        figures.append(f"{OUT}/figures/accuracy.png")
+    figures = [f"{OUT}/figures/language_stats.png"]
+    if FIGURE_RUNS:
+        figures.append(f"{OUT}/figures/training_curves.png")
+        if "behaviour" in STUDY.evaluators:
+            figures.append(f"{OUT}/figures/accuracy.png")
+        if "interventions" in STUDY.evaluators:
+            figures.append(f"{OUT}/figures/attribution.png")
     if "interventions" in STUDY.evaluators:
-        figures.append(f"{OUT}/figures/attribution.png")
         figures += [f"{OUT}/figures/interventions_{run}.png" for run in STUDY.runs]
     if "behaviour" in STUDY.evaluators:
         figures += list(study_table_outputs().values())

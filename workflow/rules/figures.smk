@@ -1,13 +1,13 @@
 rule training_curves:
     """Loss against step for every run."""
     input:
-        logs=expand(f"{OUT}/runs/{{run}}/train_log.parquet", run=STUDY.run_names),
+        logs=expand(f"{OUT}/runs/{{run}}/train_log.parquet", run=FIGURE_RUNS),
     output:
         png=report(f"{OUT}/figures/training_curves.png", caption="../report/training_curves.rst", category="Training"),
         pdf=f"{OUT}/figures/training_curves.pdf",
         table=f"{OUT}/figures/training_curves.parquet",
     params:
-        runs=STUDY.run_names,
+        runs=FIGURE_RUNS,
     log:
         f"{OUT}/logs/figures/training_curves.log",
     threads: 1
@@ -22,7 +22,7 @@ rule training_curves:
 rule accuracy:
     """Answer accuracy per run across checkpoints, and at the final one per split."""
     input:
-        tables=all_eval_tables("behaviour"),
+        tables=all_eval_tables("behaviour", FIGURE_RUNS),
     output:
         png=report(f"{OUT}/figures/accuracy.png", caption="../report/accuracy.rst", category="Behaviour"),
         pdf=f"{OUT}/figures/accuracy.pdf",
@@ -81,7 +81,7 @@ rule language_stats:
 rule attribution:
     """attrib (restored share of the answer's probability) at @Key / @Value / @Query per run."""
     input:
-        tables=all_eval_tables("interventions"),
+        tables=all_eval_tables("interventions", FIGURE_RUNS),
     output:
         png=report(f"{OUT}/figures/attribution.png", caption="../report/attribution.rst", category="Interventions"),
         pdf=f"{OUT}/figures/attribution.pdf",
