@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 CORES ?= all
 BIN := $(VENV)/bin
 
-.PHONY: setup study test report clean
+.PHONY: setup browser study test report clean
 
 setup: $(VENV)/.installed
 
@@ -21,8 +21,17 @@ $(VENV)/.installed: pyproject.toml
 study: setup
 	$(BIN)/snakemake --cores $(CORES)
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q
+
+# Headless Chromium for the test that opens the Snakemake report (best effort: without it,
+# that test is skipped).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	    { apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1; }; }; } || \
+	  echo "no Chromium: the report test will be skipped"
 
 report: setup
 	$(BIN)/snakemake --report results/report.html

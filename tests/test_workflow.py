@@ -102,7 +102,7 @@ def test_changing_one_evaluators_options_replans_only_its_tables(finished_study)
     changed = yaml.safe_load(yaml.safe_dump(study))
     changed["evaluators"]["interventions"]["num_examples"] = 6
     jobs = planned(snakemake(workdir, changed, "-n"))
-    assert {rule for rule, _ in jobs} == {"evaluate/interventions", "intervention_heatmap", "attribution", "all"}
+    assert {rule for rule, _ in jobs} == {"evaluate/interventions", "intervention_heatmap", "attribution", "study_tables", "all"}
     assert {run for rule, run in jobs if rule == "evaluate/interventions"} == {"attention", "mamba"}
 
 
@@ -119,3 +119,16 @@ def test_gpu_rules_declare_a_gpu_when_the_study_runs_on_cuda(tmp_path):
         assert "gpu=1" in blocks[rule], rule
     for rule in ("language", "accuracy"):
         assert "gpu=0" in blocks[rule], rule
+
+
+def test_the_report_shows_every_figure_in_headless_chromium(finished_study):
+    from tinylang.report_check import browser_available, shown_figures
+
+    if not browser_available():
+        pytest.skip("needs selenium, chromium and chromedriver (make browser)")
+    workdir, study = finished_study
+    snakemake(workdir, study, "--report", "report.html")
+    shown = shown_figures(workdir / "report.html")
+    expected = {p.name for p in (workdir / "results" / "tiny" / "figures").glob("*.png")}
+    assert expected and set(shown) == expected
+    assert all(width > 100 and height > 100 for width, height in shown.values()), shown

@@ -1,0 +1,84 @@
+"""Open a Snakemake report in headless Chromium and look at every figure in it.
+
+Used by the test suite and by hand (``python -m tinylang.report_check report.html shots/``):
+for each category of the report's results, every file entry is opened with its "view" button
+and the figure must be displayed as a decoded image. Needs ``selenium`` and Chromium with its
+driver (Debian: ``apt-get install chromium chromium-driver``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--window-size=1400,1000")
+
+
+def browser_available() -> bool:
+    """Whether selenium, Chromium and chromedriver are all installed."""
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return False
+    return bool(shutil.which("chromium") and shutil.which("chromedriver"))
+
+
+def shown_figures(report: str | Path, screenshots: str | Path | None = None) -> dict[str, tuple[int, int]]:
+    """Open every figure of every result category of the report; return ``{file name: (width,
+    height)}`` of the image the browser displayed (natural size: 0 would mean it did not decode)."""
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(shutil.which("chromedriver")), options=options)
+    url = Path(report).resolve().as_uri()
+
+    def open_category(name: str) -> None:  # the report keeps no history: start from the top each time
+        driver.get(url)
+        time.sleep(0.5)
+        driver.find_element(By.XPATH, f"//li/a/span[normalize-space(text())='{name}']").click()
+        time.sleep(0.3)
+
+    shown: dict[str, tuple[int, int]] = {}
+    try:
+        driver.get(url)
+        time.sleep(0.5)
+        categories = [span.text for span in driver.find_elements(
+            By.XPATH, "//li[normalize-space(.)='Results']/following-sibling::li/a/span")]
+        for category in categories:
+            open_category(category)
+            names = [cell.text for cell in driver.find_elements(By.XPATH, "//tr/td[1]") if cell.text.endswith(".png")]
+            for name in names:
+                open_category(category)
+                row = driver.find_element(By.XPATH, f"//tr[td[normalize-space(text())='{name}']]")
+                row.find_element(By.XPATH, ".//a[@iconname='eye']").click()
+                time.sleep(0.5)
+                image = driver.find_element(By.XPATH, "//img[starts-with(@src, 'data:image/png')]")
+                size = driver.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", image)
+                shown[Path(name).name] = (int(size[0]), int(size[1])) if image.is_displayed() else (0, 0)
+                if screenshots is not None:
+                    Path(screenshots).mkdir(parents=True, exist_ok=True)
+                    driver.save_screenshot(str(Path(screenshots) / f"{Path(name).stem}.png"))
+    finally:
+        driver.quit()
+    return shown
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("report")
+    parser.add_argument("screenshots", nargs="?")
+    args = parser.parse_args(argv)
+    for name, size in shown_figures(args.report, args.screenshots).items():
+        print(f"{name}: {size[0]}x{size[1]}")
+
+
+if __name__ == "__main__":
+    main()
