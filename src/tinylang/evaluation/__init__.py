@@ -1,15 +1,18 @@
-"""Evaluation: behaviour (loss, accuracy) and interchange interventions.
+"""Evaluation of checkpoints: behaviour, interchange interventions, attention analysis, probes.
+
+``evaluators.EVALUATORS`` maps the names a study's ``evaluators`` block uses to these analyses.
 
 The interventions module imports pyvene (slow: it pulls in transformers), so it is
 loaded only when one of its names is first used.
 """
 
+from .attention import attention_mass, attention_summary, has_attention
 from .attribution import attribution_summary, example_attributions
 from .behaviour import evaluate_behaviour
 
 _LAZY = {"corrupt", "run_interventions", "register_with_pyvene"}
 
-__all__ = ["attribution_summary", "evaluate_behaviour", "example_attributions", *sorted(_LAZY)]
+__all__ = ["attention_mass", "attention_summary", "attribution_summary", "has_attention", "evaluate_behaviour", "example_attributions", *sorted(_LAZY)]
 
 
 def __getattr__(name: str):
