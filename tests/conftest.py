@@ -36,6 +36,8 @@ TINY_STUDY = {
     "evaluators": {
         "behaviour": {"checkpoints": "all", "num_examples": 32},
         "interventions": {"checkpoints": "final", "num_examples": 8},
+        "attention": {"checkpoints": "final", "num_examples": 8},
+        "probes": {"checkpoints": "final", "num_examples": 32},
     },
 }
 

@@ -67,6 +67,11 @@ def test_complete_run_writes_every_output(finished_study):
         assert {"run", "step", "split", "query_type", "metric", "value"} <= set(behaviour.columns)
         interventions = pd.read_parquet(out / "runs" / run / "eval" / "step12" / "interventions.parquet")
         assert set(interventions["corrupted"]) == {"query_item_orig", "target_item_orig"}
+        probes = pd.read_parquet(out / "runs" / run / "eval" / "step12" / "probes.parquet")
+        assert {"run", "step", "split", "layer", "position", "target", "metric", "value"} <= set(probes.columns)
+    attention = pd.read_parquet(out / "runs" / "attention" / "eval" / "step12" / "attention.parquet")
+    assert {"layer", "head", "from_position", "to_position", "value"} <= set(attention.columns)
+    assert not (out / "runs" / "mamba" / "eval" / "step12" / "attention.parquet").exists()  # no attention to read
     for figure in ("training_curves", "accuracy", "language_stats", "attribution", "interventions_attention", "interventions_mamba"):
         for suffix in (".png", ".pdf", ".parquet"):
             assert (out / "figures" / f"{figure}{suffix}").stat().st_size > 0

@@ -49,4 +49,5 @@ def all_outputs():
         figures += [f"{OUT}/figures/interventions_{run}.png" for run in STUDY.runs]
     if "behaviour" in STUDY.evaluators:
         figures += list(study_table_outputs().values())
-    return figures
+    tables = [table for evaluator in STUDY.evaluators for table in all_eval_tables(evaluator)]
+    return figures + tables

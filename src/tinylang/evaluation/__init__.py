@@ -9,10 +9,14 @@ loaded only when one of its names is first used.
 from .attention import attention_mass, attention_summary, has_attention
 from .attribution import attribution_summary, example_attributions
 from .behaviour import evaluate_behaviour
+from .probes import run_probes
 
 _LAZY = {"corrupt", "run_interventions", "register_with_pyvene"}
 
-__all__ = ["attention_mass", "attention_summary", "attribution_summary", "has_attention", "evaluate_behaviour", "example_attributions", *sorted(_LAZY)]
+__all__ = [
+    "attention_mass", "attention_summary", "attribution_summary", "evaluate_behaviour", "example_attributions",
+    "has_attention", "run_probes", *sorted(_LAZY),
+]
 
 
 def __getattr__(name: str):
