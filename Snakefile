@@ -8,6 +8,7 @@ import tinylang
 from tinylang.config import ConfigError, load_study
 from tinylang.device import wants_gpu
 from tinylang.evaluation.evaluators import EVALUATORS
+from tinylang.pipeline import STUDY_FIGURES
 from tinylang.environment import export_package_path
 
 # Jobs, also in the rules' conda environments (which don't install tinylang), run this code.
@@ -40,6 +41,7 @@ wildcard_constraints:
     run=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     step=r"\d+",
     evaluator="|".join(EVALUATORS.names()),
+    figure=r"[A-Za-z0-9_.]+",
 
 
 include: "workflow/rules/common.smk"
@@ -48,6 +50,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/study.smk"
+include: "workflow/rules/study_figures.smk"
 
 
 rule all:

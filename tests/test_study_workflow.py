@@ -78,7 +78,7 @@ def test_adding_a_learning_rate_replans_only_the_new_runs_and_the_aggregation(fi
     per_run = {(rule, run) for rule, run in jobs if run}
     assert per_run == {(rule, run) for run in new_runs
                        for rule in ("train", "evaluate/behaviour", "evaluate/interventions")}
-    assert {rule for rule, run in jobs if not run} <= {"study_tables", "accuracy", "attribution",
+    assert {rule for rule, run in jobs if not run} <= {"study_tables", "study_figure", "accuracy", "attribution",
                                                        "training_curves", "all"}
     assert "study_tables" in {rule for rule, _ in jobs}
 

@@ -107,7 +107,8 @@ def test_changing_one_evaluators_options_replans_only_its_tables(finished_study)
     changed = yaml.safe_load(yaml.safe_dump(study))
     changed["evaluators"]["interventions"]["num_examples"] = 6
     jobs = planned(snakemake(workdir, changed, "-n"))
-    assert {rule for rule, _ in jobs} == {"evaluate/interventions", "intervention_heatmap", "attribution", "study_tables", "all"}
+    assert {rule for rule, _ in jobs} == {"evaluate/interventions", "intervention_heatmap", "attribution", "study_tables",
+                                         "study_figure", "all"}
     assert {run for rule, run in jobs if rule == "evaluate/interventions"} == {"attention", "mamba"}
 
 
@@ -134,6 +135,6 @@ def test_the_report_shows_every_figure_in_headless_chromium(finished_study):
     workdir, study = finished_study
     snakemake(workdir, study, "--report", "report.html")
     shown = shown_figures(workdir / "report.html")
-    expected = {p.name for p in (workdir / "results" / "tiny" / "figures").glob("*.png")}
+    expected = {p.name for p in (workdir / "results" / "tiny" / "figures").rglob("*.png")}
     assert expected and set(shown) == expected
     assert all(width > 100 and height > 100 for width, height in shown.values()), shown

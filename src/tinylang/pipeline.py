@@ -163,3 +163,33 @@ def aggregate_study(
     selection = tables["selection"]
     log.info("aggregated %d runs into %d configurations", len(tables["runs"]), len(selection))
     return tables
+
+
+def study_figure(
+    figure: str,
+    table: str | os.PathLike,
+    table_out: str | os.PathLike,
+    figure_outs: list[str | os.PathLike],
+    options: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Study figure stage: draw ``figure`` (a name of ``STUDY_FIGURES``) from its study table."""
+    from tinylang.figures import study_plots
+
+    if figure.startswith("mechanism_by_"):
+        draw, options = study_plots.mechanism_boxes, {"by": figure.removeprefix("mechanism_by_"), **(options or {})}
+    elif figure in STUDY_FIGURES:
+        draw = getattr(study_plots, STUDY_FIGURES[figure][1])
+    else:
+        raise ValueError(f"unknown study figure {figure!r}; allowed: {', '.join(STUDY_FIGURES)}, mechanism_by_<axis>")
+    return draw(pd.read_parquet(table), table_out, figure_outs, **(options or {}))
+
+
+# Study figure name → (the study table it is drawn from, the function of tinylang.figures.study_plots).
+# ``mechanism_by_<column>`` draws the mechanism boxes split by a sweep axis or by ``layer``.
+STUDY_FIGURES = {
+    "accuracy_vs_width": ("selection", "accuracy_vs_width"),
+    "mechanism_scatter": ("mechanism", "mechanism_scatter"),
+    "mechanism_boxes": ("mechanism", "mechanism_boxes"),
+    "study_training_curves": ("curves", "training_curves"),
+    "generalisation": ("run_accuracy", "generalisation"),
+}

@@ -37,6 +37,29 @@ def study_table_outputs():
     return {name: f"{OUT}/study/{name}.parquet" for name in names}
 
 
+def study_figures():
+    """The study figures this study can draw: mechanism figures need interventions, the
+    generalisation figure a language with a dev split, ``mechanism_by_<axis>`` an extra sweep axis."""
+    if "behaviour" not in STUDY.evaluators:
+        return []
+    names = ["accuracy_vs_width", "study_training_curves"]
+    if any("dev" in language.splits for language in STUDY.languages.values()):
+        names.append("generalisation")
+    if "interventions" in STUDY.evaluators:
+        names += ["mechanism_scatter", "mechanism_boxes"]
+        if any(STUDY.run(run).model.n_layers > 1 for run in STUDY.run_names):
+            names.append("mechanism_by_layer")
+        core = {"run", "language", "mixer", "d_model", "n_layers", "pos_embed", "lr", "seed"}
+        extra = {axis for run in STUDY.run_names for axis in STUDY.run(run).coords() if axis not in core}
+        names += [f"mechanism_by_{axis}" for axis in sorted(extra)]
+    return names
+
+
+def study_figure_table(figure):
+    name = "mechanism" if figure.startswith("mechanism_by_") else STUDY_FIGURES[figure][0]
+    return f"{OUT}/study/{name}.parquet"
+
+
 def all_outputs():
     figures = [f"{OUT}/figures/language_stats.png"]
     if FIGURE_RUNS:
@@ -49,5 +72,6 @@ def all_outputs():
         figures += [f"{OUT}/figures/interventions_{run}.png" for run in STUDY.runs]
     if "behaviour" in STUDY.evaluators:
         figures += list(study_table_outputs().values())
+    figures += [f"{OUT}/figures/study/{name}.png" for name in study_figures()]
     tables = [table for evaluator in STUDY.evaluators for table in all_eval_tables(evaluator)]
     return figures + tables

@@ -1,0 +1,286 @@
+"""Study figures: each draws from a synthetic study table, saves PNG/PDF and the table
+it drew."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+import pytest
+
+from tinylang.figures import study_plots as sp
+
+MIXERS = ("attention", "mamba")
+WIDTHS = (16, 32)
+LRS = (0.001, 0.01)
+SEEDS = (0, 1)
+BEST_LR = {"attention": 0.01, "mamba": 0.001}
+READOUTS = ("@Key", "@Query", "@Value")
+
+
+def run_coords(n_layers=(2,), d_conv=False):
+    rows = []
+    for mixer in MIXERS:
+        for layers in n_layers:
+            for d_model in WIDTHS:
+                for lr in LRS:
+                    for seed in SEEDS:
+                        row = {
+                            "run": f"ar-{mixer}-L{layers}-d{d_model}-lr{lr}-s{seed}",
+                            "language": "ar",
+                            "mixer": mixer,
+                            "d_model": d_model,
+                            "n_layers": layers,
+                            "pos_embed": mixer == "attention",
+                            "lr": lr,
+                            "seed": seed,
+                        }
+                        if d_conv:  # attention has no convolution: a missing value
+                            row["mixer_args.d_conv"] = (
+                                4.0 if mixer == "mamba" else math.nan
+                            )
+                        rows.append(row)
+    runs = pd.DataFrame(rows)
+    runs["selected"] = runs["lr"] == runs["mixer"].map(BEST_LR)
+    return runs
+
+
+def selection_table(**kwargs):
+    runs = run_coords(**kwargs)
+    chosen = (
+        runs[runs["selected"]]
+        .drop(columns=["run", "seed", "selected"])
+        .drop_duplicates()
+    )
+    rng = np.random.default_rng(0)
+    mean = rng.uniform(0.3, 0.9, len(chosen))
+    return chosen.assign(
+        select_split="dev",
+        report_split="test",
+        metric="accuracy",
+        mean=mean,
+        ci_low=mean - 0.1,
+        ci_high=mean + 0.1,
+        n_seeds=2,
+    ).reset_index(drop=True)
+
+
+def run_accuracy_table(**kwargs):
+    runs = run_coords(**kwargs)
+    rng = np.random.default_rng(1)
+    frames = [
+        runs.assign(
+            step=100, split=split, metric="accuracy", value=rng.uniform(0, 1, len(runs))
+        )
+        for split in ("dev", "test")
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def mechanism_table(**kwargs):
+    runs = run_coords(**kwargs)
+    rng = np.random.default_rng(2)
+    rows = []
+    for run in runs.to_dict("records"):
+        for layer in range(run["n_layers"]):
+            for readout in READOUTS:
+                for example in range(6):
+                    attrib = math.nan if example == 5 else float(rng.normal(0.5, 0.4))
+                    rows.append(
+                        {
+                            **run,
+                            "step": 100,
+                            "layer": layer,
+                            "readout": readout,
+                            "example": example,
+                            "attrib": attrib,
+                        }
+                    )
+    table = pd.DataFrame(rows)
+    return table[[c for c in table.columns if c != "selected"] + ["selected"]]
+
+
+def curves_table(**kwargs):
+    runs = run_coords(**kwargs)
+    rng = np.random.default_rng(3)
+    frames = [
+        runs.assign(step=step, quantity=quantity, value=rng.uniform(0, 1, len(runs)))
+        for quantity in sp.QUANTITIES
+        for step in (0, 50, 100)
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def outputs(tmp_path, name):
+    return tmp_path / f"{name}.parquet", [
+        tmp_path / f"{name}.png",
+        tmp_path / f"{name}.pdf",
+    ]
+
+
+def assert_written(table_out, figure_outs, returned):
+    for path in [table_out, *figure_outs]:
+        assert path.exists() and path.stat().st_size > 0, path
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(table_out), returned.reset_index(drop=True)
+    )
+
+
+def test_accuracy_vs_width_saves_the_selection_it_drew(tmp_path):
+    selection = selection_table(n_layers=(1, 2))
+    table_out, figure_outs = outputs(tmp_path, "width")
+    drawn = sp.accuracy_vs_width(selection, table_out, figure_outs)
+    assert_written(table_out, figure_outs, drawn)
+    pd.testing.assert_frame_equal(drawn, selection)
+
+
+def test_accuracy_vs_width_picks_one_metric(tmp_path):
+    selection = selection_table()
+    both = pd.concat([selection, selection.assign(metric="loss")], ignore_index=True)
+    with pytest.raises(ValueError, match="several metrics"):
+        sp.accuracy_vs_width(both, *outputs(tmp_path, "width"))
+    drawn = sp.accuracy_vs_width(both, *outputs(tmp_path, "width"), metric="accuracy")
+    pd.testing.assert_frame_equal(drawn, selection)
+
+
+def test_mechanism_scatter_saves_per_run_medians_at_the_last_layer(tmp_path):
+    mechanism = mechanism_table()
+    table_out, figure_outs = outputs(tmp_path, "scatter")
+    drawn = sp.mechanism_scatter(mechanism, table_out, figure_outs)
+    assert_written(table_out, figure_outs, drawn)
+    selected_runs = set(mechanism.loc[mechanism["selected"], "run"])
+    assert set(drawn["run"]) == selected_runs and len(drawn) == len(selected_runs)
+    assert (drawn["layer"] == 1).all()
+    run = sorted(selected_runs)[0]
+    at = mechanism[
+        (mechanism.run == run)
+        & (mechanism.layer == 1)
+        & (mechanism.readout == "@Value")
+    ]
+    by_hand = float(np.median(at["attrib"].dropna()))  # examples 0..4; example 5 is NaN
+    assert drawn.set_index("run").loc[run, "attrib@Value"] == pytest.approx(by_hand)
+    assert {"attrib@Key", "attrib@Query", "attrib@Value", "d_model", "mixer"} <= set(
+        drawn.columns
+    )
+
+
+def test_mechanism_boxes_draw_selected_last_layer_examples(tmp_path):
+    mechanism = mechanism_table(n_layers=(1, 2))
+    table_out, figure_outs = outputs(tmp_path, "boxes")
+    drawn = sp.mechanism_boxes(mechanism, table_out, figure_outs)
+    assert_written(table_out, figure_outs, drawn)
+    expected = mechanism[
+        mechanism.selected
+        & (mechanism.layer == mechanism.n_layers - 1)
+        & mechanism.attrib.notna()
+    ]
+    pd.testing.assert_frame_equal(drawn, expected.reset_index(drop=True))
+
+
+@pytest.mark.parametrize("by", ["mixer_args.d_conv", "layer"])
+def test_mechanism_boxes_by_a_column(tmp_path, by):
+    mechanism = mechanism_table(d_conv=True)
+    table_out, figure_outs = outputs(tmp_path, f"boxes_{by}")
+    drawn = sp.mechanism_boxes(mechanism, table_out, figure_outs, by=by)
+    assert_written(table_out, figure_outs, drawn)
+    layers = {0, 1} if by == "layer" else {1}  # by="layer" keeps every layer
+    assert (
+        set(drawn["layer"]) == layers
+        and drawn["selected"].all()
+        and drawn["attrib"].notna().all()
+    )
+    with pytest.raises(ValueError, match="nope"):
+        sp.mechanism_boxes(mechanism, table_out, figure_outs, by="nope")
+
+
+def test_training_curves_average_the_selected_seeds(tmp_path):
+    curves = curves_table(d_conv=True)
+    table_out, figure_outs = outputs(tmp_path, "curves")
+    drawn = sp.training_curves(curves, table_out, figure_outs)
+    assert_written(table_out, figure_outs, drawn)
+    assert (drawn["n_seeds"] == 2).all()
+    assert len(drawn) == len(MIXERS) * len(WIDTHS) * len(sp.QUANTITIES) * 3
+    rows = curves[
+        curves.selected
+        & (curves.mixer == "mamba")
+        & (curves.d_model == 32)
+        & (curves.quantity == "attrib@Query")
+        & (curves.step == 50)
+    ]
+    assert len(rows) == 2
+    row = drawn[
+        (drawn.mixer == "mamba")
+        & (drawn.d_model == 32)
+        & (drawn.quantity == "attrib@Query")
+        & (drawn.step == 50)
+    ]
+    assert row["mean"].item() == pytest.approx(rows["value"].mean())
+    assert row["max"].item() == pytest.approx(rows["value"].max())
+
+
+def test_generalisation_pairs_dev_and_test_per_run(tmp_path):
+    run_accuracy = run_accuracy_table()
+    table_out, figure_outs = outputs(tmp_path, "generalisation")
+    drawn = sp.generalisation(run_accuracy, table_out, figure_outs)
+    assert_written(table_out, figure_outs, drawn)
+    assert len(drawn) == run_accuracy["run"].nunique()
+    run = drawn["run"].iloc[3]
+    by_run = run_accuracy[run_accuracy.run == run].set_index("split")["value"]
+    assert drawn.set_index("run").loc[run, ["dev", "test"]].tolist() == [
+        by_run["dev"],
+        by_run["test"],
+    ]
+    assert drawn["selected"].sum() == run_accuracy["selected"].sum() / 2
+
+
+def test_nothing_to_draw_gives_a_figure_that_says_so(tmp_path):
+    mechanism = mechanism_table().assign(selected=False)
+    table_out, figure_outs = outputs(tmp_path, "empty")
+    drawn = sp.mechanism_scatter(mechanism, table_out, figure_outs)
+    assert drawn.empty and all(p.stat().st_size > 0 for p in figure_outs)
+    drawn = sp.generalisation(
+        run_accuracy_table(), table_out, figure_outs, x_split="train"
+    )
+    assert drawn.empty and table_out.exists()
+
+
+@pytest.mark.parametrize(
+    "function, make, drop",
+    [
+        (sp.accuracy_vs_width, selection_table, ["ci_low", "d_model"]),
+        (sp.mechanism_scatter, mechanism_table, ["readout"]),
+        (sp.mechanism_boxes, mechanism_table, ["attrib", "selected"]),
+        (sp.training_curves, curves_table, ["quantity"]),
+        (sp.generalisation, run_accuracy_table, ["split"]),
+    ],
+)
+def test_missing_columns_are_named(tmp_path, function, make, drop):
+    with pytest.raises(ValueError, match="missing column") as error:
+        function(make().drop(columns=drop), *outputs(tmp_path, "missing"))
+    assert all(name in str(error.value) for name in drop)
+
+
+def test_mixer_colours_do_not_depend_on_the_other_mixers():
+    assert (
+        sp.mixer_palette(["mamba", "attention"])["mamba"]
+        == sp.mixer_palette(["mamba"])["mamba"]
+    )
+    assert list(sp.mixer_palette(["zeta", "mamba", "attention", "alpha"])) == [
+        "attention",
+        "mamba",
+        "alpha",
+        "zeta",
+    ]
+    assert (
+        sp.mixer_palette(["zeta"])["zeta"]
+        == sp.mixer_palette(["zeta", "attention"])["zeta"]
+    )
+    assert len(set(sp.mixer_palette(sp.MIXER_ORDER).values())) == len(sp.MIXER_ORDER)
+
+
+def test_style_does_not_leak(tmp_path):
+    before = dict(mpl.rcParams)
+    sp.accuracy_vs_width(selection_table(), *outputs(tmp_path, "width"))
+    assert dict(mpl.rcParams) == before

@@ -1,0 +1,18 @@
+rule study_figure:
+    """A figure of the whole study (accuracy against width, mechanism scatter and boxes, training
+    curves, generalisation), drawn from one of the study tables and saved with the table it shows."""
+    input:
+        lambda wc: study_figure_table(wc.figure),
+    output:
+        png=report(f"{OUT}/figures/study/{{figure}}.png", caption="../report/study_figure.rst", category="Study"),
+        pdf=f"{OUT}/figures/study/{{figure}}.pdf",
+        table=f"{OUT}/figures/study/{{figure}}.parquet",
+    log:
+        f"{OUT}/logs/figures/study/{{figure}}.log",
+    threads: 1
+    resources:
+        gpu=0,
+    conda:
+        "../../envs/tinylang.yaml"
+    script:
+        "../scripts/study_figure.py"
