@@ -11,6 +11,7 @@ from tinylang.models import MIXERS, ModelConfig
 from tinylang.models.mixers._conv import (
     FFT_MIN_LENGTH, causal_conv, direct_causal_conv, fft_causal_conv, toeplitz_causal_conv,
 )
+from tinylang.models.mixers._shortconv import ShortConv
 
 CONV_MIXERS = ["base_conv", "hyena", "h3"]
 SHORT, LONG = 12, FFT_MIN_LENGTH + 36  # below / above the FFT threshold
@@ -46,6 +47,65 @@ def test_fft_convolution_does_not_wrap_around():
     u[..., -1] = 1.0  # an impulse at the last position
     y = fft_causal_conv(u, torch.ones(1, LONG))
     assert y[..., :-1].abs().max() < 1e-6 and torch.isclose(y[..., -1], torch.tensor(1.0))
+
+
+# -- the short convolution (shared with Based and DeltaNet) ----------------------------------
+
+
+@pytest.mark.parametrize("kernel_size", [1, 3, 5])
+@pytest.mark.parametrize("activation", [False, True])
+def test_short_conv_agrees_with_a_loop_and_its_recurrence(kernel_size, activation):
+    torch.manual_seed(0)
+    conv = ShortConv(4, kernel_size, activation=activation).double()
+    x = torch.randn(2, 9, 4, dtype=torch.float64)
+    state = torch.randn(2, 4, kernel_size - 1, dtype=torch.float64)
+    w, b = conv.conv.weight[:, 0], conv.conv.bias  # (C, K), the last tap on the current token
+    full = torch.cat([state, x.transpose(1, 2)], dim=-1)
+    expected = torch.stack([
+        b + sum(w[:, j] * full[..., t + j] for j in range(kernel_size)) for t in range(9)
+    ], dim=1)
+    expected = torch.nn.functional.silu(expected) if activation else expected
+    y, new_state = conv(x, state)
+    torch.testing.assert_close(y, expected)
+    torch.testing.assert_close(new_state, full[..., 9:])
+    steps, s = [], state
+    for t in range(9):
+        y_t, s = conv.step(x[:, t], s)
+        steps.append(y_t)
+    torch.testing.assert_close(torch.stack(steps, 1), expected)
+    torch.testing.assert_close(s, new_state)
+    y0, _ = conv(x)  # no state: zeros before the sequence
+    torch.testing.assert_close(y0, conv(x, torch.zeros_like(state))[0])
+
+
+def test_short_conv_zero_bias_init():
+    torch.manual_seed(0)
+    taps = torch.empty(6, 3).uniform_(-3**-0.5, 3**-0.5)  # newest tap first, as drawn
+    torch.manual_seed(0)
+    conv = ShortConv(6, 3, init="zero_bias")
+    torch.testing.assert_close(conv.conv.weight[:, 0], taps.flip(-1))
+    assert conv.conv.weight.shape == (6, 1, 3) and not conv.conv.bias.any()
+
+
+@pytest.mark.parametrize("name, options, prefix", [
+    ("hyena", {}, "short_filter."), ("base_conv", {"long_conv": False}, "conv."),
+])
+def test_checkpoints_with_the_old_short_filter_layout_load(name, options, prefix):
+    """Before the merge Hyena's and BaseConv's short filter was ``weight`` ``(C, K)``, newest tap
+    first, and ``bias``; such state dicts load into ``conv.weight`` ``(C, 1, K)``/``conv.bias``."""
+    model = mixer(name, **options)
+    old = {}
+    for key, value in model.state_dict().items():
+        if key == prefix + "conv.weight":
+            old[prefix + "weight"] = value[:, 0].flip(-1)
+        elif key == prefix + "conv.bias":
+            old[prefix + "bias"] = value
+        else:
+            old[key] = value
+    fresh = MIXERS.get(name)(16, MIXERS.get(name).Options(**options)).eval()
+    fresh.load_state_dict(old)
+    x = torch.randn(2, SHORT, 16)
+    torch.testing.assert_close(fresh(x), model(x))
 
 
 # -- options --------------------------------------------------------------------------------

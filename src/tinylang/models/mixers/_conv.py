@@ -1,4 +1,4 @@
-"""Causal convolutions shared by the convolutional mixers (BaseConv, Hyena, H3).
+"""Causal long convolutions shared by the convolutional mixers (BaseConv, Hyena, H3).
 
 All functions work channel-first: signals are ``(..., channels, L)``. Every convolution
 here is causal, ``y[t] = sum_{s <= t} k[t - s] * u[s]``, with no wrap-around:
@@ -7,20 +7,18 @@ here is causal, ``y[t] = sum_{s <= t} k[t - s] * u[s]``, with no wrap-around:
   filter's lower-triangular Toeplitz matrix (``toeplitz_causal_conv``: exact, so a future
   input contributes exactly zero, and faster on a CPU than an FFT for the tiny models this
   package trains); from ``FFT_MIN_LENGTH`` on it multiplies spectra (``fft_causal_conv``).
-- ``short_causal_conv`` is for filters of a few taps: Toeplitz for short sequences,
-  ``F.conv1d`` (cost linear in the length) for long ones.
+- ``direct_causal_conv`` uses ``F.conv1d`` (cost linear in the length times the taps).
 - ``fft_causal_conv`` zero-pads signal and filter to ``2L`` before the FFT, so the circular
   convolution the FFT computes equals the linear one on the first ``L`` outputs. It runs
   in at least float32 (half-precision FFTs are too coarse and limited to powers of two).
+
+Short learned filters of a few taps are ``_shortconv.ShortConv`` (``nn.Conv1d`` parameters).
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 FFT_MIN_LENGTH = 64
 """Sequences at least this long are convolved by FFT; shorter ones directly."""
@@ -81,29 +79,3 @@ def causal_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     if length < FFT_MIN_LENGTH:
         return toeplitz_causal_conv(u, k)
     return fft_causal_conv(u, _fit(k, length))
-
-
-def short_causal_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Causal depthwise convolution with a short filter ``k`` ``(C, K)``: Toeplitz product
-    below ``FFT_MIN_LENGTH``, ``F.conv1d`` from there on."""
-    if u.shape[-1] < FFT_MIN_LENGTH:
-        return toeplitz_causal_conv(u, k)
-    return direct_causal_conv(u, k)
-
-
-class ShortConv(nn.Module):
-    """Depthwise causal convolution with a short learned filter: ``(B, C, L) -> (B, C, L)``."""
-
-    def __init__(self, channels: int, kernel_size: int, bias: bool = True):
-        super().__init__()
-        self.kernel_size = kernel_size
-        self.weight = nn.Parameter(torch.empty(channels, kernel_size))
-        self.bias = nn.Parameter(torch.zeros(channels)) if bias else None
-        # nn.Conv1d's default: uniform in ±1/sqrt(fan_in), fan_in = kernel_size.
-        bound = 1 / math.sqrt(kernel_size)
-        nn.init.uniform_(self.weight, -bound, bound)
-
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
-        # weight[:, 0] is the tap on the current position, weight[:, j] the one j steps back.
-        y = short_causal_conv(u, self.weight)
-        return y if self.bias is None else y + self.bias.unsqueeze(-1)

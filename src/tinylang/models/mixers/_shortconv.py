@@ -1,31 +1,68 @@
-"""A causal depthwise short convolution with a recurrent (one token at a time) form.
+"""The causal depthwise short convolution of Based, DeltaNet, Hyena and the short-filter BaseConv.
 
-Not a mixer (the leading underscore keeps it out of the automatic mixer imports); Based and
-DeltaNet use it. For channel ``c`` and kernel ``w_c`` of size ``K``::
+Not a mixer (the leading underscore keeps it out of the automatic mixer imports). For channel
+``c`` with taps ``w_c`` of size ``K`` (``conv.weight[c, 0]``, correlation order: the last tap
+weighs the current token)::
 
     y_t[c] = act( b[c] + sum_{j=0}^{K-1} w_c[j] * x_{t-K+1+j}[c] )
 
-with ``x_s = 0`` for ``s < 0`` (or the stored inputs of an earlier segment). The recurrent state
-is the last ``K - 1`` inputs, ``(batch, channels, K - 1)``, oldest first.
+with ``x_s = 0`` for ``s < 0`` (or the stored inputs of an earlier segment). The parameters are
+those of a depthwise ``nn.Conv1d`` (``conv.weight`` ``(C, 1, K)``, ``conv.bias`` ``(C,)``), the
+layout mamba-ssm, causal-conv1d and flash-linear-attention use, so a fused kernel takes them as
+they are. The recurrent state is the last ``K - 1`` inputs, ``(batch, channels, K - 1)``, oldest
+first.
+
+Paths: causal-conv1d's ``causal_conv1d_fn`` when it is installed, the input is on a GPU, no
+state is passed in, ``use_fast_path`` is set and ``2 <= K <= 4`` (what the kernel supports);
+otherwise ``F.conv1d`` on the left-padded input (on a CPU it beats a Toeplitz product at every
+length measured, 8 to 200 tokens). The owning mixer logs which path ran (``fused_kernel``).
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import kernels
+
+FUSED_WIDTHS = range(2, 5)
+"""Kernel sizes causal-conv1d supports."""
+
 
 class ShortConv(nn.Module):
-    """Depthwise causal ``Conv1d`` on ``(batch, length, channels)`` inputs, optional SiLU after."""
+    """Depthwise causal convolution on ``(batch, length, channels)`` inputs, optional SiLU after.
 
-    def __init__(self, channels: int, kernel_size: int, bias: bool = True, activation: bool = False):
+    ``init="conv1d"`` keeps ``nn.Conv1d``'s initialisation (weight and bias uniform in
+    ``±1/sqrt(K)``); ``init="zero_bias"`` draws the same weight distribution, newest tap first,
+    and zeroes the bias (Hyena's and BaseConv's initialisation).
+    """
+
+    def __init__(self, channels: int, kernel_size: int, bias: bool = True, activation: bool = False,
+                 init: Literal["conv1d", "zero_bias"] = "conv1d"):
         super().__init__()
         if kernel_size < 1:
             raise ValueError(f"kernel_size must be at least 1, got {kernel_size}")
         self.channels = channels
         self.kernel_size = kernel_size
-        self.conv = nn.Conv1d(channels, channels, kernel_size, groups=channels, bias=bias)
+        self.activation = activation
+        self.use_fast_path = True  # causal-conv1d when installed and on a GPU (set False to compare)
+        if init == "conv1d":
+            self.conv = nn.Conv1d(channels, channels, kernel_size, groups=channels, bias=bias)
+        elif init == "zero_bias":
+            self.conv = nn.utils.skip_init(nn.Conv1d, channels, channels, kernel_size, groups=channels, bias=bias)
+            bound = 1 / math.sqrt(kernel_size)
+            with torch.no_grad():
+                taps = torch.empty(channels, kernel_size).uniform_(-bound, bound)  # taps[:, j]: j steps back
+                self.conv.weight.copy_(taps.flip(-1).unsqueeze(1))
+                if self.conv.bias is not None:
+                    self.conv.bias.zero_()
+        else:
+            raise ValueError(f"unknown init {init!r}")
         self.act = nn.SiLU() if activation else nn.Identity()
 
     @property
@@ -40,14 +77,30 @@ class ShortConv(nn.Module):
             dtype=dtype if dtype is not None else weight.dtype,
         )
 
+    def fused_kernel(self, x: torch.Tensor, state: torch.Tensor | None = None) -> Callable[..., Any] | None:
+        """causal-conv1d's kernel if ``forward(x, state)`` runs it, else None."""
+        if state is not None or not self.use_fast_path or self.kernel_size not in FUSED_WIDTHS:
+            return None
+        fn = kernels.causal_conv1d_fn()
+        return fn if fn is not None and kernels.fast_path_ok(x) else None
+
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` ``(B, L, C)`` → ``(y (B, L, C), new_state (B, C, K-1))``."""
         u = x.transpose(1, 2)  # (B, C, L)
+        width = self.state_width
+        fused = self.fused_kernel(x, state)
+        if fused is not None:
+            y = fused(u.contiguous(), self.conv.weight.squeeze(1), self.conv.bias,
+                      activation="silu" if self.activation else None)
+            tail = u[..., max(0, u.shape[-1] - width):]
+            new_state = F.pad(tail, (width - tail.shape[-1], 0))
+            return y.transpose(1, 2), new_state
         if state is None:
-            state = u.new_zeros(u.shape[0], self.channels, self.state_width)
-        full = torch.cat([state.to(u.dtype), u], dim=-1)  # (B, C, K-1+L)
+            full = F.pad(u, (width, 0))
+        else:
+            full = torch.cat([state.to(u.dtype), u], dim=-1)  # (B, C, K-1+L)
         y = F.conv1d(full, self.conv.weight, self.conv.bias, groups=self.channels)
-        new_state = full[..., full.shape[-1] - self.state_width :]
+        new_state = full[..., full.shape[-1] - width :]
         return self.act(y.transpose(1, 2)), new_state
 
     def step(self, x_t: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,3 +110,15 @@ class ShortConv(nn.Module):
         if self.conv.bias is not None:
             y = y + self.conv.bias
         return self.act(y), window[..., 1:]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints from before the merge stored Hyena's and BaseConv's filter as ``weight``
+        # ``(C, K)``, newest tap first, and the bias as ``bias``: move them to ``conv.*``.
+        old = state_dict.pop(prefix + "weight", None)
+        if old is not None and old.dim() == 2:
+            state_dict[prefix + "conv.weight"] = old.flip(-1).unsqueeze(1)
+        elif old is not None:
+            state_dict[prefix + "weight"] = old
+        if prefix + "bias" in state_dict and prefix + "conv.bias" not in state_dict:
+            state_dict[prefix + "conv.bias"] = state_dict.pop(prefix + "bias")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -8,7 +8,8 @@ Written from the paper's definition. For input ``u`` ``(L, d)``::
 ``h * u`` is a causal depthwise convolution, one filter per channel: either a long explicit
 filter (``long_conv=True``: a learned ``(d, l_max)`` table, applied by FFT; sequences
 longer than ``l_max`` see a filter that is zero beyond ``l_max``) or a short one of
-``kernel_size`` taps (``long_conv=False``). The paper's BaseConv has no output projection
+``kernel_size`` taps (``long_conv=False``: ``_shortconv.ShortConv``, causal-conv1d on a GPU
+when installed). The paper's BaseConv has no output projection
 (the following MLP mixes channels); this one ends in ``out_proj`` so that every mixer in
 the package writes to the residual stream through a linear map of the same name.
 """
@@ -21,8 +22,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from .. import kernels
 from . import MIXERS
-from ._conv import ShortConv, causal_conv
+from ._conv import causal_conv
+from ._shortconv import ShortConv
 from .base import Mixer, MixerOptions
 
 
@@ -61,12 +64,17 @@ class BaseConv(Mixer):
     def __init__(self, d_model: int, options: BaseConvOptions, layer_idx: int = 0):
         super().__init__(d_model, options, layer_idx)
         self.in_proj = nn.Linear(d_model, d_model, bias=options.bias)
-        if options.long_conv:
+        self.long_conv = options.long_conv
+        if self.long_conv:
             self.conv: nn.Module = LongConv(d_model, options.l_max, bias=options.bias)
         else:
-            self.conv = ShortConv(d_model, options.kernel_size, bias=options.bias)
+            self.conv = ShortConv(d_model, options.kernel_size, bias=options.bias, init="zero_bias")
         self.out_proj = nn.Linear(d_model, d_model, bias=options.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u_conv = self.conv(x.transpose(1, 2)).transpose(1, 2)  # (B, L, d)
+        if self.long_conv:
+            u_conv = self.conv(x.transpose(1, 2)).transpose(1, 2)  # (B, L, d)
+        else:
+            kernels.log_path_once(self, "base_conv short conv", self.conv.fused_kernel(x) is not None)
+            u_conv = self.conv(x)[0]
         return self.out_proj(self.in_proj(x) * u_conv)

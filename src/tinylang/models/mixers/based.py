@@ -27,6 +27,9 @@ applies a BaseConv with a depthwise causal filter of ``kernel_size`` (default 3)
 linear attention, residually: ``x <- x + (W x + b) * conv(x)``, then linear attention on the
 result; it gives the attention's keys and values the neighbouring tokens (what the paper
 uses the short convolutions for). The sliding-window attention is not included.
+
+Fast path: on a GPU with causal-conv1d installed the short convolution runs fused
+(``_shortconv.ShortConv``); the linear attention is always the pure-PyTorch form above.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from .. import kernels
 from . import MIXERS
 from ._shortconv import ShortConv
 from .base import Mixer, MixerOptions
@@ -81,7 +85,7 @@ def based_linear_attention(
     ``state`` ``(S (B, H, F, dv), z (B, H, F))`` from earlier tokens or None.
     Returns ``y`` ``(B, H, L, dv)`` and, when ``need_state``, the state after the last token.
     """
-    batch, heads, length, _ = q.shape
+    length = q.shape[2]
     n_chunks = max(1, -(-length // chunk_size))
     size = min(chunk_size, length) if n_chunks == 1 else chunk_size
     pad = n_chunks * size - length
@@ -175,6 +179,7 @@ class Based(Mixer):
     def _forward(self, x: torch.Tensor, state: BasedState | None, need_state: bool):
         conv_state = None if state is None else state[0]
         if self.use_short_conv:
+            kernels.log_path_once(self, "based short conv", self.conv.fused_kernel(x, conv_state) is not None)
             conv_out, conv_state = self.conv(x, conv_state)
             h = x + self.conv_proj(x) * conv_out
         else:

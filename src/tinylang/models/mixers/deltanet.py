@@ -23,6 +23,12 @@ Parallel forms (``algorithm``):
   (a unit lower-triangular solve). Then for the chunk
   ``O = Q S_0^T + tril(Q K^T) (U - W S_0^T)`` and ``S_next = S_0 + (U - W S_0^T)^T K``;
   a loop over chunks carries the state.
+
+Fast path (``use_fast_path``, default on): on a GPU with flash-linear-attention installed, and
+in float16/bfloat16 (its kernel rejects float32), the delta rule runs fla's ``chunk_delta_rule``
+(layout ``(B, T, H, D)``, state ``(B, H, d_k, d_v)``, ``scale=1``, q and k normalised here), and
+with causal-conv1d installed the short convolutions run fused (``_shortconv.ShortConv``).
+Parameters are the same on both paths; each layer logs once which one it took.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from .. import kernels
 from . import MIXERS
 from ._shortconv import ShortConv
 from .base import Mixer, MixerOptions
@@ -67,7 +74,7 @@ def delta_rule_loop(q, k, v, beta, S0):
 
 def delta_rule_chunk(q, k, v, beta, S0, chunk_size: int):
     """Chunkwise WY form of ``delta_rule_loop`` (same arguments and results)."""
-    batch, heads, length, dk = q.shape
+    length, dk = q.shape[2], q.shape[3]
     n_chunks = max(1, -(-length // chunk_size))
     size = min(chunk_size, length) if n_chunks == 1 else chunk_size
     pad = n_chunks * size - length
@@ -114,6 +121,7 @@ class DeltaNet(Mixer):
         self.algorithm = options.algorithm
         self.chunk_size = options.chunk_size
         self.use_short_conv = options.use_short_conv
+        self.use_fast_path = True  # fla's chunk_delta_rule when installed, on a GPU, in half precision
 
         self.q_proj = nn.Linear(d_model, d_model, bias=options.bias)
         self.k_proj = nn.Linear(d_model, d_model, bias=options.bias)
@@ -145,19 +153,28 @@ class DeltaNet(Mixer):
     # -- parallel form ---------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y, _ = self._forward(x, None)
+        y, _ = self._forward(x, None, need_state=False)
         return y
 
     def forward_with_state(
         self, x: torch.Tensor, state: DeltaNetState | None = None
     ) -> tuple[torch.Tensor, DeltaNetState]:
         """Like ``forward`` but starting from (and returning) a recurrent state."""
-        return self._forward(x, state)
+        return self._forward(x, state, need_state=True)
 
-    def _forward(self, x: torch.Tensor, state: DeltaNetState | None):
+    def _fused_delta_rule(self, v: torch.Tensor):
+        """fla's ``chunk_delta_rule`` if the delta rule on values ``v`` may run it, else None."""
+        if not self.use_fast_path or v.dtype not in kernels.DELTA_RULE_DTYPES:
+            return None
+        fn = kernels.chunk_delta_rule()
+        return fn if fn is not None and kernels.fast_path_ok(v) else None
+
+    def _forward(self, x: torch.Tensor, state: DeltaNetState | None, need_state: bool):
         batch = x.shape[0]
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         if self.use_short_conv:
+            conv_fused = self.q_conv.fused_kernel(q, None if state is None else state[0]) is not None
+            kernels.log_path_once(self, "deltanet short convs", conv_fused)
             conv_states = []
             outs = []
             for i, (conv, t) in enumerate(zip(self._convs(), (q, k, v))):
@@ -167,14 +184,33 @@ class DeltaNet(Mixer):
             q, k, v = outs
         else:
             conv_states = [x.new_zeros(batch, self.d_model, 0)] * 3
-        q, k, v = (t.transpose(1, 2) for t in self._heads(q, k, v))  # (B, H, L, hd)
-        beta = torch.sigmoid(self.b_proj(x)).transpose(1, 2)  # (B, H, L)
-        S0 = x.new_zeros(batch, self.n_heads, self.head_dim, self.head_dim) if state is None else state[3]
-        if self.algorithm == "loop":
-            o, S = delta_rule_loop(q, k, v, beta, S0)
+        q, k, v = self._heads(q, k, v)  # (B, L, H, hd)
+        beta = torch.sigmoid(self.b_proj(x))  # (B, L, H)
+        S0 = None if state is None else state[3]
+        fused = self._fused_delta_rule(v)
+        kernels.log_path_once(self, "deltanet", fused is not None)
+        if fused is not None:
+            # fla: (B, T, H, D) inputs, state (B, H, d_k, d_v) (ours is (B, H, d_v, d_k)); it
+            # multiplies q by ``scale`` (default d_k**-0.5), which this mixer does not.
+            dtype = v.dtype
+            o, S = fused(
+                q.to(dtype), k.to(dtype), v, beta.to(dtype), scale=1.0,
+                initial_state=None if S0 is None else S0.transpose(-1, -2).contiguous(),
+                output_final_state=need_state, use_qk_l2norm_in_kernel=False,
+            )
+            S = None if S is None else S.transpose(-1, -2).to(dtype)
+            o = o.to(dtype)
         else:
-            o, S = delta_rule_chunk(q, k, v, beta, S0, self.chunk_size)
-        return self._output(o.transpose(1, 2)), (*conv_states, S)
+            q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, L, hd)
+            if S0 is None:
+                S0 = x.new_zeros(batch, self.n_heads, self.head_dim, self.head_dim)
+            if self.algorithm == "loop":
+                o, S = delta_rule_loop(q, k, v, beta.transpose(1, 2), S0)
+            else:
+                o, S = delta_rule_chunk(q, k, v, beta.transpose(1, 2), S0, self.chunk_size)
+            o = o.transpose(1, 2)
+        y = self._output(o)
+        return y, ((*conv_states, S) if need_state else None)
 
     # -- recurrent form --------------------------------------------------------------------
 

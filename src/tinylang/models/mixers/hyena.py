@@ -9,7 +9,8 @@ Section 3.3). For an order-``N`` operator and input ``u`` ``(L, d)``:
     y = z^{N+1} W_out
 
 ``ShortConv`` is a depthwise causal convolution with ``short_filter`` taps over all
-``(N + 1) d`` channels. Each long filter ``h^n`` (one per channel) is *implicit*:
+``(N + 1) d`` channels (``_shortconv.ShortConv``: causal-conv1d on a GPU when installed).
+Each long filter ``h^n`` (one per channel) is *implicit*:
 
     h^n_t = FFN(PE(t)) ⊙ window(t),    window_c(t) = exp(-alpha_c t / l_max)
 
@@ -30,8 +31,10 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
+from .. import kernels
 from . import MIXERS
-from ._conv import ShortConv, causal_conv
+from ._conv import causal_conv
+from ._shortconv import ShortConv
 from .base import Mixer, MixerOptions
 
 
@@ -112,14 +115,16 @@ class Hyena(Mixer):
         self.order = options.order
         streams = (options.order + 1) * d_model
         self.in_proj = nn.Linear(d_model, streams, bias=options.bias)
-        self.short_filter = ShortConv(streams, options.short_filter, bias=options.bias)
+        self.short_filter = ShortConv(streams, options.short_filter, bias=options.bias, init="zero_bias")
         self.filter = ImplicitFilter(options.order * d_model, options.emb_dim, options.filter_order, options.l_max)
         self.filter_bias = nn.Parameter(torch.randn(options.order, d_model))  # b^n: the skip term
         self.out_proj = nn.Linear(d_model, d_model, bias=options.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         length, d = x.shape[1], self.d_model
-        u = self.short_filter(self.in_proj(x).transpose(1, 2))  # (B, (N+1) d, L)
+        projected = self.in_proj(x)
+        kernels.log_path_once(self, "hyena short conv", self.short_filter.fused_kernel(projected) is not None)
+        u = self.short_filter(projected)[0].transpose(1, 2)  # (B, (N+1) d, L)
         *gates, z = u.split(d, dim=1)  # x^1 .. x^N, v
         h = self.filter(length).view(self.order, d, length)
         for n, gate in enumerate(gates):

@@ -27,6 +27,7 @@ from torch.autograd.function import once_differentiable
 from .. import kernels
 
 from . import MIXERS
+from ._shortconv import FUSED_WIDTHS
 from .base import Mixer, MixerOptions
 
 # (conv_state [B, d_inner, d_conv - 1], ssm_state [B, d_inner, d_state])
@@ -259,7 +260,9 @@ class Mamba(Mixer):
         u, z = self.in_proj(x).chunk(2, dim=-1)
         u = u.transpose(1, 2).contiguous()  # (B, d_inner, L)
         if self.use_conv:
-            conv = kernels.causal_conv1d_fn() if self.conv_impl == "auto" else None
+            # causal-conv1d supports 2 to 4 taps; other widths take Conv1d on this path too.
+            fusable = self.conv_impl == "auto" and self.conv1d.kernel_size[0] in FUSED_WIDTHS
+            conv = kernels.causal_conv1d_fn() if fusable else None
             if conv is not None:
                 u = conv(u, self.conv1d.weight.squeeze(1), self.conv1d.bias, activation=None)
             else:
