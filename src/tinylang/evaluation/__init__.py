@@ -10,12 +10,14 @@ from .attention import attention_mass, attention_summary, has_attention
 from .attribution import attribution_summary, example_attributions
 from .behaviour import evaluate_behaviour
 from .probes import run_probes
+from .restoration import restoration_summary
 
-_LAZY = {"corrupt", "run_interventions", "register_with_pyvene"}
+_LAZY = {"RANDOM", "corrupt", "interchange", "kl_divergence", "patch_locations", "random_positions",
+         "register_with_pyvene", "run_interventions"}
 
 __all__ = [
     "attention_mass", "attention_summary", "attribution_summary", "evaluate_behaviour", "example_attributions",
-    "has_attention", "run_probes", *sorted(_LAZY),
+    "has_attention", "restoration_summary", "run_probes", *sorted(_LAZY),
 ]
 
 

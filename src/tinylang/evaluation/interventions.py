@@ -2,15 +2,19 @@
 
 For each corrupted item, the model runs on the corrupted input (the *base*) while the
 clean run's activation (the *source*) is patched in at one (layer, component, position);
-we read the clean answer's probability and logit at the position that predicts it
-(``target_item - 1``: ``query_item`` for AR).
+we read the clean answer's probability and logit, and the whole next-token distribution,
+at the position that predicts the answer (``target_item - 1``: ``query_item`` for AR).
+
+``interchange`` is the machinery: any source, any stack of bases, any per-example patch
+locations. ``run_interventions`` is the analysis built on it: clean source, corrupted bases,
+every layer × component × probe position (plus a random control position), as a long table.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,15 +22,19 @@ import torch
 
 from tinylang.models.backbone import HOOK_POINTS, LanguageModel
 
-from .behaviour import answer_scores, batches, query_logits, select_mask, trimmed
+from .behaviour import batches, query_logits, select_mask
 
 with contextlib.redirect_stdout(io.StringIO()):  # pyvene prints a notice about nnsight on import
     import pyvene as pv
 from pyvene.models.constants import CONST_INPUT_HOOK, CONST_OUTPUT_HOOK
 
-REFERENCE_METRICS = ("p_clean", "p_corrupted", "logit_clean", "logit_corrupted")
-PATCH_METRICS = ("p_patched", "logit_patched", "p_diff", "logit_diff")
+REFERENCE_METRICS = ("p_clean", "p_corrupted", "logit_clean", "logit_corrupted", "kl_clean_corrupted")
+PATCH_METRICS = ("p_patched", "logit_patched", "p_diff", "logit_diff", "kl_patched_corrupted")
 COLUMNS = ["example", "query_type", "corrupted", "layer", "component", "position", "metric", "value"]
+
+RANDOM = "random"
+"""Name of the control position: per example, a seeded uniformly random position before the
+answer-predicting one that is no probe position (see ``random_positions``)."""
 
 
 def register_with_pyvene() -> None:
@@ -68,27 +76,208 @@ def corrupt(tensors, item: str, token_classes: dict[str, Sequence[int]], seed: i
     return out
 
 
+def random_positions(tensors, seed: int = 0) -> torch.Tensor:
+    """``[N]`` per example a uniformly random position ``t < predicts_answer`` that is none of
+    the example's probe positions (every entry of ``tensors.positions``), or ``-1`` where no
+    such position exists (e.g. AR examples with a single pair).
+
+    Seeded and vectorised; the draw is a stream of its own (numpy ``SeedSequence(seed)``,
+    spawn key 1), independent of ``corrupt``'s. Corruption replaces a token in place, so the
+    position is the same in the clean and the corrupted input.
+    """
+    n, width = tensors.input_ids.shape
+    t = torch.arange(width)[None]
+    candidates = (t < tensors.predicts_answer[:, None]) & (t < tensors.lengths[:, None])
+    for pos in tensors.positions.values():
+        candidates &= t != pos[:, None]
+    rng = np.random.default_rng(np.random.SeedSequence(seed % 2**64, spawn_key=(1,)))
+    score = torch.from_numpy(rng.random((n, width)))
+    choice = score.masked_fill(~candidates, -1.0).argmax(1)
+    return torch.where(candidates.any(1), choice, -1)
+
+
+def patch_locations(tensors, positions: Sequence[str], seed: int = 0) -> torch.Tensor:
+    """``[P, N]`` the index of each named position (a key of ``tensors.positions`` or
+    ``RANDOM``) in each example; ``-1`` where an example has no such position."""
+    unknown = [p for p in positions if p != RANDOM and p not in tensors.positions]
+    if unknown:
+        raise ValueError(f"unknown position(s) {unknown}; allowed: {[*tensors.positions, RANDOM]}")
+    named = {RANDOM: random_positions(tensors, seed)} if RANDOM in positions else {}
+    named.update(tensors.positions)
+    return torch.stack([named[p] for p in positions]) if positions else \
+        torch.zeros(0, len(tensors), dtype=torch.long)
+
+
 @contextlib.contextmanager
 def _captured(model: LanguageModel, points: list[tuple[int, str]], rows: torch.Tensor, pos: torch.Tensor):
-    """While active, a forward pass stores ``activation[rows, pos]`` of every hook point."""
+    """While active, a forward pass stores ``activation[rows, pos]`` of every hook point
+    (``rows``, ``pos`` index tensors of one shape S, giving ``(*S, d_model)`` per point)."""
     store: dict[tuple[int, str], torch.Tensor] = {}
     handles = []
-    for layer, component in points:
-        path, kind = HOOK_POINTS[component]
-        module = model.get_submodule((path % layer).replace("[", ".").replace("]", ""))
-        save = lambda x, key=(layer, component): store.__setitem__(key, x[rows, pos])  # noqa: E731
-        if kind == "input":
-            handles.append(module.register_forward_pre_hook(lambda m, args, save=save: save(args[0])))
-        else:
-            handles.append(module.register_forward_hook(lambda m, args, out, save=save: save(out)))
+
+    def saver(key: tuple[int, str]):
+        def save(x: torch.Tensor) -> None:
+            store[key] = x[rows, pos]
+        return save
+
     try:
+        for layer, component in points:
+            path, kind = HOOK_POINTS[component]
+            module = model.get_submodule((path % layer).replace("[", ".").replace("]", ""))
+            save = saver((layer, component))
+            if kind == "input":
+                handles.append(module.register_forward_pre_hook(lambda m, args, save=save: save(args[0])))
+            else:
+                handles.append(module.register_forward_hook(lambda m, args, out, save=save: save(out)))
         yield store
     finally:
         for handle in handles:
             handle.remove()
 
 
+def kl_divergence(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
+    """``KL(P ‖ Q) = Σ_v P(v) (log P(v) − log Q(v))`` over the last axis, from log-probabilities
+    (float64; broadcasting). Exactly 0 where ``logp == logq``; rounding below 0 is clipped."""
+    return (logp.exp() * (logp - logq)).sum(-1).clamp_min(0.0)
+
+
 @torch.no_grad()
+def interchange(
+    model: LanguageModel,
+    source_ids: torch.Tensor,
+    base_ids: torch.Tensor,
+    lengths: torch.Tensor,
+    read_pos: torch.Tensor,
+    answer: torch.Tensor,
+    locations: torch.Tensor,
+    components: Sequence[str] | None = None,
+    batch_size: int = 64,
+    skip_noops: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Patch ``source_ids``' activations into every base of ``base_ids`` at every layer ×
+    component × location, and read the answer at ``read_pos``.
+
+    ``source_ids`` ``[N, L]``; ``base_ids`` ``[K, N, L]`` (or ``[N, L]`` for ``K = 1``): K base
+    inputs per example that share the source (e.g. one per corrupted item); ``lengths`` ``[N]``
+    (columns beyond a batch's longest example are dropped); ``read_pos``, ``answer`` ``[N]``;
+    ``locations`` ``[P, N]``: the position patched, the same in source and base, ``-1`` for
+    "none" (that example's results for that location are NaN).
+
+    Returns CPU tensors: ``p_source``, ``logit_source`` ``[N]``; ``p_base``, ``logit_base``,
+    ``kl_source_base = KL(P_source ‖ P_base)`` ``[K, N]``; and ``p_patched``,
+    ``logit_patched``, ``kl_patched_base = KL(P_patched ‖ P_base)`` and the bool ``ran``
+    ``[K, n_layers, C, P, N]``, with C the ``components`` (default: all the model has). ``p`` is
+    the answer's probability, ``logit`` its raw logit, KL over the full next-token distribution
+    at ``read_pos`` (float64).
+
+    With ``skip_noops`` a cell whose source activation is bit-identical to the base's own
+    activation at that site (e.g. every position but the corrupted one at layer 0's input, or
+    any position before it in a causal model) is not run: replacing a vector by itself leaves
+    the base run as it is, so its result is the base run's (``ran`` False there, ``kl`` 0).
+    ``skip_noops=False`` runs every cell through pyvene.
+
+    Work: one ``IntervenableModel`` per (layer, component), built once; per batch of
+    ``batch_size`` examples one source pass captures every (layer, component, location) at
+    once (shared by the K bases), one pass per base runs it unpatched (capturing the same
+    sites), and each (base, layer, component) runs one patched pass over the P × ``batch_size``
+    cells (all locations stacked) that are not no-ops. Results stay on the model's device
+    until the end. The model runs in eval mode without gradients; its mode and
+    ``requires_grad`` flags are restored afterwards.
+    """
+    components = list(components or model.components)
+    missing = [c for c in components if c not in model.components]
+    if missing:
+        raise ValueError(f"model has no component(s) {missing}; it has {model.components}")
+    if base_ids.dim() == 2:
+        base_ids = base_ids.unsqueeze(0)
+    n_layers, device = model.config.n_layers, model.device
+    (k, n, _), (n_pos, n_loc) = base_ids.shape, locations.shape
+    if source_ids.shape != base_ids.shape[1:] or n_loc != n:
+        raise ValueError(f"shapes disagree: source {tuple(source_ids.shape)}, bases {tuple(base_ids.shape)}, "
+                         f"locations {tuple(locations.shape)}")
+    points = [(layer, c) for layer in range(n_layers) for c in components]
+    absent = locations < 0
+    locations = torch.where(absent, read_pos[None], locations)  # any valid index; masked below
+
+    was_training = model.training
+    grad_flags = [p.requires_grad for p in model.parameters()]
+    model.eval()
+    cells = (k, n_layers, len(components), n_pos, n)
+    out = {name: torch.zeros(shape, dtype=torch.float64, device=device) for name, shape in [
+        ("p_source", (n,)), ("logit_source", (n,)), ("p_base", (k, n)), ("logit_base", (k, n)),
+        ("kl_source_base", (k, n)), ("p_patched", cells), ("logit_patched", cells), ("kl_patched_base", cells)]}
+    out["ran"] = torch.zeros(cells, dtype=torch.bool, device=device)
+    try:
+        intervenables = {}
+        for layer, component in points:  # one IntervenableModel per (layer, component), reused for every batch
+            intervenable = pv.IntervenableModel({"layer": layer, "component": component, "unit": "pos"}, model)
+            intervenable.disable_model_gradients()
+            intervenables[layer, component] = intervenable
+
+        for idx in batches(n, batch_size):
+            width = int(lengths[idx].max())
+            source = source_ids[idx, :width].to(device)
+            query, ans = read_pos[idx].to(device), answer[idx].to(device)
+            loc = locations[:, idx].to(device)  # (P, b)
+            b = len(source)
+            # The P location variants of the batch, stacked position-major: cell p * b + j
+            # patches example j at location p. The read position is the same for every base.
+            rows = torch.arange(b, device=device).repeat(n_pos)
+            where = loc.reshape(-1)
+            select = select_mask(source, query)[rows]
+            answer_rows = ans[rows, None]
+            wanted = ~absent[:, idx].to(device).reshape(-1)  # no location, nothing to run
+            sites = (torch.arange(b, device=device).expand(n_pos, b), loc)
+
+            with _captured(model, points, *sites) as source_acts:
+                logits_source = query_logits(model, source, query).double()  # (b, V)
+            logp_source = logits_source.log_softmax(-1)
+            out["p_source"][idx] = logp_source.gather(-1, ans[:, None]).squeeze(-1).exp()
+            out["logit_source"][idx] = logits_source.gather(-1, ans[:, None]).squeeze(-1)
+            for kk in range(k):
+                base = base_ids[kk, idx, :width].to(device)
+                with _captured(model, points if skip_noops else [], *sites) as base_acts:
+                    logits_base = query_logits(model, base, query).double()
+                logp_base = logits_base.log_softmax(-1)
+                p_base = logp_base.gather(-1, ans[:, None]).squeeze(-1).exp()
+                logit_base = logits_base.gather(-1, ans[:, None]).squeeze(-1)
+                out["p_base"][kk, idx], out["logit_base"][kk, idx] = p_base, logit_base
+                out["kl_source_base"][kk, idx] = kl_divergence(logp_source, logp_base)
+
+                for (layer, component), intervenable in intervenables.items():
+                    patch = source_acts[layer, component].reshape(n_pos * b, 1, -1)
+                    run = wanted
+                    if skip_noops:
+                        run = run & (source_acts[layer, component] != base_acts[layer, component]).any(-1).reshape(-1)
+                    chosen = run.nonzero().squeeze(1)
+                    p = p_base.repeat(n_pos)  # no-op cells keep the base run's results
+                    logit = logit_base.repeat(n_pos)
+                    kl = torch.zeros(n_pos * b, dtype=torch.float64, device=device)
+                    if len(chosen):
+                        _, logits = intervenable(
+                            {"input_ids": base[rows[chosen]], "select": select[chosen]},
+                            unit_locations={"sources->base": ([where[chosen, None].tolist()],) * 2},
+                            source_representations=patch[chosen])
+                        logits = logits.double()
+                        logp = logits.log_softmax(-1)
+                        p[chosen] = logp.gather(-1, answer_rows[chosen]).squeeze(-1).exp()
+                        logit[chosen] = logits.gather(-1, answer_rows[chosen]).squeeze(-1)
+                        kl[chosen] = kl_divergence(logp, logp_base[rows[chosen]])
+                    at = (kk, layer, components.index(component), slice(None), idx)
+                    out["p_patched"][at] = p.view(n_pos, b)
+                    out["logit_patched"][at] = logit.view(n_pos, b)
+                    out["kl_patched_base"][at] = kl.view(n_pos, b)
+                    out["ran"][at] = run.view(n_pos, b)
+    finally:
+        model.train(was_training)
+        for param, flag in zip(model.parameters(), grad_flags):
+            param.requires_grad_(flag)
+    out = {name: value.cpu() for name, value in out.items()}
+    for name in ("p_patched", "logit_patched", "kl_patched_base"):
+        out[name][absent[None, None, None].expand_as(out[name])] = float("nan")
+    return out
+
+
 def run_interventions(
     model: LanguageModel,
     tensors,
@@ -101,81 +290,53 @@ def run_interventions(
 ) -> pd.DataFrame:
     """Patch clean activations into corrupted runs at every layer × component × position.
 
+    ``positions`` are names of ``tensors.positions`` or ``"random"`` (``RANDOM``); by default
+    every probe position followed by ``"random"``: per example one seeded, uniformly drawn
+    position before the answer-predicting one that is no probe position (``random_positions``,
+    seeded by ``seed``; the same for every corrupted item, and for clean and corrupted runs,
+    since corruption replaces a token in place). It is the control: a position that carries
+    nothing the task needs. Examples without such a position get NaN there.
+
     Returns a long DataFrame with columns ``example, query_type, corrupted, layer,
-    component, position, metric, value``:
+    component, position, metric, value`` (``value`` float32):
 
     * one row per (example, corrupted, layer, component, position) and metric
-      ``p_patched``, ``logit_patched`` (the clean answer's probability / logit at
-      ``query_item`` after patching), ``p_diff = p_patched - p_corrupted`` and
-      ``logit_diff = logit_patched - logit_corrupted``;
+      ``p_patched``, ``logit_patched`` (the clean answer's probability / logit at the
+      answer-predicting position after patching), ``p_diff = p_patched - p_corrupted``,
+      ``logit_diff = logit_patched - logit_corrupted`` and ``kl_patched_corrupted =
+      KL(P_patched ‖ P_corrupted)``: the KL divergence, in nats, of the corrupted run's
+      next-token distribution from the patched run's, over the whole vocabulary at the
+      answer-predicting position (0 iff patching left the prediction unchanged);
     * one reference row per (example, corrupted) and metric ``p_clean``, ``p_corrupted``,
-      ``logit_clean``, ``logit_corrupted``, with ``layer = -1``, ``component = "none"``,
-      ``position = "none"`` (they do not depend on where one patches).
+      ``logit_clean``, ``logit_corrupted`` and ``kl_clean_corrupted = KL(P_clean ‖
+      P_corrupted)`` (how much the corruption moved the prediction, same direction), with
+      ``layer = -1``, ``component = "none"``, ``position = "none"``.
 
     A heatmap is one groupby away, e.g.
-    ``df[df.metric == "p_diff"].groupby(["corrupted", "layer", "component", "position"]).value.mean()``.
-    Source and base share the position; corruption ``i`` of ``corrupt_items`` uses seed ``seed + i``.
+    ``df[df.metric == "p_diff"].groupby(["corrupted", "layer", "component", "position"]).value.mean()``;
+    ``restoration_summary`` aggregates the whole table. Source and base share the position;
+    corruption ``i`` of ``corrupt_items`` uses seed ``seed + i``. ``batch_size`` examples go
+    into each source pass; each patched pass runs ``len(positions)`` times as many rows (one
+    per example and position; see ``interchange``).
     """
-    positions = list(positions or tensors.positions)
+    positions = list(positions) if positions is not None else [*tensors.positions, RANDOM]
     components = list(components or model.components)
-    missing = [c for c in components if c not in model.components]
-    if missing:
-        raise ValueError(f"model has no component(s) {missing}; it has {model.components}")
-    layers = range(model.config.n_layers)
-    points = [(layer, c) for layer in layers for c in components]
-    device, n, n_pos = model.device, len(tensors), len(positions)
+    locations = patch_locations(tensors, positions, seed)
+    bases = torch.stack([corrupt(tensors, item, token_classes, seed + i) for i, item in enumerate(corrupt_items)])
+    scores = interchange(model, tensors.input_ids, bases, tensors.lengths, tensors.predicts_answer,
+                         tensors.answer, locations, components, batch_size)
 
-    was_training = model.training
-    grad_flags = [p.requires_grad for p in model.parameters()]
-    intervenables = {}
-    for point in points:  # one IntervenableModel per (layer, component), reused for every batch
-        layer, component = point
-        intervenable = pv.IntervenableModel({"layer": layer, "component": component, "unit": "pos"}, model)
-        intervenable.disable_model_gradients()
-        intervenables[point] = intervenable
-
-    reference = torch.zeros(len(corrupt_items), len(REFERENCE_METRICS), n)
-    patched = torch.zeros(len(corrupt_items), 2, len(layers), len(components), n_pos, n)  # p, logit
-    try:
-        for i, item in enumerate(corrupt_items):
-            corrupted_ids = corrupt(tensors, item, token_classes, seed + i)
-            for idx in batches(n, batch_size):
-                clean = trimmed(tensors.input_ids[idx], tensors.lengths[idx]).to(device)
-                base = corrupted_ids[idx, : clean.shape[1]].to(device)
-                query = tensors.predicts_answer[idx].to(device)
-                answer = tensors.answer[idx].to(device)
-                b = len(clean)
-                # The P position-variants of the batch, stacked position-major: row p * b + j.
-                rows = torch.arange(b, device=device).repeat(n_pos)
-                pos = torch.stack([tensors.positions[p][idx] for p in positions]).to(device).reshape(-1)
-
-                with _captured(model, points, rows, pos) as source:
-                    clean_logits = query_logits(model, clean, query)
-                logp_clean, logit_clean = answer_scores(clean_logits, answer)
-                logp_corr, logit_corr = answer_scores(query_logits(model, base, query), answer)
-                reference[i, :, idx] = torch.stack(
-                    [logp_clean.exp(), logp_corr.exp(), logit_clean, logit_corr]).cpu()
-
-                inputs = {"input_ids": base[rows], "select": select_mask(base, query)[rows]}
-                locations = pos.view(-1, 1).tolist()
-                for (layer, component), intervenable in intervenables.items():
-                    _, logits = intervenable(
-                        inputs,
-                        unit_locations={"sources->base": ([locations], [locations])},
-                        source_representations=source[layer, component].unsqueeze(1),
-                    )
-                    logp, logit = answer_scores(logits, answer[rows])
-                    c = components.index(component)
-                    patched[i, 0, layer, c, :, idx] = logp.exp().view(n_pos, b).cpu()
-                    patched[i, 1, layer, c, :, idx] = logit.view(n_pos, b).cpu()
-    finally:
-        model.train(was_training)
-        for param, flag in zip(model.parameters(), grad_flags):
-            param.requires_grad_(flag)
-
-    diffs = patched - reference[:, [1, 3]][:, :, None, None, None, :]  # minus p / logit corrupted
-    return _tidy(torch.cat([patched, diffs], 1).numpy(), reference.numpy(), tensors.query_type,
-                 list(corrupt_items), list(layers), components, positions)
+    k = len(corrupt_items)
+    reference = torch.stack([scores["p_source"].expand(k, -1), scores["p_base"],
+                             scores["logit_source"].expand(k, -1), scores["logit_base"],
+                             scores["kl_source_base"]], 1)  # (K, M, N) in REFERENCE_METRICS order
+    before = (slice(None), None, None, None)  # (K, N) -> (K, 1, 1, 1, N)
+    patched = torch.stack([scores["p_patched"], scores["logit_patched"],
+                           scores["p_patched"] - scores["p_base"][before],
+                           scores["logit_patched"] - scores["logit_base"][before],
+                           scores["kl_patched_base"]], 1)  # (K, M, layer, C, P, N) in PATCH_METRICS order
+    return _tidy(patched.float().numpy(), reference.float().numpy(), tensors.query_type, list(corrupt_items),
+                 list(range(model.config.n_layers)), components, positions)
 
 
 def _tidy(patched: np.ndarray, reference: np.ndarray, query_type, items, layers, components, positions):
@@ -183,9 +344,12 @@ def _tidy(patched: np.ndarray, reference: np.ndarray, query_type, items, layers,
     query_type = np.asarray(query_type, dtype=object)
 
     def frame(values: np.ndarray, axes: list[tuple[str, list]]) -> pd.DataFrame:
-        grids = np.meshgrid(*[np.arange(len(labels)) for _, labels in axes], indexing="ij")
-        columns = {name: np.asarray(labels, dtype=object if name != "layer" else int)[grid.ravel()]
-                   for (name, labels), grid in zip(axes, grids)}
+        shape = [len(labels) for _, labels in axes]
+        columns = {}
+        for axis, (name, labels) in enumerate(axes):  # label of each cell of a C-order ravel
+            inner, outer = int(np.prod(shape[axis + 1:])), int(np.prod(shape[:axis]))
+            codes = np.tile(np.repeat(np.arange(shape[axis]), inner), outer)
+            columns[name] = np.asarray(labels, dtype=object if name != "layer" else int)[codes]
         columns["query_type"] = query_type[columns["example"].astype(int)]
         columns["value"] = values.ravel()
         return pd.DataFrame(columns)

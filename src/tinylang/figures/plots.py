@@ -54,17 +54,23 @@ def accuracy(behaviour_tables: Iterable[PathLike], table_path: PathLike, figure_
 def intervention_heatmap(
     intervention_tables: Iterable[PathLike], table_path: PathLike, figure_paths: Sequence[PathLike]
 ) -> pd.DataFrame:
-    """Mean restored answer probability (patched − corrupted) per layer × probe position,
-    one panel per (corrupted item, component)."""
-    table = tables.intervention_summary(intervention_tables)
-    positions = list(dict.fromkeys(table["position"]))
-    components = list(dict.fromkeys(table["component"]))
+    """Mean restored answer probability (patched − corrupted) per layer × probe position (and the
+    ``random`` control position), one panel per (corrupted item, component), at the latest step.
+
+    The saved table is the whole ``restoration_summary`` (means, medians, KL, attrib, share of
+    examples each position / layer restores most); the heatmap shows its ``p_diff_mean``."""
+    from tinylang.evaluation.restoration import restoration_summary
+
+    table = restoration_summary(tables.latest_step(tables.concat_tables(intervention_tables)))
+    shown = table[table["statistic"] == "p_diff_mean"]
+    positions = list(dict.fromkeys(shown["position"]))
+    components = list(dict.fromkeys(shown["component"]))
     sns.set_theme(style="white", context="paper")
-    grid = sns.FacetGrid(table, row="corrupted", col="component", col_order=components, height=2.0, aspect=1.3)
-    lo, hi = min(table["mean"].min(), 0.0), max(table["mean"].max(), 1e-6)
+    grid = sns.FacetGrid(shown, row="corrupted", col="component", col_order=components, height=2.0, aspect=1.3)
+    lo, hi = min(shown["value"].min(), 0.0), max(shown["value"].max(), 1e-6)
 
     def draw(data: pd.DataFrame, **_: object) -> None:
-        matrix = data.pivot(index="layer", columns="position", values="mean").reindex(columns=positions)
+        matrix = data.pivot(index="layer", columns="position", values="value").reindex(columns=positions)
         ax = plt.gca()
         sns.heatmap(matrix, vmin=lo, vmax=hi, cmap="viridis", cbar=False, annot=True, fmt=".2f",
                     annot_kws={"size": 5}, xticklabels=True, yticklabels=True, ax=ax)

@@ -41,15 +41,6 @@ def accuracy_table(paths: Iterable[PathLike]) -> pd.DataFrame:
     return df.loc[keep, ["run", "step", "split", "metric", "value", "n"]].sort_values(["run", "split", "step"])
 
 
-def intervention_summary(paths: Iterable[PathLike], metric: str = "p_diff") -> pd.DataFrame:
-    """Mean of ``metric`` over examples per (run, step, corrupted, layer, component, position),
-    at each run's latest step."""
-    df = concat_tables(paths)
-    df = latest_step(df[df["metric"] == metric])
-    keys = ["run", "step", "corrupted", "layer", "component", "position", "metric"]
-    return df.groupby(keys, sort=False, observed=True)["value"].agg(["mean", "count"]).reset_index()
-
-
 def language_stats_table(language_dirs: Mapping[str, PathLike]) -> pd.DataFrame:
     """Per-example generation statistics of every split of every language, long format:
     language, split, statistic, value (the statistics each language lists in meta.json)."""
