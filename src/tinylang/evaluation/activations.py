@@ -35,10 +35,11 @@ def hook_module(model: LanguageModel, layer: int, component: str) -> tuple[torch
 
 
 @contextlib.contextmanager
-def _gathering(model: LanguageModel, points: Sequence[Point], rows: torch.Tensor,
+def capture(model: LanguageModel, points: Sequence[Point], rows: torch.Tensor,
                pos: torch.Tensor) -> Iterator[dict[Point, torch.Tensor]]:
-    """While active, each forward pass stores ``activation[rows, pos]`` (``pos``: ``(P, B)``,
-    giving ``(P, B, d_model)``) of every point in the yielded dict, overwriting the last pass."""
+    """While active, each forward pass stores ``activation[rows, pos]`` of every point in the
+    yielded dict, overwriting the last pass (``rows``, ``pos``: index tensors of one shape ``S``,
+    e.g. ``(P, B)``, giving ``(*S, d_model)`` per point)."""
     store: dict[Point, torch.Tensor] = {}
     handles = []
 
@@ -98,7 +99,7 @@ def collect(model: LanguageModel, tensors, points: Sequence[Point], positions: S
             ids = trimmed(tensors.input_ids[idx], tensors.lengths[idx]).to(device)
             pos = index[:, idx].to(device)
             rows = torch.arange(ids.shape[0], device=device)[None].expand_as(pos)
-            with _gathering(model, points, rows, pos) as store:
+            with capture(model, points, rows, pos) as store:
                 model(ids)
             for point in points:
                 parts[point].append(store[point].float().cpu())

@@ -22,6 +22,7 @@ import torch
 
 from tinylang.models.backbone import HOOK_POINTS, LanguageModel
 
+from .activations import capture
 from .behaviour import batches, query_logits, select_mask
 
 with contextlib.redirect_stdout(io.StringIO()):  # pyvene prints a notice about nnsight on import
@@ -106,33 +107,6 @@ def patch_locations(tensors, positions: Sequence[str], seed: int = 0) -> torch.T
     named.update(tensors.positions)
     return torch.stack([named[p] for p in positions]) if positions else \
         torch.zeros(0, len(tensors), dtype=torch.long)
-
-
-@contextlib.contextmanager
-def _captured(model: LanguageModel, points: list[tuple[int, str]], rows: torch.Tensor, pos: torch.Tensor):
-    """While active, a forward pass stores ``activation[rows, pos]`` of every hook point
-    (``rows``, ``pos`` index tensors of one shape S, giving ``(*S, d_model)`` per point)."""
-    store: dict[tuple[int, str], torch.Tensor] = {}
-    handles = []
-
-    def saver(key: tuple[int, str]):
-        def save(x: torch.Tensor) -> None:
-            store[key] = x[rows, pos]
-        return save
-
-    try:
-        for layer, component in points:
-            path, kind = HOOK_POINTS[component]
-            module = model.get_submodule((path % layer).replace("[", ".").replace("]", ""))
-            save = saver((layer, component))
-            if kind == "input":
-                handles.append(module.register_forward_pre_hook(lambda m, args, save=save: save(args[0])))
-            else:
-                handles.append(module.register_forward_hook(lambda m, args, out, save=save: save(out)))
-        yield store
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def kl_divergence(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
@@ -229,14 +203,14 @@ def interchange(
             wanted = ~absent[:, idx].to(device).reshape(-1)  # no location, nothing to run
             sites = (torch.arange(b, device=device).expand(n_pos, b), loc)
 
-            with _captured(model, points, *sites) as source_acts:
+            with capture(model, points, *sites) as source_acts:
                 logits_source = query_logits(model, source, query).double()  # (b, V)
             logp_source = logits_source.log_softmax(-1)
             out["p_source"][idx] = logp_source.gather(-1, ans[:, None]).squeeze(-1).exp()
             out["logit_source"][idx] = logits_source.gather(-1, ans[:, None]).squeeze(-1)
             for kk in range(k):
                 base = base_ids[kk, idx, :width].to(device)
-                with _captured(model, points if skip_noops else [], *sites) as base_acts:
+                with capture(model, points if skip_noops else [], *sites) as base_acts:
                     logits_base = query_logits(model, base, query).double()
                 logp_base = logits_base.log_softmax(-1)
                 p_base = logp_base.gather(-1, ans[:, None]).squeeze(-1).exp()

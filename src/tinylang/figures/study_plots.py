@@ -392,6 +392,15 @@ def _references(ax: object, *, x: bool = False, y: bool = True) -> None:
             ax.axvline(level, **_REFERENCE)
 
 
+def _band_line(ax: object, line: pd.DataFrame, x: str, band: tuple[str, str], colour: str,
+               learned_positions: bool, **style: object) -> None:
+    """``line``'s ``mean`` against ``x`` with a shaded band between the ``band`` columns; dashed
+    for learned positions, solid for NoPE."""
+    line = line.sort_values(x)
+    ax.fill_between(line[x], line[band[0]], line[band[1]], color=colour, alpha=_CI_ALPHA, linewidth=0)
+    ax.plot(line[x], line["mean"], color=colour, linestyle="--" if learned_positions else "-", **style)
+
+
 def _width_axis(ax: object, widths: Sequence[int]) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(widths), [_fmt(w) for w in widths])
@@ -454,24 +463,8 @@ def accuracy_vs_width(
             for (mixer, pos, variant), line in panel.groupby(
                 ["mixer", "pos_embed", "_variant"], sort=False
             ):
-                line = line.sort_values("d_model")
-                colour = palette[mixer]
-                ax.fill_between(
-                    line["d_model"],
-                    line["ci_low"],
-                    line["ci_high"],
-                    color=colour,
-                    alpha=_CI_ALPHA,
-                    linewidth=0,
-                )
-                ax.plot(
-                    line["d_model"],
-                    line["mean"],
-                    color=colour,
-                    linestyle="--" if pos else "-",
-                    marker=markers[variant],
-                    markersize=4,
-                )
+                _band_line(ax, line, "d_model", ("ci_low", "ci_high"), palette[mixer], pos,
+                           marker=markers[variant], markersize=4)
         split = (
             ", ".join(dict.fromkeys(table["report_split"]))
             if "report_split" in table
@@ -750,26 +743,8 @@ def training_curves(
             for (mixer, pos, variant), line in panel.groupby(
                 ["mixer", "pos_embed", "_variant"], sort=False
             ):
-                line = line.sort_values("step")
-                colour = palette[mixer]
-                ax.fill_between(
-                    line["step"],
-                    line["min"],
-                    line["max"],
-                    color=colour,
-                    alpha=_CI_ALPHA,
-                    linewidth=0,
-                )
-                ax.plot(
-                    line["step"],
-                    line["mean"],
-                    color=colour,
-                    linestyle="--" if pos else "-",
-                    linewidth=1.2,
-                    marker=markers[variant],
-                    markersize=3,
-                    markevery=max(1, len(line) // 6),
-                )
+                _band_line(ax, line, "step", ("min", "max"), palette[mixer], pos, linewidth=1.2,
+                           marker=markers[variant], markersize=3, markevery=max(1, len(line) // 6))
         attrib = table[table["quantity"].str.startswith("attrib")]
         low = min(0.0, attrib["min"].min()) if len(attrib) else 0.0
         high = max(1.0, attrib["max"].max()) if len(attrib) else 1.0
