@@ -65,3 +65,77 @@ def test_one_seed_has_no_interval():
 def test_run_table_needs_runs():
     with pytest.raises(ValueError, match="no runs"):
         run_table([])
+
+
+def behaviour_table(skip=(), early=()):
+    """Behaviour rows as the evaluate stage writes them: the final step (100) of every run not in
+    ``skip``, and an earlier step (50) of the runs in ``early``."""
+    rows = []
+    for (mixer, lr, seed), (dev, test) in ACCURACY.items():
+        run = coords(mixer, lr, seed)["run"]
+        steps = ([50] if run in early else []) + ([] if run in skip else [100])
+        for step in steps:
+            for split, value in (("dev", dev), ("test", test)):
+                rows.append({"run": run, "step": step, "split": split, "query_type": "ALL", "metric": "accuracy",
+                             "value": value, "n": 32})
+    return pd.DataFrame(rows)
+
+
+def study_tables(tmp_path, behaviour, statuses=None):
+    from tinylang.figures.study_tables import build_study_tables
+
+    path = tmp_path / "behaviour.parquet"
+    behaviour.to_parquet(path)
+    runs = [coords(mixer, lr, seed) for mixer, lr, seed in ACCURACY]
+    return build_study_tables(runs, {"ar": ["train", "dev", "test"]}, [path], (), statuses)
+
+
+FAILED = "ar-attention-lr0.01-s1"
+
+
+def test_a_failed_run_is_reported_kept_with_nan_and_its_learning_rate_never_selected(tmp_path):
+    baseline = study_tables(tmp_path, behaviour_table())
+    assert (baseline["runs"]["status"] == "ok").all() and baseline["runs"]["failed_step"].isna().all()
+
+    statuses = [{"run": coords(m, lr, s)["run"], "status": "ok"} for m, lr, s in ACCURACY if coords(m, lr, s)["run"] != FAILED]
+    statuses.append({"run": FAILED, "status": "failed", "step": 73, "lr": 0.0095, "reason": "loss is nan"})
+    # The failed run's step-50 table exists; its step-100 table is empty.
+    tables = study_tables(tmp_path, behaviour_table(skip={FAILED}, early={FAILED}), statuses)
+
+    runs = tables["runs"].set_index("run")
+    assert runs.loc[FAILED, "status"] == "failed" and runs.loc[FAILED, "failed_step"] == 73
+    assert runs.loc[FAILED, "failed_lr"] == 0.0095 and runs.loc[FAILED, "failure"] == "loss is nan"
+    assert (runs.drop(FAILED)["status"] == "ok").all() and runs.drop(FAILED)["failed_step"].isna().all()
+
+    accuracy = tables["run_accuracy"]
+    failed_rows = accuracy[accuracy.run == FAILED]
+    assert sorted(failed_rows.split) == ["dev", "test"] and failed_rows.value.isna().all()
+    assert failed_rows.step.isna().all() and not failed_rows.selected.any()
+    others = accuracy[accuracy.run != FAILED].reset_index(drop=True)
+    expected = baseline["run_accuracy"][baseline["run_accuracy"].run != FAILED].reset_index(drop=True)
+    pd.testing.assert_frame_equal(others.drop(columns=["step", "selected"]), expected.drop(columns=["step", "selected"]))
+
+    # attention: lr 0.01 (best on dev) had a failed seed, so 0.001 is chosen; mamba is unchanged.
+    selection = tables["selection"].set_index("mixer")
+    assert selection.loc["attention", "lr"] == 0.001 and selection.loc["attention", "mean"] == pytest.approx(0.5)
+    assert set(accuracy.loc[accuracy.selected & (accuracy.mixer == "attention"), "run"]) == {
+        "ar-attention-lr0.001-s0", "ar-attention-lr0.001-s1"}
+    pd.testing.assert_frame_equal(tables["selection"][tables["selection"].mixer == "mamba"].reset_index(drop=True),
+                                  baseline["selection"][baseline["selection"].mixer == "mamba"].reset_index(drop=True))
+    # The curves keep the failed run's evaluated step.
+    curves = tables["curves"]
+    assert curves.loc[curves.run == FAILED, "step"].tolist() == [50]
+
+
+def test_status_files_are_read_and_every_run_needs_one(tmp_path):
+    import json
+
+    from tinylang.figures.study_tables import run_statuses
+
+    path = tmp_path / "runs" / FAILED / "status.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"status": "failed", "step": 7, "lr": 1.0, "reason": "loss is inf"}))
+    assert run_statuses([path]) == {FAILED: {"run": FAILED, "status": "failed", "step": 7, "lr": 1.0,
+                                             "reason": "loss is inf"}}
+    with pytest.raises(ValueError, match="no status for run"):
+        study_tables(tmp_path, behaviour_table(skip={FAILED}), [path])

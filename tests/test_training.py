@@ -145,6 +145,86 @@ def test_state_of_another_configuration_is_not_resumed(language, tmp_path, monke
     pd.testing.assert_frame_equal(changed[["step", "loss"]], fresh[["step", "loss"]])
 
 
+def preempt_after(monkeypatch, step):
+    """Make the run die just after it wrote its resumable state at ``step``."""
+    real = loop_module._write_state
+
+    def write(path, prev, state):
+        real(path, prev, state)
+        if state["step"] == step:
+            raise Preempted
+
+    monkeypatch.setattr(loop_module, "_write_state", write)
+
+
+def test_state_every_writes_resumable_states_between_checkpoints(language, tmp_path, monkeypatch, caplog):
+    config = {"steps": 50, "batch_size": 100, "log_every": 7, "checkpoints": [20], "state_every": 15}
+    assert TrainConfig(**config).state_steps(50) == [15, 20, 30, 45]
+    whole = train(language, tmp_path / "whole", **config)
+    with monkeypatch.context() as patch:
+        preempt_after(patch, 45)
+        with pytest.raises(Preempted):
+            train(language, tmp_path / "resumed", **config)
+    assert torch.load(tmp_path / "resumed/train_state.pt", weights_only=True)["step"] == 45
+    assert torch.load(tmp_path / "resumed/train_state.prev.pt", weights_only=True)["step"] == 30
+    # The interval does not change what is trained: a state written at another one resumes.
+    with caplog.at_level(logging.INFO, logger="tinylang.training"):
+        resumed = train(language, tmp_path / "resumed", **config | {"state_every": 40})
+    assert "resuming from step 45 of 50" in caplog.text
+    assert not list((tmp_path / "resumed").glob("train_state*"))
+    columns = ["step", "epoch", "loss", "lr"]
+    pd.testing.assert_frame_equal(whole[columns], resumed[columns])
+    for step in (0, 20, 50):
+        name = f"checkpoints/step{step}.pt"
+        assert same_weights(weights(tmp_path / "whole" / name), weights(tmp_path / "resumed" / name))
+
+
+@pytest.mark.parametrize("damaged", [["train_state.pt"], ["train_state.pt", "train_state.prev.pt"]])
+def test_a_truncated_state_is_skipped_with_a_warning(language, tmp_path, monkeypatch, caplog, damaged):
+    config = {"steps": 50, "batch_size": 100, "log_every": 7, "state_every": 15}
+    whole = train(language, tmp_path / "whole", **config)
+    with monkeypatch.context() as patch:
+        preempt_after(patch, 45)
+        with pytest.raises(Preempted):
+            train(language, tmp_path / "resumed", **config)
+    for name in damaged:
+        path = tmp_path / "resumed" / name
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with caplog.at_level(logging.INFO, logger="tinylang.training"):
+        resumed = train(language, tmp_path / "resumed", **config)
+    for name in damaged:
+        assert f"train state {tmp_path / 'resumed' / name} is unreadable" in caplog.text
+    if len(damaged) == 1:
+        assert "resuming from step 30 of 50" in caplog.text  # the previous state
+    else:
+        assert "resuming" not in caplog.text and "no usable train state" in caplog.text
+    assert not any(r.levelno >= logging.ERROR for r in caplog.records)
+    columns = ["step", "epoch", "loss", "lr"]
+    pd.testing.assert_frame_equal(whole[columns], resumed[columns])
+    assert same_weights(weights(tmp_path / "whole/checkpoints/step50.pt"), weights(tmp_path / "resumed/checkpoints/step50.pt"))
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_good_checkpoints(language, tmp_path, caplog):
+    from tinylang.training.loop import TrainingDiverged
+
+    # Warmup makes step 1 a zero update; then a learning rate of 1e6 without clipping diverges.
+    config = {"lr": 1e6, "grad_clip": None, "steps": 60, "checkpoints": [1, 2, 30], "state_every": 2, "log_every": 1}
+    with caplog.at_level(logging.INFO, logger="tinylang.training"), pytest.raises(TrainingDiverged) as info:
+        train(language, tmp_path, **config)
+    fault = info.value
+    assert 2 < fault.step < 30 and fault.reason in ("loss is nan", "loss is inf")
+    assert fault.lr == pytest.approx(1e6 * lr_lambda(TrainConfig(steps=60, warmup_steps=5), 60)(fault.step - 1))
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and f"run test: {fault.reason} at step {fault.step} (learning rate {fault.lr:g})" in errors[0]
+    assert fault.checkpoints == [0, 1, 2]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step0.pt", "step1.pt", "step2.pt"]
+    for step in (1, 2):
+        assert all(torch.isfinite(v).all() for v in weights(tmp_path / f"checkpoints/step{step}.pt").values())
+    log = pd.read_parquet(tmp_path / "train_log.parquet")
+    assert log["step"].tolist() == list(range(1, fault.step)) and log["loss"].notna().all()
+    assert not list(tmp_path.glob("train_state*"))  # resuming would only repeat the fault
+
+
 def test_missing_language_is_reported_before_any_work(language, tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         train(tmp_path / "nowhere", tmp_path / "out")

@@ -1,4 +1,8 @@
-"""Which torch device a stage runs on."""
+"""Which torch device a stage runs on, and which GPU a local job may use.
+
+torch is imported only where a device is resolved: ``gpu_slot`` must run before CUDA
+initialises and stays cheap to import.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,13 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("tinylang.device")
 
@@ -25,6 +31,8 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     ``"auto"``: CUDA when it is available, else the CPU. ``"cpu"``: the CPU. ``"cuda"``
     (or ``"cuda:N"``): that GPU; a RuntimeError when this torch build or machine has no CUDA.
     """
+    import torch
+
     if isinstance(name, torch.device):
         name = str(name)
     if not isinstance(name, str):
@@ -58,17 +66,55 @@ def wants_gpu(name: str) -> bool:
     """Whether a stage with this ``device`` setting will use a GPU (never raises: the machine
     that plans a workflow, e.g. a cluster's login node, may have none)."""
     key = str(name).strip().lower()
-    return key.startswith("cuda") or (key == "auto" and torch.cuda.is_available())
+    if key.startswith("cuda"):
+        return True
+    if key != "auto":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+NUM_GPUS_VAR = "TINYLANG_NUM_GPUS"
+"""Environment variable: how many GPUs ``gpu_slot`` shares out (overrides ``nvidia-smi``)."""
+
+LOCK_DIR_VAR = "TINYLANG_GPU_LOCK_DIR"
+"""Environment variable: the folder of the per-GPU lock files (default: the system temp folder)."""
 
 
 def count_gpus() -> int:
-    """GPUs on this machine, from ``nvidia-smi -L``: counting them through torch would
-    initialise CUDA, after which CUDA_VISIBLE_DEVICES no longer has any effect."""
+    """GPUs on this machine: ``$TINYLANG_NUM_GPUS`` when set, else from ``nvidia-smi -L``
+    (counting them through torch would initialise CUDA, after which CUDA_VISIBLE_DEVICES no
+    longer has any effect). A ValueError when the variable is not a whole number ≥ 0."""
+    override = os.environ.get(NUM_GPUS_VAR, "").strip()
+    if override:
+        if not override.isdigit():
+            raise ValueError(f"{NUM_GPUS_VAR} must be a whole number of GPUs (0 or more), got {override!r}")
+        return int(override)
     try:
-        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return 0
     return sum(line.startswith("GPU ") for line in listing.stdout.splitlines())
+
+
+def gpu_lock_dir(lock_dir: str | os.PathLike | None = None) -> Path:
+    """The folder of the per-GPU lock files: ``lock_dir``, else ``$TINYLANG_GPU_LOCK_DIR``,
+    else ``<temp folder>/tinylang-gpu-slots`` (shared by every user of the machine)."""
+    chosen = lock_dir or os.environ.get(LOCK_DIR_VAR)
+    return Path(chosen) if chosen else Path(tempfile.gettempdir()) / "tinylang-gpu-slots"
+
+
+def _try_lock(path: Path) -> int | None:
+    """An open descriptor holding an exclusive flock on ``path``, or None when another process
+    holds it. Opened read-only so a lock file another user created is usable too."""
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
 
 
 @contextmanager
@@ -77,38 +123,44 @@ def gpu_slot(device: str, lock_dir: str | os.PathLike | None = None, count: int 
     """Pin this process to one GPU that no other tinylang job on this machine holds.
 
     Snakemake counts GPUs (``--resources gpu=N``) but does not say which one a job gets, so
-    concurrent local jobs would all land on GPU 0. Each job takes a file lock per GPU before
-    CUDA initialises and sets CUDA_VISIBLE_DEVICES to it. Nothing happens on the CPU, with one
-    GPU, or when CUDA_VISIBLE_DEVICES is already set (e.g. by SLURM). Yields the GPU index or None.
+    concurrent local jobs would all land on GPU 0. Each job takes a file lock per GPU
+    (``gpu<N>.lock`` in ``gpu_lock_dir(lock_dir)``) before CUDA initialises and sets
+    CUDA_VISIBLE_DEVICES to it; when every GPU is held it waits for one. The lock is an
+    ``flock``, so the kernel releases it when its process ends, however it ends (even SIGKILL).
+
+    Nothing happens on the CPU, with one GPU or none (``count``, else ``count_gpus()``), or when
+    CUDA_VISIBLE_DEVICES is already set (e.g. by SLURM). Yields the GPU index or None.
     """
-    if str(device).lower() == "cpu" or os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+    if str(device).strip().lower() == "cpu" or os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
         yield None
         return
     n = count_gpus() if count is None else count
     if n <= 1:
         yield None
         return
-    root = Path(lock_dir or os.environ.get("TINYLANG_GPU_LOCKS") or tempfile.gettempdir()) / "tinylang-gpu-slots"
-    root.mkdir(parents=True, exist_ok=True)
+    root = gpu_lock_dir(lock_dir)
+    if not root.is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+        if not (lock_dir or os.environ.get(LOCK_DIR_VAR)):
+            try:  # the shared default, like /tmp itself: every user may add lock files
+                root.chmod(0o1777)
+            except OSError:
+                pass
     waited = False
     while True:
         for index in range(n):
-            handle = open(root / f"gpu{index}.lock", "w")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
+            fd = _try_lock(root / f"gpu{index}.lock")
+            if fd is None:
                 continue
             os.environ["CUDA_VISIBLE_DEVICES"] = str(index)
-            log.info("using GPU %d of %d (lock %s)", index, n, handle.name)
+            log.info("using GPU %d of %d (lock %s)", index, n, root / f"gpu{index}.lock")
             try:
                 yield index
             finally:
                 os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-                fcntl.flock(handle, fcntl.LOCK_UN)
-                handle.close()
+                os.close(fd)  # closing the only descriptor releases the flock
             return
         if not waited:
-            log.info("all %d GPUs are held by other tinylang jobs; waiting for one", n)
+            log.info("all %d GPUs are held by other tinylang jobs (locks in %s); waiting for one", n, root)
             waited = True
         time.sleep(poll_seconds)

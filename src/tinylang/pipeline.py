@@ -7,6 +7,7 @@ Snakemake, so every stage runs and is tested without it.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -69,21 +70,64 @@ def train(
     device: str = "auto",
     run: str = "",
     progress: bool = True,
-) -> None:
+    status: str | os.PathLike | None = None,
+) -> dict[str, Any]:
     """Training stage. Works in ``<run>/partial`` (which survives a killed job, so a rerun
-    resumes from its last checkpoint) and moves the finished outputs into place."""
+    resumes from its last resumable state) and moves the finished outputs into place.
+
+    With ``status`` (a JSON file), a run whose loss became NaN or infinite is a *failed run*,
+    not a failed stage: its checkpoints before the fault and its log so far are moved into place
+    and ``status`` says ``{"status": "failed", "step", "lr", "reason", "checkpoints"}`` (the kept
+    checkpoint steps); a finished run's says ``{"status": "ok"}``. Without ``status`` the fault
+    is raised (``TrainingDiverged``). Returns the status."""
     from tinylang.models import ModelConfig
     from tinylang.training import TrainConfig, train_run
+    from tinylang.training.loop import TrainingDiverged
 
     model_config, train_cfg = ModelConfig(**model), TrainConfig(**train_config)
     checkpoints_dir, train_log = Path(checkpoints_dir), Path(train_log)
     partial = checkpoints_dir.parent / "partial"
-    train_run(model_config, train_cfg, Path(language_dir), partial, device=device, run_name=run, progress=progress)
+    result: dict[str, Any] = {"run": run, "status": "ok"}
+    try:
+        train_run(model_config, train_cfg, Path(language_dir), partial, device=device, run_name=run, progress=progress)
+    except TrainingDiverged as fault:
+        if status is None:
+            raise
+        result.update(status="failed", step=fault.step, lr=fault.lr, reason=fault.reason, checkpoints=fault.checkpoints)
     if checkpoints_dir.exists():
         shutil.rmtree(checkpoints_dir)
     os.replace(partial / "checkpoints", checkpoints_dir)
     os.replace(partial / "train_log.parquet", train_log)
     shutil.rmtree(partial, ignore_errors=True)
+    if status is not None:
+        _write_json(result, status)
+        if result["status"] == "failed":
+            log.warning("run %s is marked failed in %s; the workflow goes on without its later checkpoints", run, status)
+    return result
+
+
+def _write_json(data: dict[str, Any], path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_run_status(path: str | os.PathLike) -> dict[str, Any]:
+    """A train stage's status file: ``{"status": "ok"}`` or a failed run's
+    ``{"status": "failed", "step", "lr", "reason", ...}``, with ``run`` (from the file, else
+    the name of the run directory holding it)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"run status file {path} is unreadable: {err}") from err
+    if not isinstance(data, dict) or data.get("status") not in ("ok", "failed"):
+        raise ValueError(f"run status file {path} has no status 'ok' or 'failed': {data!r}")
+    if not data.get("run"):
+        data["run"] = path.parent.name
+    return data
 
 
 def evaluate(
@@ -95,14 +139,29 @@ def evaluate(
     out: str | os.PathLike,
     device: str = "auto",
     run: str = "",
+    status: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Evaluation stage: evaluator ``evaluator`` (with ``options``) on one checkpoint.
 
-    Writes the evaluator's table with ``run``, ``step`` and ``split`` columns in front."""
+    Writes the evaluator's table with ``run``, ``step`` and ``split`` columns in front. When
+    ``status`` (the train stage's status file) says the run failed before ``step``, so that
+    checkpoint was never written, the table is empty, with the columns the evaluator gives
+    (found by running it on the run's first checkpoint, the untrained model, and keeping no rows)."""
     from tinylang.evaluation.evaluators import EVALUATORS, parse_evaluator_options
+    from tinylang.models import checkpoint_path
 
     spec, cfg = EVALUATORS.get(evaluator), parse_evaluator_options(evaluator, options)
-    model, data, meta = _checkpoint_and_data(checkpoints_dir, step, language_dir, cfg.splits, cfg.num_examples, device)
+    read_step, empty = step, False
+    if status is not None and not checkpoint_path(checkpoints_dir, step).exists():
+        run_status = read_run_status(status)
+        if run_status["status"] == "failed" and int(step) >= int(run_status["step"]):
+            kept = sorted(run_status.get("checkpoints") or [0])
+            log.warning("%s: the run failed at step %s (%s), so checkpoint %s does not exist; writing an empty %s "
+                        "table (columns from checkpoint %s)", run, run_status["step"], run_status.get("reason"), step,
+                        evaluator, kept[0])
+            read_step, empty = kept[0], True
+            cfg = cfg.model_copy(update={"splits": (cfg.splits or _language_splits(language_dir))[:1]})
+    model, data, meta = _checkpoint_and_data(checkpoints_dir, read_step, language_dir, cfg.splits, cfg.num_examples, device)
     if not spec.applies_to(model.model_config):
         raise ValueError(f"evaluator {evaluator!r} does not apply to mixer {model.model_config.mixer!r}")
     tables = []
@@ -110,8 +169,16 @@ def evaluate(
         table = spec.run(model, tensors, meta, cfg)
         table.insert(0, "split", split)
         tables.append(table)
-        log.info("%s: %s on %d %s examples of checkpoint %s", run, evaluator, len(tensors), split, step)
-    return _write_labelled(pd.concat(tables, ignore_index=True), out, run, step)
+        if not empty:
+            log.info("%s: %s on %d %s examples of checkpoint %s", run, evaluator, len(tensors), split, step)
+    table = pd.concat(tables, ignore_index=True)
+    return _write_labelled(table.iloc[:0].copy() if empty else table, out, run, step)
+
+
+def _language_splits(language_dir: str | os.PathLike) -> list[str]:
+    from tinylang.languages import read_meta
+
+    return list(read_meta(language_dir)["splits"])
 
 
 def _checkpoint_and_data(checkpoints_dir, step, language_dir, splits, max_examples, device):
@@ -150,18 +217,26 @@ def aggregate_study(
     behaviour_tables: list[str | os.PathLike],
     intervention_tables: list[str | os.PathLike],
     outputs: dict[str, str | os.PathLike],
+    status_files: list[str | os.PathLike] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Aggregation stage: the study's tables (``runs``, ``run_accuracy``, ``selection``,
-    ``curves``, ``mechanism``), each written to ``outputs[name]``."""
+    ``curves``, ``mechanism``), each written to ``outputs[name]``. ``status_files`` are the
+    train stage's status files (none given: every run finished); failed runs are reported in
+    ``runs`` and never selected."""
     from tinylang.figures.study_tables import build_study_tables
 
-    tables = build_study_tables(coords, language_splits, behaviour_tables, intervention_tables)
+    statuses = None if status_files is None else [read_run_status(path) for path in status_files]
+    failed = [s for s in statuses or [] if s["status"] == "failed"]
+    for fault in failed:
+        log.warning("run %s failed at step %s (learning rate %g: %s): reported with status 'failed', never selected",
+                    fault["run"], fault.get("step"), fault.get("lr", float("nan")), fault.get("reason"))
+    tables = build_study_tables(coords, language_splits, behaviour_tables, intervention_tables, statuses)
     for name, path in outputs.items():
         if name not in tables:
             raise ValueError(f"no {name!r} table: it needs intervention tables")
         write_table(tables[name], path)
     selection = tables["selection"]
-    log.info("aggregated %d runs into %d configurations", len(tables["runs"]), len(selection))
+    log.info("aggregated %d runs (%d failed) into %d configurations", len(tables["runs"]), len(failed), len(selection))
     return tables
 
 

@@ -1,7 +1,9 @@
 rule evaluate:
-    """One evaluator (behaviour, interventions, attention, probes, ...) on one checkpoint."""
+    """One evaluator (behaviour, interventions, attention, probes, ...) on one checkpoint (an
+    empty table with the evaluator's columns for a checkpoint a failed run never wrote)."""
     input:
         checkpoints=f"{OUT}/runs/{{run}}/checkpoints",
+        status=f"{OUT}/runs/{{run}}/status.json",
         language=lambda wc: language_dir(STUDY.run(wc.run).language),
     output:
         f"{OUT}/runs/{{run}}/eval/step{{step}}/{{evaluator}}.parquet",

@@ -1,10 +1,12 @@
 rule study_tables:
     """The study's aggregate tables: runs with their coordinates, final accuracies, the best
     learning rate per configuration (picked on the selection split) with seed intervals,
-    training curves and per-example attrib."""
+    training curves and per-example attrib. Runs that failed (a NaN or infinite loss) are listed
+    with their status and never selected."""
     input:
         behaviour=all_eval_tables("behaviour"),
         interventions=all_eval_tables("interventions"),
+        status=expand(f"{OUT}/runs/{{run}}/status.json", run=STUDY.run_names),
     output:
         **study_table_outputs(),
     params:

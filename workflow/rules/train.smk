@@ -1,10 +1,14 @@
 rule train:
-    """Train one run; checkpoints at the configured steps and a train log."""
+    """Train one run; checkpoints at the configured steps, a train log and the run's status: "ok",
+    or "failed" (with the step, learning rate and reason) when its loss became NaN or infinite;
+    a failed run keeps its checkpoints before that step and the workflow goes on. A killed job
+    leaves its resumable state in runs/<run>/partial, from which the rerun continues."""
     input:
         language=lambda wc: language_dir(STUDY.run(wc.run).language),
     output:
         checkpoints=directory(f"{OUT}/runs/{{run}}/checkpoints"),
         log=f"{OUT}/runs/{{run}}/train_log.parquet",
+        status=f"{OUT}/runs/{{run}}/status.json",
     params:
         model=lambda wc: STUDY.run(wc.run).model.model_dump(mode="json"),
         train=lambda wc: STUDY.run(wc.run).train.model_dump(mode="json"),

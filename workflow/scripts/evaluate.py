@@ -15,4 +15,5 @@ with stage_logging(sm.log[0]), gpu_slot(sm.params.device):
         sm.output[0],
         device=sm.params.device,
         run=sm.wildcards.run,
+        status=sm.input.status,
     )

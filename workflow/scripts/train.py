@@ -14,4 +14,5 @@ with stage_logging(sm.log[0]), gpu_slot(sm.params.device):
         sm.output.log,
         device=sm.params.device,
         run=sm.wildcards.run,
+        status=sm.output.status,
     )

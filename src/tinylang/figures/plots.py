@@ -26,6 +26,15 @@ def _save(fig: plt.Figure, table: pd.DataFrame, table_path: PathLike, figure_pat
     plt.close(fig)
 
 
+def _no_data(message: str, table: pd.DataFrame, table_path: PathLike, figure_paths: Sequence[PathLike]) -> pd.DataFrame:
+    """An empty table and a figure that says why (e.g. a run that failed before this checkpoint)."""
+    fig, ax = plt.subplots(figsize=(4, 1.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center")
+    _save(fig, table, table_path, figure_paths)
+    return table
+
+
 def training_curves(logs: Mapping[str, PathLike], table_path: PathLike, figure_paths: Sequence[PathLike]) -> pd.DataFrame:
     """Training loss against step, one line per run."""
     table = tables.training_table(logs)
@@ -61,7 +70,10 @@ def intervention_heatmap(
     examples each position / layer restores most); the heatmap shows its ``p_diff_mean``."""
     from tinylang.evaluation.restoration import restoration_summary
 
-    table = restoration_summary(tables.latest_step(tables.concat_tables(intervention_tables)))
+    interventions = tables.concat_tables(intervention_tables)
+    if interventions.empty:  # the run failed before the analysed checkpoint
+        return _no_data("no intervention results (did the run fail?)", interventions, table_path, figure_paths)
+    table = restoration_summary(tables.latest_step(interventions))
     shown = table[table["statistic"] == "p_diff_mean"]
     positions = list(dict.fromkeys(shown["position"]))
     components = list(dict.fromkeys(shown["component"]))

@@ -9,12 +9,25 @@ and its accuracy on the report split is given as a mean with a 95% Student-t int
 seeds. Languages with a ``dev`` split select on dev and report on test; languages without one
 select and report on the same split (``test``), which the ``select_split``/``report_split``
 columns say.
+
+*Failed runs* (the train stage stopped them at a NaN or infinite loss; their status files say
+so) are listed in ``runs`` with ``status`` ``failed``, the ``failed_step``, the learning rate of
+that step (``failed_lr``) and the ``failure``; finished runs have ``status`` ``ok``. A failed run
+stays in ``run_accuracy`` with NaN values (and ``step`` <NA>), one row per split its language
+is evaluated on, and is never selected. A learning rate at which any seed of a configuration
+failed is not a candidate for that configuration (a rate that diverges is not chosen on the
+strength of its surviving seeds); a configuration whose every rate had a failure gets no
+selection row. Without failures every table is what it was before runs could fail. ``curves``
+keeps a failed run's evaluated steps; ``mechanism`` leaves failed runs out (their last analysed
+step is not the end of training).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 from scipy import stats
@@ -49,15 +62,72 @@ def selection_splits(language_splits: Mapping[str, Iterable[str]]) -> dict[str, 
     return chosen
 
 
-def final_accuracy(behaviour: pd.DataFrame, runs: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+STATUS_COLUMNS = ("status", "failed_step", "failed_lr", "failure")
+
+
+def run_statuses(statuses: Iterable[Mapping[str, Any] | str | os.PathLike]) -> dict[str, dict[str, Any]]:
+    """Run name → status (``{"status": "ok"}`` or ``{"status": "failed", "step", "lr", "reason"}``),
+    from status dicts or the train stage's status files (``runs/<run>/status.json``)."""
+    from tinylang.pipeline import read_run_status
+
+    out = {}
+    for item in statuses:
+        status = dict(item) if isinstance(item, Mapping) else read_run_status(item)
+        if status.get("status") not in ("ok", "failed") or "run" not in status:
+            raise ValueError(f"a run status needs a run and status 'ok' or 'failed': {status!r}")
+        out[str(status["run"])] = status
+    return out
+
+
+def with_status(runs: pd.DataFrame, statuses: Mapping[str, Mapping[str, Any]] | None) -> pd.DataFrame:
+    """``runs`` with ``status`` (ok / failed), ``failed_step``, ``failed_lr`` and ``failure``
+    (<NA> / NaN / None for finished runs). ``statuses=None``: every run finished."""
+    if statuses is not None:
+        missing = sorted(set(runs["run"]) - set(statuses))
+        if missing:
+            raise ValueError(f"no status for run(s) {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    failed = {run: s for run, s in (statuses or {}).items() if s.get("status") == "failed"}
+    table = runs.copy()
+    table["status"] = table["run"].map(lambda run: "failed" if run in failed else "ok")
+    table["failed_step"] = pd.array([failed[r].get("step") if r in failed else None for r in table["run"]],
+                                    dtype="Int64")
+    table["failed_lr"] = [float(failed[r].get("lr", math.nan)) if r in failed else math.nan for r in table["run"]]
+    table["failure"] = [failed[r].get("reason") if r in failed else None for r in table["run"]]
+    return table
+
+
+def final_accuracy(behaviour: pd.DataFrame, runs: pd.DataFrame, metric: str = "accuracy",
+                   failed: Iterable[str] = (), language_splits: Mapping[str, Iterable[str]] | None = None) -> pd.DataFrame:
     """Each run's ``metric`` (all query types) per split at its last evaluated step, with the
-    run's coordinates: coordinates + ``step, split, metric, value``."""
+    run's coordinates: coordinates + ``step, split, metric, value``.
+
+    A ``failed`` run has no final step: it gets ``value`` NaN and ``step`` <NA> on each split
+    its language is evaluated on (those of its own and its language's other runs' rows; with
+    none, ``language_splits``'s selection and report splits)."""
+    failed = set(failed)
     rows = behaviour[(behaviour["metric"] == metric) & (behaviour["query_type"] == "ALL")]
+    language_of = runs.set_index("run")["language"]
+    evaluated = rows.assign(language=rows["run"].map(language_of))
+    rows = rows[~rows["run"].isin(failed)]
     rows = rows[rows["step"] == rows.groupby("run")["step"].transform("max")]
-    missing = sorted(set(runs["run"]) - set(rows["run"]))
+    missing = sorted(set(runs["run"]) - set(rows["run"]) - failed)
     if missing:
         raise ValueError(f"no {metric!r} rows for run(s) {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-    return runs.merge(rows[["run", "step", "split", "metric", "value"]], on="run", how="inner")
+    table = runs[~runs["run"].isin(failed)].merge(rows[["run", "step", "split", "metric", "value"]], on="run", how="inner")
+    if not failed:
+        return table
+    fallback = selection_splits(language_splits or {})
+    placeholders = []
+    for run in runs.loc[runs["run"].isin(failed), "run"]:
+        language = language_of[run]
+        splits = list(dict.fromkeys(evaluated.loc[(evaluated["run"] == run) | (evaluated["language"] == language),
+                                                  "split"]))
+        if not splits and language in fallback:
+            splits = list(dict.fromkeys(fallback[language]))
+        placeholders += [{"run": run, "split": split, "metric": metric, "value": math.nan} for split in splits]
+    failed_rows = runs.merge(pd.DataFrame(placeholders, columns=["run", "split", "metric", "value"]), on="run")
+    table = pd.concat([table, failed_rows.assign(step=pd.NA)[table.columns]], ignore_index=True)
+    return table.astype({"step": "Int64", "value": "float64"})
 
 
 def seed_interval(values: pd.Series) -> pd.Series:
@@ -71,12 +141,14 @@ def seed_interval(values: pd.Series) -> pd.Series:
     return pd.Series({"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n_seeds": n})
 
 
-def select_best(run_accuracy: pd.DataFrame, splits: Mapping[str, tuple[str, str]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def select_best(run_accuracy: pd.DataFrame, splits: Mapping[str, tuple[str, str]],
+                failed: Iterable[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The best learning rate per configuration, and ``run_accuracy`` with a ``selected`` column.
 
     Returns ``(selection, run_accuracy)``. ``selection`` has the configuration columns, the
     selected ``lr``, ``select_split``, ``report_split``, ``metric``, ``select_mean`` (the mean
     over seeds the choice was made on) and ``mean, ci_low, ci_high, n_seeds`` on the report split.
+    A learning rate with a ``failed`` run in the configuration is not a candidate.
     """
     config = [c for c in configuration_columns(run_accuracy) if c not in ("step", "split", "metric", "value")]
     table = run_accuracy.copy()
@@ -84,15 +156,25 @@ def select_best(run_accuracy: pd.DataFrame, splits: Mapping[str, tuple[str, str]
     table["report_split"] = table["language"].map(lambda lang: splits[lang][1])
     keys = [*config, "metric"]
 
-    on_select = table[table["split"] == table["select_split"]]
+    candidates = table
+    failed = set(failed)
+    if failed:
+        unstable = table.loc[table["run"].isin(failed), [*keys, "lr"]].drop_duplicates()
+        marked = table.merge(unstable.assign(_unstable=True), on=[*keys, "lr"], how="left")
+        candidates = table[marked["_unstable"].isna().to_numpy()]
+
+    on_select = candidates[candidates["split"] == candidates["select_split"]]
     means = on_select.groupby([*keys, "lr"], dropna=False)["value"].mean().rename("select_mean").reset_index()
     means = means.sort_values([*keys, "select_mean", "lr"], ascending=[True] * len(keys) + [False, True])
     best = means.drop_duplicates(keys, keep="first")
 
-    chosen = table.merge(best[[*keys, "lr", "select_mean"]], on=[*keys, "lr"])
+    chosen = candidates.merge(best[[*keys, "lr", "select_mean"]], on=[*keys, "lr"])
     reported = chosen[chosen["split"] == chosen["report_split"]]
-    intervals = (reported.groupby([*keys, "lr", "select_split", "report_split", "select_mean"], dropna=False)["value"]
-                 .apply(seed_interval).unstack().reset_index())
+    group = [*keys, "lr", "select_split", "report_split", "select_mean"]
+    if reported.empty:  # every run failed
+        intervals = pd.DataFrame(columns=[*group, "mean", "ci_low", "ci_high", "n_seeds"])
+    else:
+        intervals = reported.groupby(group, dropna=False)["value"].apply(seed_interval).unstack().reset_index()
     intervals["n_seeds"] = intervals["n_seeds"].astype(int)
 
     selected_runs = set(chosen["run"])
@@ -100,19 +182,24 @@ def select_best(run_accuracy: pd.DataFrame, splits: Mapping[str, tuple[str, str]
     return intervals, table.drop(columns=["select_split", "report_split"])
 
 
-def mechanism_table(interventions: pd.DataFrame, runs: pd.DataFrame, selected: Iterable[str]) -> pd.DataFrame:
+def mechanism_table(interventions: pd.DataFrame, runs: pd.DataFrame, selected: Iterable[str],
+                    failed: Iterable[str] = ()) -> pd.DataFrame:
     """Per-example attrib at @Key/@Value/@Query, every layer's ``block_input``, the in-context
     key corrupted, at each run's last analysed step: coordinates + ``step, layer, readout,
-    example, attrib, selected``."""
+    example, attrib, selected``. ``failed`` runs are left out."""
     from tinylang.evaluation.attribution import READOUTS, example_attributions
 
+    columns = ["run", "step", "layer", "readout", "example", "attrib"]
+    interventions = interventions[~interventions["run"].isin(set(failed))]
+    if interventions.empty:
+        table = runs.merge(pd.DataFrame(columns=columns), on="run")
+        return table.assign(selected=pd.Series(dtype=bool))
     last = interventions[interventions["step"] == interventions.groupby("run")["step"].transform("max")]
     per_example = example_attributions(last)
     keep = (per_example["component"] == "block_input") & (per_example["corrupted"] == "query_item_orig")
     per_example = per_example[keep & per_example["position"].isin(list(READOUTS.values()))]
     readout = {position: name for name, position in READOUTS.items()}
     per_example = per_example.assign(readout=per_example["position"].map(readout))
-    columns = ["run", "step", "layer", "readout", "example", "attrib"]
     table = runs.merge(per_example[columns], on="run")
     table["selected"] = table["run"].isin(set(selected))
     return table
@@ -144,22 +231,28 @@ def curves_table(behaviour: pd.DataFrame, interventions: pd.DataFrame | None, ru
 
 
 def build_study_tables(coords: Iterable[Mapping[str, object]], language_splits: Mapping[str, Iterable[str]],
-                       behaviour_paths: Iterable[PathLike], intervention_paths: Iterable[PathLike] = ()) -> dict[str, pd.DataFrame]:
+                       behaviour_paths: Iterable[PathLike], intervention_paths: Iterable[PathLike] = (),
+                       statuses: Iterable[Mapping[str, Any] | PathLike] | None = None) -> dict[str, pd.DataFrame]:
     """Every aggregate table of a study: ``runs``, ``run_accuracy``, ``selection``, ``curves``
-    and (with intervention tables) ``mechanism``."""
+    and (with intervention tables) ``mechanism``. ``statuses``: every run's status file (or
+    status dict) from the train stage; None: every run finished."""
     runs = run_table(coords)
+    status = None if statuses is None else run_statuses(statuses)
+    listed = with_status(runs, status)
+    failed = set(listed.loc[listed["status"] == "failed", "run"])
     splits = selection_splits(language_splits)
     behaviour = concat_tables(behaviour_paths)
-    selection, run_accuracy = select_best(final_accuracy(behaviour, runs), splits)
+    accuracy = final_accuracy(behaviour, runs, failed=failed, language_splits=language_splits)
+    selection, run_accuracy = select_best(accuracy, splits, failed)
     selected = run_accuracy.loc[run_accuracy["selected"], "run"].unique()
     intervention_paths = list(intervention_paths)
     interventions = concat_tables(intervention_paths) if intervention_paths else None
-    tables = {"runs": runs, "run_accuracy": run_accuracy, "selection": selection,
+    tables = {"runs": listed, "run_accuracy": run_accuracy, "selection": selection,
               "curves": curves_table(behaviour, interventions, runs, selected, splits)}
     if interventions is not None:
-        tables["mechanism"] = mechanism_table(interventions, runs, selected)
+        tables["mechanism"] = mechanism_table(interventions, runs, selected, failed)
     return tables
 
 
 __all__ = ["build_study_tables", "configuration_columns", "curves_table", "final_accuracy", "mechanism_table",
-           "run_table", "select_best", "seed_interval", "selection_splits"]
+           "run_statuses", "run_table", "select_best", "seed_interval", "selection_splits", "with_status"]

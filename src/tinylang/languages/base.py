@@ -139,6 +139,17 @@ def write_language(config: LanguageConfig, out_dir: Path) -> None:
     (out_dir / "meta.json").write_text(json.dumps(meta, sort_keys=True, indent=2) + "\n")
 
 
+class LanguageDataError(ValueError):
+    """A language directory's file is truncated, corrupt or edited so it no longer matches its
+    ``meta.json``; the message names the file and how to get it written again."""
+
+
+def regenerate_hint(language_dir: Path) -> str:
+    """How to get a language directory written again (generation is deterministic)."""
+    return (f"delete the folder {language_dir} and rerun snakemake: the language rule writes it again "
+            "and what was computed from it is redone (outside the workflow: tinylang.languages.write_language)")
+
+
 def _existing(path: Path) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; it is written by tinylang.languages.write_language")
@@ -146,10 +157,27 @@ def _existing(path: Path) -> Path:
 
 
 def read_meta(language_dir: Path) -> dict[str, Any]:
-    """The ``meta.json`` of a language directory."""
-    return json.loads(_existing(Path(language_dir) / "meta.json").read_text())
+    """The ``meta.json`` of a language directory (LanguageDataError if it is not valid JSON)."""
+    path = _existing(Path(language_dir) / "meta.json")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise LanguageDataError(f"{path} is truncated or corrupt ({err}); {regenerate_hint(path.parent)}") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("vocabulary"), list):
+        raise LanguageDataError(f"{path} has no 'vocabulary' list; {regenerate_hint(path.parent)}")
+    return meta
 
 
 def read_split(language_dir: Path, split: str) -> pd.DataFrame:
-    """One split of a language directory as a DataFrame (``tokens`` holds int32 arrays)."""
-    return pq.read_table(_existing(Path(language_dir) / f"{split}.parquet")).to_pandas()
+    """One split of a language directory as a DataFrame (``tokens`` holds int32 arrays);
+    LanguageDataError when the Parquet file is truncated or corrupt."""
+    path = _existing(Path(language_dir) / f"{split}.parquet")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as err:
+        reason = " ".join(str(err).split())
+        raise LanguageDataError(
+            f"language split {path} ({path.stat().st_size} bytes) is truncated or corrupt "
+            f"(pyarrow: {reason}); {regenerate_hint(path.parent)}"
+        ) from None
+    return table.to_pandas()

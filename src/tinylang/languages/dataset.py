@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
-from .base import PAD, POSITION_COLUMNS, read_meta, read_split
+from .base import PAD, POSITION_COLUMNS, LanguageDataError, read_meta, read_split, regenerate_hint
 
 IGNORE_INDEX = -100
 
@@ -83,13 +83,51 @@ def _flat_tokens(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return flat, lengths
 
 
-def to_tensors(df: pd.DataFrame, mask_nonquery: bool) -> TokenTensors:
+def _check_ids(name: str, ids: np.ndarray, rows: np.ndarray, vocab_size: int, source: str) -> None:
+    """LanguageDataError naming the first example whose ``name`` ids leave ``[0, vocab_size)``."""
+    bad = np.flatnonzero((ids < 0) | (ids >= vocab_size))
+    if len(bad):
+        first = bad[0]
+        raise LanguageDataError(
+            f"{source}: {len(bad)} {name} id(s) outside the vocabulary [0, {vocab_size}) of its meta.json "
+            f"(the first: id {int(ids[first])} in example {int(rows[first])}); the split was edited or "
+            "does not belong to this meta.json"
+        )
+
+
+def _check_positions(df: pd.DataFrame, lengths: np.ndarray, source: str) -> None:
+    """LanguageDataError naming the first example whose probe position is outside it."""
+    for column in POSITION_COLUMNS:
+        if column not in df:
+            continue
+        positions = df[column].to_numpy(np.int64)
+        bad = np.flatnonzero((positions < 0) | (positions >= lengths))
+        if len(bad):
+            i = bad[0]
+            raise LanguageDataError(
+                f"{source}: {len(bad)} example(s) with a {column!r} position outside the example "
+                f"(the first: example {int(i)}, position {int(positions[i])}, length {int(lengths[i])})"
+            )
+
+
+def to_tensors(df: pd.DataFrame, mask_nonquery: bool, vocab_size: int | None = None,
+               source: str = "language split") -> TokenTensors:
     """Pad a split's ``tokens`` into tensors and build next-token labels.
 
     With ``mask_nonquery`` only the answer is a target (``labels[i, target_item - 1] = answer``);
-    otherwise every position ``t`` with ``t + 1 < length`` is.
+    otherwise every position ``t`` with ``t + 1 < length`` is. With ``vocab_size`` every token and
+    answer id must lie in ``[0, vocab_size)`` and every probe position inside its example, else a
+    LanguageDataError that starts with ``source`` (what the rows were read from).
     """
     flat, lengths = _flat_tokens(df["tokens"])
+    if vocab_size is not None:
+        row_of = np.repeat(np.arange(len(lengths)), lengths)
+        _check_ids("token", flat, row_of, vocab_size, source)
+        _check_ids("answer", df["answer"].to_numpy(np.int64), np.arange(len(df)), vocab_size, source)
+        if "answer_set" in df:
+            answers, sizes = _flat_tokens(df["answer_set"])
+            _check_ids("answer_set", answers, np.repeat(np.arange(len(sizes)), sizes), vocab_size, source)
+        _check_positions(df, lengths, source)
     rows = len(lengths)
     width = int(lengths.max()) if rows else 0
     valid = np.arange(width) < lengths[:, None]
@@ -139,6 +177,14 @@ def _target_distribution(answer_set: pd.Series, answer_counts: pd.Series) -> tup
 
 
 def load_tensors(language_dir: Path, split: str) -> TokenTensors:
-    """Read one split of a language directory as tensors, masking as its config says."""
-    mask_nonquery = bool(read_meta(language_dir)["config"].get("mask_nonquery", False))
-    return to_tensors(read_split(language_dir, split), mask_nonquery)
+    """Read one split of a language directory as tensors, masking as its config says. Ids
+    outside the vocabulary of its ``meta.json`` (or probe positions outside their example) are
+    a LanguageDataError naming the file and how to write it again."""
+    meta = read_meta(language_dir)
+    mask_nonquery = bool(meta.get("config", {}).get("mask_nonquery", False))
+    df = read_split(language_dir, split)  # a truncated or corrupt file: its own LanguageDataError
+    try:
+        return to_tensors(df, mask_nonquery, vocab_size=len(meta["vocabulary"]),
+                          source=f"language split {Path(language_dir) / f'{split}.parquet'}")
+    except LanguageDataError as err:
+        raise LanguageDataError(f"{err}; {regenerate_hint(Path(language_dir))}") from None

@@ -41,25 +41,52 @@ def save_checkpoint(path: Path, model: LanguageModel, step: int, extra: dict[str
     os.replace(tmp, path)
 
 
+def _remedy(path: Path) -> str:
+    """What to do about a bad checkpoint: a run's checkpoints are one Snakemake output (the
+    folder), so removing the folder is what makes the workflow write it again."""
+    if path.parent.name == "checkpoints":
+        return f"delete the folder {path.parent} and rerun snakemake: the train rule trains that run again"
+    return "delete it and write it again (tinylang.models.save_checkpoint)"
+
+
+def _brief(err: Exception, limit: int = 200) -> str:
+    """``Type: first sentence of the message`` on one line, cut to ``limit`` characters."""
+    text = " ".join(str(err).split()).split(". ")[0]
+    text = f"{type(err).__name__}: {text}" if text else type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    """The raw checkpoint payload; CheckpointError names the file on any problem."""
+    """The raw checkpoint payload, read with ``weights_only=True`` (tensors and plain data
+    only: a checkpoint cannot run code). CheckpointError names the file and the remedy on any
+    problem (missing, truncated, corrupt, or not a tinylang checkpoint)."""
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist (the train rule writes it)")
+    if not path.is_file():
+        hint = f"; {_remedy(path)}" if path.parent.name == "checkpoints" and path.parent.is_dir() else ""
+        raise CheckpointError(f"checkpoint {path} does not exist (the train rule writes it){hint}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for corrupt files
-        raise CheckpointError(f"checkpoint {path} is unreadable or corrupt: {err}") from err
+    except Exception as err:  # torch raises many types for truncated or corrupt files
+        raise CheckpointError(
+            f"checkpoint {path} ({path.stat().st_size} bytes) is truncated or corrupt "
+            f"(torch.load: {_brief(err)}); {_remedy(path)}"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a {FORMAT} file")
+        raise CheckpointError(f"{path} is not a {FORMAT} file; {_remedy(path)}")
     return payload
 
 
 def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[LanguageModel, dict[str, Any]]:
     """The model stored at ``path`` (in eval mode, on ``device``) and the payload's metadata."""
+    path = Path(path)
     payload = read_checkpoint(path)
-    config = ModelConfig(**payload["model_config"])
-    model = build_model(config, payload["vocab_size"], payload["max_len"])
-    model.load_state_dict(payload["state_dict"])
+    try:
+        config = ModelConfig(**payload["model_config"])
+        model = build_model(config, payload["vocab_size"], payload["max_len"])
+        model.load_state_dict(payload["state_dict"])
+    except Exception as err:  # a missing key, a config this tinylang rejects, mismatched weights
+        raise CheckpointError(
+            f"checkpoint {path} does not hold a model this tinylang can build ({_brief(err)}); {_remedy(path)}"
+        ) from None
     info = {k: v for k, v in payload.items() if k != "state_dict"}
     return model.to(device).eval(), info

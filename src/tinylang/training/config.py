@@ -25,6 +25,10 @@ class TrainConfig(BaseModel):
     seed: int = 0
     checkpoints: list[int] = Field(default_factory=list)  # steps to save at; 0 and the last always saved
     log_every: int = Field(10, ge=1)
+    # Every this many steps (and at every checkpoint) the resumable training state is written, so a
+    # killed or preempted job loses at most this many steps; None: at checkpoints only. It does
+    # not change what is trained: a state written at another interval still resumes.
+    state_every: int | None = Field(500, ge=1)
 
     @model_validator(mode="after")
     def _one_length(self) -> "TrainConfig":
@@ -43,3 +47,9 @@ class TrainConfig(BaseModel):
     def checkpoint_steps(self, total_steps: int) -> list[int]:
         """Sorted steps at which checkpoints are written (always 0 and ``total_steps``)."""
         return sorted({0, total_steps, *(s for s in self.checkpoints if s <= total_steps)})
+
+    def state_steps(self, total_steps: int) -> list[int]:
+        """Sorted steps after which the resumable state is written: every checkpoint and every
+        ``state_every`` steps, except step 0 and the last (nothing is left to resume there)."""
+        every = range(self.state_every, total_steps, self.state_every) if self.state_every else ()
+        return sorted({*every, *self.checkpoint_steps(total_steps)} - {0, total_steps})

@@ -23,12 +23,23 @@ Choices worth knowing:
   and ``wall_time_s`` since training started (summed over resumed sessions). The loss is
   accumulated in a device tensor and read only when a row is written, so there is no
   host–device sync per step beyond what boolean-mask indexing itself needs.
-- **Resuming.** At every checkpoint before the last, ``out_dir/train_state.pt`` is written
-  atomically: model, optimiser, scheduler, the shuffling generator's state at the start of the
-  current epoch, the global RNG states, the step and the log so far. A run that finds one made
-  by the same model config, train config and language resumes from it (bit-identical to an
-  uninterrupted run on the CPU); one made by a different configuration is ignored (the log says
-  so) and training starts over. It is deleted once the final checkpoint and log are written.
+- **Resuming.** At every checkpoint before the last, and every ``state_every`` steps,
+  ``out_dir/train_state.pt`` is written atomically (a temporary file, flushed to disk, then
+  renamed): model, optimiser, scheduler, the shuffling generator's state at the start of the
+  current epoch, the global RNG states, the step and the log so far. The state it replaces is
+  kept as ``train_state.prev.pt``, so a state file damaged after the fact still leaves one to
+  resume from. A run resumes from the newer of the two that is readable and was made by the
+  same model config, train config (``state_every`` aside) and language (bit-identical to an
+  uninterrupted run on the CPU); an unreadable one is skipped with a warning naming it, one made
+  by a different configuration is ignored (the log says so), and with neither training starts
+  over (and removes both). Both are deleted once the final checkpoint and log are written.
+- **Numerical faults.** Each step's loss is also copied into a small device buffer (no extra
+  host sync per step), which is checked for NaN or infinite values whenever a log row,
+  checkpoint or state is written (so at least every ``log_every`` steps); checkpoints and
+  states are also only written from finite weights. On a fault the run stops at the first
+  non-finite step: an error names the run, the step and that step's learning rate, the
+  checkpoints written before that step stay, the train log holds the rows before it, the state
+  files are removed (resuming would only repeat the fault) and ``TrainingDiverged`` is raised.
 - **Determinism.** ``seed`` seeds Python's ``random``, NumPy, torch (model initialisation)
   and the shuffling generator: the same seed gives the same losses on the CPU. CUDA kernels
   may still differ in the last bits from run to run.
@@ -65,9 +76,25 @@ from .schedules import lr_lambda
 log = logging.getLogger("tinylang.training")
 
 STATE_FILE = "train_state.pt"
+PREV_STATE_FILE = "train_state.prev.pt"  # the state STATE_FILE replaced
 STATE_FORMAT = "tinylang-train-state-v1"
 LOG_FILE = "train_log.parquet"
 LOG_COLUMNS = ("step", "epoch", "loss", "lr", "tokens_per_s", "steps_per_s", "wall_time_s")
+STATE_KEYS = ("step", "model", "optimizer", "scheduler", "epoch_generator_state", "epoch", "pos", "torch_rng_state",
+              "rows", "loss_sum", "pending_steps", "wall_time_s")
+# Train-config fields that do not change what is trained: a state written under other values resumes.
+NOT_FINGERPRINTED = {"state_every"}
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss (or the weights) became NaN or infinite: the run stopped at ``step``.
+
+    ``lr`` is the learning rate of that step's update, ``reason`` says what was non-finite and
+    ``checkpoints`` lists the steps of the checkpoints kept (all written before ``step``)."""
+
+    def __init__(self, run: str, step: int, lr: float, reason: str, checkpoints: list[int]):
+        self.run, self.step, self.lr, self.reason, self.checkpoints = run, step, lr, reason, checkpoints
+        super().__init__(f"run {run or '(unnamed run)'}: {reason} at step {step} (learning rate {lr:g})")
 
 
 def train_run(
@@ -83,7 +110,9 @@ def train_run(
 
     Writes ``out_dir/checkpoints/step{N}.pt`` at ``train_config.checkpoint_steps(total)``
     (step 0 is the untrained model) and ``out_dir/train_log.parquet``; resumes from
-    ``out_dir/train_state.pt`` when an interrupted run of the same configuration left one.
+    ``out_dir/train_state.pt`` (or ``train_state.prev.pt``) when an interrupted run of the same
+    configuration left one. Raises ``TrainingDiverged`` when the loss becomes NaN or infinite,
+    after writing the log so far (the checkpoints before the fault stay).
     """
     if not isinstance(model_config, ModelConfig):
         model_config = ModelConfig(**model_config)
@@ -134,7 +163,7 @@ def train_run(
     }
     fingerprint = {
         "model_config": model_config.model_dump(mode="json"),
-        "train_config": train_config.model_dump(mode="json"),
+        "train_config": train_config.model_dump(mode="json", exclude=NOT_FINGERPRINTED),
         "language_config_hash": language_hash,
         "vocab_size": vocab_size,
         "max_len": max_len,
@@ -143,8 +172,8 @@ def train_run(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out_dir / "checkpoints"
-    state_path = out_dir / STATE_FILE
-    state = _read_state(state_path, fingerprint, run_name)
+    state_path, prev_path = out_dir / STATE_FILE, out_dir / PREV_STATE_FILE
+    state, resumed_from = _read_state([state_path, prev_path], fingerprint, run_name)
 
     n_params = sum(p.numel() for p in model.parameters())
     label = run_name or "(unnamed run)"
@@ -161,6 +190,9 @@ def train_run(
     pending_steps = 0  # steps whose loss is in loss_sum
     wall_offset = 0.0
     if state is None:
+        # States of another configuration must not resurface later as the "previous" one.
+        for path in (state_path, prev_path):
+            path.unlink(missing_ok=True)
         stale = sorted(ckpt_dir.glob("step*.pt")) if ckpt_dir.is_dir() else []
         for path in stale:
             path.unlink()
@@ -181,7 +213,7 @@ def train_run(
         pending_steps = int(state["pending_steps"])
         wall_offset = float(state["wall_time_s"])
         start = int(state["step"])
-        log.info("run %s: resuming from step %d of %d (%s)", label, start, total, state_path)
+        log.info("run %s: resuming from step %d of %d (%s)", label, start, total, resumed_from)
 
     if start == 0 and 0 in checkpoint_steps:
         save_checkpoint(checkpoint_path(ckpt_dir, 0), model, 0, extra)
@@ -194,6 +226,39 @@ def train_run(
     clip = train_config.grad_clip
     log_every = train_config.log_every
     checkpoint_set = set(checkpoint_steps)
+    state_set = set(train_config.state_steps(total))
+    # The losses of the steps since the last check, on the device (a check comes at least every
+    # ``log_every`` steps, at each log row): ``recent[:n_recent]`` are steps ``step - n_recent + 1 ..``.
+    recent = torch.empty(log_every, device=dev)
+    n_recent = 0
+
+    def check_finite(weights: bool) -> None:
+        """Stop the run (TrainingDiverged) if a loss since the last check, or (``weights``) a
+        weight, is not finite."""
+        nonlocal n_recent
+        losses, n_recent = recent[:n_recent], 0
+        bad = (~torch.isfinite(losses)).nonzero()
+        if len(bad):
+            first = int(bad[0])
+            stop(step - len(losses) + 1 + first, f"loss is {float(losses[first])}")
+        if weights and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+            stop(step, "weights are not finite after the update")
+
+    def stop(fault: int, reason: str) -> None:
+        lr_at = train_config.lr * multiplier(fault - 1)
+        removed = [p for p in ckpt_dir.glob("step*.pt") if _step_of(p) is not None and _step_of(p) >= fault]
+        for path in removed:  # written by an earlier session that got further: not this trajectory
+            path.unlink()
+        kept = sorted(s for s in map(_step_of, ckpt_dir.glob("step*.pt")) if s is not None)
+        _write_log(rows, out_dir / LOG_FILE)
+        for path in (state_path, prev_path):
+            path.unlink(missing_ok=True)
+        log.error(
+            "run %s: %s at step %d (learning rate %g); training stopped. Kept the checkpoints at steps %s "
+            "(the last good one: step %s) and the train log's %d rows (to step %s)",
+            label, reason, fault, lr_at, kept, kept[-1] if kept else "none", len(rows), rows[-1]["step"] if rows else 0,
+        )
+        raise TrainingDiverged(run_name, fault, lr_at, reason, kept)
 
     step = start
     # ``epoch_state`` is the generator's state just before it drew epoch ``epoch``'s order,
@@ -228,6 +293,8 @@ def train_run(
             scheduler.step()
 
             loss_sum += loss.detach()
+            recent[n_recent] = loss.detach()
+            n_recent += 1
             pending_steps += 1
             steps_since += 1
             tokens_since += tokens[pos]
@@ -236,6 +303,7 @@ def train_run(
             bar.update(1)
 
             if step % log_every == 0 or step == total:
+                check_finite(weights=False)
                 now = time.perf_counter()
                 elapsed = max(now - t_last, 1e-9)
                 row = {
@@ -253,11 +321,14 @@ def train_run(
                 pending_steps = 0
                 t_last, steps_since, tokens_since = now, 0, 0
 
-            if step in checkpoint_set:
-                save_checkpoint(checkpoint_path(ckpt_dir, step), model, step, extra)
-                if step < total:
+            if step in checkpoint_set or step in state_set:
+                check_finite(weights=True)
+                if step in checkpoint_set:
+                    save_checkpoint(checkpoint_path(ckpt_dir, step), model, step, extra)
+                if step in state_set:
                     _write_state(
                         state_path,
+                        prev_path,
                         {
                             "format": STATE_FORMAT,
                             "fingerprint": fingerprint,
@@ -278,7 +349,8 @@ def train_run(
                     )
 
     _write_log(rows, out_dir / LOG_FILE)
-    state_path.unlink(missing_ok=True)
+    for path in (state_path, prev_path):
+        path.unlink(missing_ok=True)
     took = time.perf_counter() - t_start
     done = step - start
     log.info(
@@ -339,32 +411,54 @@ def _epoch_order(
     return order.to(device), widths, tokens
 
 
-def _write_state(path: Path, state: dict[str, Any]) -> None:
+def _step_of(path: Path) -> int | None:
+    """The step of a checkpoint file ``step{N}.pt`` (None for any other name)."""
+    digits = path.name.removeprefix("step").removesuffix(".pt")
+    return int(digits) if path.name.startswith("step") and path.suffix == ".pt" and digits.isdigit() else None
+
+
+def _write_state(path: Path, prev: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically, keeping the state it replaces as ``prev``."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    if path.exists():
+        os.replace(path, prev)
     os.replace(tmp, path)
 
 
-def _read_state(path: Path, fingerprint: dict[str, Any], label: str) -> dict[str, Any] | None:
-    """The saved state at ``path`` if it exists and belongs to this configuration."""
-    if not path.exists():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for corrupt files
-        log.warning("run %s: %s is unreadable (%s); starting over", label or "(unnamed run)", path, err)
-        return None
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        log.warning("run %s: %s is not a %s file; starting over", label or "(unnamed run)", path, STATE_FORMAT)
-        return None
-    saved = state.get("fingerprint", {})
-    if saved != fingerprint:
-        log.warning(
-            "run %s: %s was made by a different configuration (differs in %s); starting over",
-            label or "(unnamed run)", path, ", ".join(_differences(saved, fingerprint)) or "format",
-        )
-        return None
-    return state
+def _read_state(paths: list[Path], fingerprint: dict[str, Any], label: str) -> tuple[dict[str, Any] | None, Path | None]:
+    """The first of ``paths`` (newest first) holding a readable state of this configuration, and its path."""
+    label = label or "(unnamed run)"
+    for path in paths:
+        if not path.exists():
+            continue
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises many types for corrupt or truncated files
+            log.warning("run %s: train state %s is unreadable (%s: %s); ignoring it",
+                        label, path, type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+            continue
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            log.warning("run %s: %s is not a %s file; ignoring it", label, path, STATE_FORMAT)
+            continue
+        missing = [key for key in STATE_KEYS if key not in state]
+        if missing:
+            log.warning("run %s: train state %s lacks %s; ignoring it", label, path, ", ".join(missing))
+            continue
+        saved = state.get("fingerprint", {})
+        if saved != fingerprint:
+            log.warning(
+                "run %s: %s was made by a different configuration (differs in %s); ignoring it",
+                label, path, ", ".join(_differences(saved, fingerprint)) or "format",
+            )
+            continue
+        return state, path
+    if any(path.exists() for path in paths):
+        log.warning("run %s: no usable train state in %s; starting over", label, paths[0].parent)
+    return None, None
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

@@ -1,0 +1,222 @@
+"""Safe loading: checkpoints load with ``weights_only=True``, languages are Parquet, and a
+truncated checkpoint, a truncated split or a split edited to hold out-of-vocabulary ids each
+fail with an error that names the file and says what to do, not a torch/pyarrow traceback."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+import yaml
+
+from tinylang.languages import load_tensors, parse_language_config, read_meta, read_split, to_tensors, write_language
+from tinylang.languages.base import LanguageDataError
+from tinylang.models import CheckpointError, ModelConfig, build_model, load_checkpoint, read_checkpoint, save_checkpoint
+from tinylang.models.checkpoint import FORMAT
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL_AR = {"type": "ar", "num_kv": 16, "min_pairs": 2, "max_pairs": 3, "seed": 0, "splits": {"train": 64, "test": 16}}
+
+
+@pytest.fixture
+def language(tmp_path) -> Path:
+    out = tmp_path / "languages" / "ar"
+    write_language(parse_language_config(SMALL_AR), out)
+    return out
+
+
+@pytest.fixture
+def checkpoint(tmp_path) -> Path:
+    path = tmp_path / "runs" / "attention" / "checkpoints" / "step3.pt"
+    model = build_model(ModelConfig(mixer="attention", d_model=16, n_layers=1), vocab_size=19, max_len=12)
+    save_checkpoint(path, model, step=3)
+    return path
+
+
+def truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def assert_clear(err: pytest.ExceptionInfo, path: Path, remedy: str) -> None:
+    """The message names the file and the remedy; no library traceback is chained to it."""
+    message = str(err.value)
+    assert str(path) in message and remedy in message, message
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+# --- checkpoints ------------------------------------------------------------------------
+
+
+class Planted:
+    """Unpickling this runs ``os.mkdir(marker)``: what a malicious checkpoint could do."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+def test_checkpoints_are_read_with_weights_only(tmp_path):
+    path, marker = tmp_path / "checkpoints" / "step1.pt", tmp_path / "code-ran"
+    path.parent.mkdir()
+    torch.save({"format": FORMAT, "planted": Planted(marker)}, path)
+    with pytest.raises(CheckpointError, match="truncated or corrupt") as err:
+        read_checkpoint(path)
+    assert "weights" in str(err.value).lower()  # torch's weights-only unpickler refused it
+    assert not marker.exists()  # nothing in the file ran
+    torch.load(path, weights_only=False)  # the plant is real: a full unpickle runs it
+    assert marker.is_dir()
+
+
+def test_a_truncated_checkpoint_names_the_file_and_the_remedy(checkpoint):
+    truncate(checkpoint)
+    with pytest.raises(CheckpointError, match="is truncated or corrupt") as err:
+        load_checkpoint(checkpoint)
+    assert_clear(err, checkpoint, f"delete the folder {checkpoint.parent} and rerun snakemake")
+
+
+def test_a_checkpoint_of_another_format_or_shape_names_the_file(checkpoint, tmp_path):
+    payload = torch.load(checkpoint, weights_only=True)
+    payload["state_dict"].pop(next(iter(payload["state_dict"])))  # a weight went missing
+    torch.save(payload, checkpoint)
+    with pytest.raises(CheckpointError, match="does not hold a model") as err:
+        load_checkpoint(checkpoint)
+    assert_clear(err, checkpoint, "delete the folder")
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    with pytest.raises(CheckpointError, match=f"not a {FORMAT} file"):
+        load_checkpoint(other)
+
+
+# --- language splits ----------------------------------------------------------------------
+
+
+def test_languages_are_parquet_and_json_only(language):
+    assert sorted(p.name for p in language.iterdir()) == ["meta.json", "test.parquet", "train.parquet"]
+    for split in ("train", "test"):
+        data = (language / f"{split}.parquet").read_bytes()
+        assert data[:4] == data[-4:] == b"PAR1"  # Parquet's magic, not a pickle
+
+
+def test_a_truncated_split_names_the_file_and_the_remedy(language):
+    split = language / "train.parquet"
+    truncate(split)
+    for read in (lambda: read_split(language, "train"), lambda: load_tensors(language, "train")):
+        with pytest.raises(LanguageDataError, match="is truncated or corrupt") as err:
+            read()
+        assert_clear(err, split, f"delete the folder {language} and rerun snakemake")
+    assert len(load_tensors(language, "test")) == 16  # the other split still loads
+
+
+def test_a_corrupt_meta_json_names_the_file(language):
+    (language / "meta.json").write_text('{"vocabulary": ["<pad>"')
+    with pytest.raises(LanguageDataError, match="truncated or corrupt") as err:
+        read_meta(language)
+    assert_clear(err, language / "meta.json", "delete the folder")
+
+
+def rewrite(language: Path, split: str, column: str, row: int, edit) -> None:
+    """Rewrite one cell of a split the way a hand edit would (same schema)."""
+    path = language / f"{split}.parquet"
+    table = pq.read_table(path)
+    values = table.column(column).to_pylist()
+    values[row] = edit(values[row])
+    index = table.schema.get_field_index(column)
+    pq.write_table(table.set_column(index, table.schema.field(index), pa.array(values, table.schema.field(index).type)), path)
+
+
+@pytest.mark.parametrize(("column", "edit", "what"), [
+    ("tokens", lambda tokens: [*tokens[:2], 19, *tokens[3:]], "1 token id(s)"),  # vocab is [0, 19)
+    ("tokens", lambda tokens: [-1, *tokens[1:]], "1 token id(s)"),
+    ("answer", lambda answer: 400, "1 answer id(s)"),
+])
+def test_out_of_vocabulary_ids_name_the_split_the_example_and_the_remedy(language, column, edit, what):
+    assert len(read_meta(language)["vocabulary"]) == 19
+    rewrite(language, "test", column, row=5, edit=edit)
+    with pytest.raises(LanguageDataError, match=re.escape(f"{what} outside the vocabulary [0, 19)")) as err:
+        load_tensors(language, "test")
+    assert "in example 5" in str(err.value)
+    assert_clear(err, language / "test.parquet", f"delete the folder {language} and rerun snakemake")
+    assert len(load_tensors(language, "train")) == 64  # only the edited split is refused
+
+
+def test_a_probe_position_outside_its_example_is_refused(language):
+    rewrite(language, "test", "target_item", row=2, edit=lambda position: 500)
+    with pytest.raises(LanguageDataError, match="'target_item' position outside the example") as err:
+        load_tensors(language, "test")
+    assert "example 2" in str(err.value)
+
+
+def test_to_tensors_checks_ids_only_when_given_a_vocabulary(language):
+    df = read_split(language, "test")
+    df.at[0, "tokens"] = [1, 99, 2]
+    assert len(to_tensors(df, mask_nonquery=False)) == 16  # no vocabulary, no check (as before)
+    with pytest.raises(LanguageDataError, match=r"my frame: 1 token id\(s\) outside the vocabulary \[0, 19\)"):
+        to_tensors(df, mask_nonquery=False, vocab_size=19, source="my frame")
+
+
+# --- the workflow -------------------------------------------------------------------------
+
+
+def snakemake(workdir: Path, study: dict, *args: str) -> subprocess.CompletedProcess:
+    configfile = workdir / "study.yaml"
+    configfile.write_text(yaml.safe_dump(study))
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+         "--configfile", str(configfile), "--cores", "2", *args],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in root.rglob("*") if p.is_file() and "logs" not in p.parts}
+
+
+@pytest.mark.slow
+def test_a_truncated_checkpoint_fails_only_its_job_and_the_log_names_it(tmp_path, tiny_study):
+    """A finished study, then a checkpoint truncated on disk: the next run that needs it fails
+    in that job, whose log names the file and the remedy; no other output is lost, and
+    following the remedy re-plans training of that run only."""
+    tiny_study["evaluators"] = {"behaviour": {"checkpoints": "all", "num_examples": 32},
+                                "interventions": {"checkpoints": "final", "num_examples": 8}}
+    first = snakemake(tmp_path, tiny_study)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    out = tmp_path / "results" / "tiny"
+    bad = out / "runs" / "attention" / "checkpoints" / "step12.pt"
+    truncate(bad, keep=0.1)
+    before = snapshot(out)
+
+    tiny_study["evaluators"]["interventions"]["num_examples"] = 6  # re-plans the interventions tables
+    second = snakemake(tmp_path, tiny_study)
+    assert second.returncode != 0
+    job_log = (out / "logs" / "interventions" / "attention" / "step12.log").read_text()
+    assert f"CheckpointError: checkpoint {bad.relative_to(tmp_path)}" in job_log
+    assert "is truncated or corrupt" in job_log
+    assert f"delete the folder {bad.parent.relative_to(tmp_path)} and rerun snakemake" in job_log
+    assert "Error in rule evaluate" in second.stdout + second.stderr
+
+    failed_output = "runs/attention/eval/step12/interventions.parquet"
+    after = snapshot(out)
+    assert set(before) - set(after) <= {failed_output}  # nothing else was lost
+    for path, stat in before.items():
+        if not (path.endswith("interventions.parquet") or path.startswith("benchmarks/interventions/")):
+            # (outputs of the interventions jobs the change re-plans may be rewritten)
+            assert after[path] == stat, path  # untouched, the truncated checkpoint included
+
+    shutil.rmtree(bad.parent)  # the remedy the message gives
+    plan = snakemake(tmp_path, tiny_study, "-n")
+    assert plan.returncode == 0, plan.stdout[-3000:] + plan.stderr[-3000:]
+    trained = set(re.findall(r"rule train:\n(?:.*\n)*?\s+wildcards: run=(\S+)", plan.stdout + plan.stderr))
+    assert trained == {"attention"}
+    assert "rule language:" not in plan.stdout + plan.stderr
