@@ -56,7 +56,7 @@ def test_splits_and_columns(generated):
 def test_examples_are_well_formed(generated):
     config, splits = generated
     m = NUM_KV // 2
-    for split, df in splits.items():
+    for df in splits.values():
         for row in df.itertuples():
             tokens = np.asarray(row.tokens)
             n = row.num_pairs

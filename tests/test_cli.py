@@ -8,11 +8,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import REPO
 
 from tinylang.cli import main
 from tinylang.languages import parse_language_config, read_split, write_language
-
-from conftest import REPO
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,15 @@ from __future__ import annotations
 import pydantic
 import pytest
 import torch
-
 from conftest import TINY_AR_CHANCE, held_out_accuracy
+
 from tinylang.models import MIXERS, ModelConfig
 from tinylang.models.mixers._conv import (
-    FFT_MIN_LENGTH, causal_conv, direct_causal_conv, fft_causal_conv, toeplitz_causal_conv,
+    FFT_MIN_LENGTH,
+    causal_conv,
+    direct_causal_conv,
+    fft_causal_conv,
+    toeplitz_causal_conv,
 )
 from tinylang.models.mixers._shortconv import ShortConv
 

@@ -105,7 +105,8 @@ def test_the_fakes_follow_the_documented_contracts():
     torch.testing.assert_close(FakeCausalConv1d()(x, w, b, activation="silu"), expected)
     # One step of the delta rule from S0: o = scale * (S0 + k beta (v - S0^T k)^T)^T q.
     q, k = torch.randn(1, 1, 1, 4, dtype=torch.float64), torch.randn(1, 1, 1, 4, dtype=torch.float64)
-    v, beta, S0 = torch.randn(1, 1, 1, 3, dtype=torch.float64), torch.rand(1, 1, 1, dtype=torch.float64), torch.randn(1, 1, 4, 3, dtype=torch.float64)
+    f64 = torch.float64
+    v, beta, S0 = torch.randn(1, 1, 1, 3, dtype=f64), torch.rand(1, 1, 1, dtype=f64), torch.randn(1, 1, 4, 3, dtype=f64)
     o, S = FakeChunkDeltaRule()(q, k, v, beta, scale=0.5, initial_state=S0, output_final_state=True)
     S1 = S0[0, 0] + beta[0, 0, 0] * torch.outer(k[0, 0, 0], v[0, 0, 0] - S0[0, 0].T @ k[0, 0, 0])
     torch.testing.assert_close(S[0, 0], S1)

@@ -196,7 +196,8 @@ def test_the_slurm_profile_submits_each_training_job_with_one_gpu(tmp_path, tiny
     proc = subprocess.run(
         [*base, "--profile", str(REPO / "profiles" / "slurm"), "--until", "train", "--retries", "0",
          "--slurm-init-seconds-before-status-checks", "1"],
-        capture_output=True, text=True, timeout=300, check=False, env={**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"},
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"},
     )
     assert proc.returncode != 0 and "SLURM sbatch failed" in proc.stdout + proc.stderr
     calls = (fake / "sbatch.calls").read_text().splitlines()

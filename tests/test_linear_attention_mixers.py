@@ -5,8 +5,8 @@ from __future__ import annotations
 import pydantic
 import pytest
 import torch
-
 from conftest import held_out_accuracy
+
 from tinylang.models import ModelConfig
 from tinylang.models.mixers import MIXERS
 from tinylang.models.mixers.based import taylor_features, taylor_kernel

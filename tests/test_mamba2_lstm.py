@@ -5,8 +5,8 @@ from __future__ import annotations
 import pydantic
 import pytest
 import torch
-
 from conftest import TINY_AR_CHANCE, held_out_accuracy
+
 from tinylang.models import ModelConfig
 from tinylang.models.mixers import MIXERS
 from tinylang.models.mixers import mamba2 as mamba2_module

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import held_out_accuracy
+
 from tinylang.models import (
-    MIXERS, CheckpointError, ModelConfig, build_model, load_checkpoint, save_checkpoint,
+    MIXERS,
+    CheckpointError,
+    ModelConfig,
+    build_model,
+    load_checkpoint,
+    save_checkpoint,
 )
 
 VOCAB, LENGTH = 20, 12

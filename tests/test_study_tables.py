@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from tinylang.figures.study_tables import run_table, select_best, seed_interval, selection_splits
+from tinylang.figures.study_tables import run_table, seed_interval, select_best, selection_splits
 
 
 def coords(mixer, lr, seed, language="ar"):

@@ -9,7 +9,6 @@ import math
 import pandas as pd
 import pytest
 from scipy import stats
-
 from test_workflow import planned, snakemake
 
 pytestmark = pytest.mark.slow

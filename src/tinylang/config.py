@@ -13,11 +13,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from tinylang.evaluation.evaluators import (
-    DEFAULT_EVALUATORS, EVALUATORS, EvaluatorOptions, parse_evaluator_options,
+    DEFAULT_EVALUATORS,
+    EVALUATORS,
+    EvaluatorOptions,
+    parse_evaluator_options,
 )
 from tinylang.languages import parse_language_config
 from tinylang.models import ModelConfig
@@ -97,7 +108,7 @@ class StudyConfig(_Section):
         return entries
 
     @model_validator(mode="after")
-    def _resolve_languages_and_runs(self, info: ValidationInfo) -> "StudyConfig":
+    def _resolve_languages_and_runs(self, info: ValidationInfo) -> StudyConfig:
         problems = []
         parsed, known = {}, list(self.languages)
         library = (info.context or {}).get("language_library")

@@ -1,5 +1,10 @@
 """Synthetic languages, one module each, registered by the ``type`` a language config uses."""
 
+# Importing a language module registers it.
+from . import (
+    ar,  # noqa: E402,F401
+    atr,  # noqa: E402,F401
+)
 from .base import (
     BOS,
     EOS,
@@ -16,10 +21,6 @@ from .base import (
     read_split,
     write_language,
 )
-
-# Importing a language module registers it.
-from . import ar  # noqa: E402,F401
-from . import atr  # noqa: E402,F401
 from .dataset import TokenTensors, load_tensors, to_tensors  # noqa: E402
 
 __all__ = [

@@ -40,7 +40,7 @@ class ModelConfig(BaseModel):
         return name
 
     @model_validator(mode="after")
-    def _resolve(self) -> "ModelConfig":
+    def _resolve(self) -> ModelConfig:
         mixer_cls = MIXERS.get(self.mixer)
         # Validate (and fill defaults of) the mixer's own hyperparameters once, here.
         try:

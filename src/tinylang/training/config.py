@@ -31,7 +31,7 @@ class TrainConfig(BaseModel):
     state_every: int | None = Field(500, ge=1)
 
     @model_validator(mode="after")
-    def _one_length(self) -> "TrainConfig":
+    def _one_length(self) -> TrainConfig:
         if (self.steps is None) == (self.epochs is None):
             raise ValueError("give exactly one of steps or epochs")
         if any(step < 0 for step in self.checkpoints):

@@ -25,7 +25,6 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from .. import kernels
-
 from . import MIXERS
 from ._shortconv import FUSED_WIDTHS
 from .base import Mixer, MixerOptions
@@ -50,7 +49,7 @@ class MambaOptions(MixerOptions):
     dt_max: float = Field(0.1, gt=0)
 
     @model_validator(mode="after")
-    def _dt_range(self) -> "MambaOptions":
+    def _dt_range(self) -> MambaOptions:
         if self.dt_min > self.dt_max:
             raise ValueError(f"dt_min ({self.dt_min}) must not exceed dt_max ({self.dt_max})")
         return self

@@ -56,7 +56,7 @@ class Mamba2Options(MixerOptions):
     norm_eps: float = Field(1e-5, gt=0)
 
     @model_validator(mode="after")
-    def _ranges(self) -> "Mamba2Options":
+    def _ranges(self) -> Mamba2Options:
         if self.dt_min > self.dt_max:
             raise ValueError(f"dt_min ({self.dt_min}) must not exceed dt_max ({self.dt_max})")
         if self.A_init_min > self.A_init_max:
