@@ -92,13 +92,16 @@ def held_out_accuracy(language: Path, out_dir: Path, mixer: str, *, steps: int, 
 def trained_attention(tiny_ar, tmp_path_factory):
     """A 2-layer width-32 attention model trained to solve ``tiny_ar`` (test accuracy 1.0 in ~2 s).
 
+    PyTorch-default init, an untied head and qkv biases: in 600 steps this variant solves the
+    task, where the paper's init and tied head reach about 0.44 (they learn slower at this size).
     Returns ``(model, checkpoints_dir)``; the model is in eval mode. Tests must not modify it.
     """
     from tinylang.models import ModelConfig, load_checkpoint
     from tinylang.training import TrainConfig, train_run
 
     out = tmp_path_factory.mktemp("trained_attention")
-    model = ModelConfig(mixer="attention", d_model=32, n_layers=2)
+    model = ModelConfig(mixer="attention", d_model=32, n_layers=2, init="torch", tie_embeddings=False,
+                        mixer_args={"bias": True})
     train = TrainConfig(lr=3e-3, steps=600, warmup_steps=20, batch_size=32, seed=0)
     train_run(model, train, tiny_ar, out, device="cpu", progress=False)
     trained, _ = load_checkpoint(out / "checkpoints" / "step600.pt")

@@ -92,7 +92,7 @@ def test_short_conv_zero_bias_init():
 
 
 @pytest.mark.parametrize("name, options, prefix", [
-    ("hyena", {}, "short_filter."), ("base_conv", {"long_conv": False}, "conv."),
+    ("hyena", {}, "short_filter."), ("base_conv", {"kernel_size": 3}, "conv."),
 ])
 def test_checkpoints_with_the_old_short_filter_layout_load(name, options, prefix):
     """Before the merge Hyena's and BaseConv's short filter was ``weight`` ``(C, K)``, newest tap
@@ -140,9 +140,11 @@ def test_h3_head_dim_must_divide_d_model():
 # -- forward --------------------------------------------------------------------------------
 
 VARIANTS = [
-    ("base_conv", {}), ("base_conv", {"long_conv": False, "kernel_size": 4}),
-    ("base_conv", {"l_max": 16}),  # sequences longer than the explicit filter
-    ("hyena", {}), ("hyena", {"order": 3, "emb_dim": 5, "l_max": 16}),
+    ("base_conv", {}), ("base_conv", {"kernel_size": 4}),  # layer 0: the short filter
+    ("base_conv", {"kernel_size": -1}),  # the implicit long filter
+    ("base_conv", {"kernel_size": -1, "l_max": 16}),  # sequences longer than the long filter
+    ("base_conv", {"kernel_size": -1, "long_conv": "explicit", "out_proj": True, "identity_skips": False}),
+    ("hyena", {}), ("hyena", {"operator": "alternating", "order": 3, "emb_dim": 5, "l_max": 16, "positions": "fixed"}),
     ("h3", {}), ("h3", {"head_dim": 4, "d_state": 8}),
 ]
 
@@ -195,9 +197,14 @@ def test_h3_recurrent_form_matches_parallel_form(dtype, atol, options, length):
 
 # -- learning -------------------------------------------------------------------------------
 
+# With their default options the paper's Hyena and H3 reach 0.37-0.44 over training seeds 0-2 at
+# 3e-3; at 1e-2 seed 1 ends at 0.12-0.17 (seed 0 passes there only narrowly).
+LEARNING_RATES = {"hyena": 3e-3, "h3": 3e-3}
+
+
 @pytest.mark.parametrize("name, options, floor", [
     ("base_conv", {}, 0.3), ("hyena", {}, 0.3), ("h3", {}, 0.3), ("h3", {"head_dim": 8}, 0.6),
 ], ids=["base_conv", "hyena", "h3", "h3_head_dim8"])
 def test_learns_associative_recall(tiny_ar, tmp_path, name, options, floor):
-    accuracy = held_out_accuracy(tiny_ar, tmp_path, name, steps=300, lr=1e-2, mixer_args=options)
+    accuracy = held_out_accuracy(tiny_ar, tmp_path, name, steps=300, lr=LEARNING_RATES.get(name, 1e-2), mixer_args=options)
     assert accuracy > max(floor, 2 * TINY_AR_CHANCE), accuracy

@@ -190,13 +190,13 @@ def test_short_conv_uses_the_reference_when_the_kernel_cannot_run(fake_conv, mon
 
 
 SHORT_CONV_MIXERS = [
-    ("based", {}, "based short conv"),
+    ("based", {}, "base_conv short conv"),  # layer 2 of the hybrid Based is a BaseConv
     ("deltanet", {}, "deltanet short convs"),
     ("deltanet", {"conv_bias": True, "d_conv": 2}, "deltanet short convs"),
     ("hyena", {}, "hyena short conv"),
     ("hyena", {"short_filter": 4, "bias": False}, "hyena short conv"),
-    ("base_conv", {"long_conv": False}, "base_conv short conv"),
-    ("base_conv", {"long_conv": False, "kernel_size": 4, "bias": False}, "base_conv short conv"),
+    ("base_conv", {"kernel_size": 3}, "base_conv short conv"),
+    ("base_conv", {"kernel_size": 4, "bias": False}, "base_conv short conv"),
 ]
 
 
@@ -237,16 +237,17 @@ def test_mixer_logs_its_short_conv_path_once(fake_conv, caplog, name, options, p
 def test_short_conv_mixers_log_the_reference_on_the_cpu(caplog):
     with caplog.at_level(logging.INFO, logger="tinylang.kernels"):
         for name, options, path in SHORT_CONV_MIXERS[::2]:
+            before = caplog.text.count(f"{path} (layer 2): pure-PyTorch reference")  # based logs as base_conv
             model = mixer(name, **options)
             model(torch.randn(1, 4, 32, dtype=torch.float64))
             model(torch.randn(1, 4, 32, dtype=torch.float64))
-            assert caplog.text.count(f"{path} (layer 2): pure-PyTorch reference") == 1
+            assert caplog.text.count(f"{path} (layer 2): pure-PyTorch reference") == before + 1
     assert "fused" not in caplog.text
 
 
 def test_long_conv_base_conv_logs_nothing(fake_conv, caplog):
     with caplog.at_level(logging.INFO, logger="tinylang.kernels"):
-        mixer("base_conv")(torch.randn(1, 4, 32, dtype=torch.float64))
+        mixer("base_conv", kernel_size=-1)(torch.randn(1, 4, 32, dtype=torch.float64))
     assert caplog.text == "" and fake_conv.calls == 0
 
 

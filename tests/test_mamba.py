@@ -59,6 +59,9 @@ def test_gradients_finite_for_every_parameter(name):
     x = torch.randn(4, 11, D_MODEL, requires_grad=True)
     mixer(x).square().mean().backward()
     for pname, param in mixer.named_parameters():
+        if not param.requires_grad:  # mamba_without_conv's built-but-unused conv1d, as the paper's
+            assert pname.startswith("conv1d.") and param.grad is None, pname
+            continue
         assert param.grad is not None, pname
         assert torch.isfinite(param.grad).all(), pname
         assert param.grad.abs().sum() > 0, pname
@@ -120,7 +123,10 @@ def test_parameter_names_and_shapes_match_mamba_ssm():
         "D": (d_inner,),
         "out_proj.weight": (d_model, d_inner),
     }
-    no_conv = {name for name, _ in build("mamba_without_conv", d_model).named_parameters()}
+    # As the paper's MambaWithoutConv: the conv1d is built (here frozen) but never applied.
+    unused = {name: p.requires_grad for name, p in build("mamba_without_conv", d_model).named_parameters()}
+    assert set(unused) == set(shapes) and not unused["conv1d.weight"] and not unused["conv1d.bias"]
+    no_conv = {name for name, _ in build("mamba_without_conv", d_model, unused_conv=False).named_parameters()}
     assert no_conv == set(shapes) - {"conv1d.weight", "conv1d.bias"}
     assert not hasattr(build("mamba", d_model, conv="none"), "conv1d")
     with_bias = {name for name, _ in build("mamba", d_model, bias=True, conv_bias=False).named_parameters()}

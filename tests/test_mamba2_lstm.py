@@ -241,8 +241,9 @@ def test_lstm_step_equals_forward():
 
 # -- a tiny associative-recall task ------------------------------------------------------------
 
-# (steps, lr, minimum held-out accuracy); measured: mamba2 0.935, lstm 0.415 (chance 0.125).
-TRAINING = {"mamba2": (400, 1e-2, 0.6), "lstm": (400, 1e-2, 0.3)}
+# (steps, lr, minimum held-out accuracy); measured with the paper's init and tied head: mamba2
+# 0.405 (0.935 with PyTorch's init, untied), lstm 0.415 (chance 0.125).
+TRAINING = {"mamba2": (400, 1e-2, 0.3), "lstm": (400, 1e-2, 0.3)}
 
 
 @pytest.mark.parametrize("mixer", sorted(TRAINING))

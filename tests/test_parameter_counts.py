@@ -1,8 +1,8 @@
-"""The parameter-count tables of docs/parameter_counts.md match the code.
+"""The parameter-count tables of docs/parameter_counts.md match the code and the paper's code.
 
-Both tables are parsed from the markdown: every "ours" number is recomputed from a freshly built
-model at width 64, every difference must equal ours minus the paper's number(s) in the same row,
-and the first table must list every registered mixer.
+Every "ours" number is recomputed from a freshly built model; for the paper's mixers it must also
+equal the original's number in the same row, and the whole-model table's original totals must add
+up from the per-layer table. Together the tables list every registered mixer.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 from tinylang.models import MIXERS, ModelConfig, build_model
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "parameter_counts.md"
-D_MODEL, VOCAB, MAX_LEN = 64, 67, 64
 NUMBER = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})*$")
+AR_VOCAB, AR_EXTRA, N_POSITIONS = 8195, 1, 1024  # ar_8192 and the paper's token/position tables
 
 
 def section_table(heading: str) -> list[dict[str, str]]:
@@ -37,12 +37,9 @@ def section_table(heading: str) -> list[dict[str, str]]:
     return [dict(zip(header, row, strict=True)) for row in body]
 
 
-def numbers(cell: str) -> list[int]:
-    """``"1,234"`` → ``[1234]``; ``"4,416 / 8,384"`` → ``[4416, 8384]``; ``"-64"`` → ``[-64]``."""
-    parts = [p.strip() for p in cell.split("/")]
-    for part in parts:
-        assert NUMBER.match(part), f"not a number: {part!r} (cell {cell!r})"
-    return [int(p.replace(",", "")) for p in parts]
+def number(cell: str) -> int:
+    assert NUMBER.match(cell), f"not a number: {cell!r}"
+    return int(cell.replace(",", ""))
 
 
 def mixer_name(cell: str) -> str:
@@ -51,45 +48,60 @@ def mixer_name(cell: str) -> str:
     return match.group(1)
 
 
-def our_counts(mixer: str, mixer_args: dict | None = None) -> tuple[int, int]:
-    """(parameters of layer 0's mixer, parameters of layer 0's whole block) at width 64."""
-    config = ModelConfig(mixer=mixer, d_model=D_MODEL, n_layers=2, mixer_args=mixer_args or {})
-    block = build_model(config, VOCAB, MAX_LEN).layers[0]
-    return (sum(p.numel() for p in block.mixer.parameters()), sum(p.numel() for p in block.parameters()))
+def mixer_args(cell: str) -> dict:
+    assert cell.startswith("`") and cell.endswith("`"), cell
+    return json.loads(cell.strip("`"))
 
 
-def check_differences(ours: int, paper_cell: str, diff_cell: str) -> None:
-    papers, diffs = numbers(paper_cell), numbers(diff_cell)
-    assert len(papers) == len(diffs), f"{paper_cell!r} and {diff_cell!r} should pair up"
-    for paper, diff in zip(papers, diffs):
-        assert diff == ours - paper, f"difference {diff} should be {ours} - {paper} = {ours - paper}"
+def build(row: dict[str, str], **model):
+    config = ModelConfig(mixer=mixer_name(row["mixer"]), n_layers=2, mixer_args=mixer_args(row["mixer_args"]),
+                         **model)
+    return build_model(config, AR_VOCAB, 64)
 
 
-PER_LAYER = section_table("Per-layer counts at width 64")
-WITH_PAPER_ARGS = section_table("Ours with the paper's hyperparameters")
+def count(module) -> int:
+    return sum(p.numel() for p in module.parameters())
 
 
-def test_per_layer_table_lists_every_mixer_once():
-    names = [mixer_name(row["mixer"]) for row in PER_LAYER]
-    assert len(names) == len(set(names))
-    assert sorted(names) == sorted(MIXERS.names())
+PER_LAYER = section_table("Per-layer counts of the paper's mixers")
+TOTALS = section_table("Whole models in the paper's AR setting")
+OTHERS = section_table("Mixers outside the paper's studies")
 
 
-@pytest.mark.parametrize("row", PER_LAYER, ids=lambda row: row["mixer"].strip("`"))
-def test_per_layer_counts_match_the_doc(row):
-    mixer, block = our_counts(mixer_name(row["mixer"]))
-    assert numbers(row["ours: mixer"]) == [mixer]
-    assert numbers(row["ours: block"]) == [block]
-    check_differences(mixer, row["paper: mixer"], row["mixer difference (ours − paper)"])
-    assert len(numbers(row["paper: block"])) == len(numbers(row["paper: mixer"]))
+def row_id(row: dict[str, str]) -> str:
+    return "-".join(row.get(k, "").strip("`") for k in ("mixer", "mixer_args", "d_model", "layer", "positions"))
 
 
-@pytest.mark.parametrize(
-    "row", WITH_PAPER_ARGS, ids=lambda row: f"{row['mixer'].strip('`')}-{row['mixer_args'].strip('`')}"
-)
-def test_counts_with_the_papers_hyperparameters_match_the_doc(row):
-    args_cell = row["mixer_args"]
-    assert args_cell.startswith("`") and args_cell.endswith("`"), args_cell
-    mixer, _ = our_counts(mixer_name(row["mixer"]), json.loads(args_cell.strip("`")))
-    assert numbers(row["ours: mixer"]) == [mixer]
-    check_differences(mixer, row["paper: mixer"], row["remaining difference (ours − paper)"])
+def test_the_tables_list_every_mixer():
+    paper = {mixer_name(row["mixer"]) for row in PER_LAYER}
+    others = [mixer_name(row["mixer"]) for row in OTHERS]
+    assert sorted(paper | set(others)) == sorted(MIXERS.names()) and not paper & set(others)
+    assert {int(row["d_model"]) for row in PER_LAYER} == {16, 64}
+    assert {mixer_name(row["mixer"]) for row in TOTALS} == paper
+
+
+@pytest.mark.parametrize("row", PER_LAYER, ids=row_id)
+def test_per_layer_counts_equal_the_originals(row):
+    block = build(row, d_model=int(row["d_model"])).layers[int(row["layer"])]
+    assert number(row["ours: mixer"]) == count(block.mixer) == number(row["original: mixer"])
+    assert number(row["ours: block"]) == count(block) == number(row["original: block"])
+
+
+@pytest.mark.parametrize("row", TOTALS, ids=row_id)
+def test_whole_model_counts_equal_the_originals(row):
+    d = int(row["d_model"])
+    pos = {"yes": True, "no": False}[row["positions"]]
+    model = build(row, d_model=d, pos_embed=pos, n_positions=N_POSITIONS, extra_tokens=AR_EXTRA)
+    assert number(row["ours: total"]) == count(model) == number(row["original: total"])
+    layers = [r for r in PER_LAYER if (r["mixer"], r["mixer_args"], r["d_model"]) ==
+              (row["mixer"], row["mixer_args"], row["d_model"])]
+    blocks = sum(number(r["original: block"]) for r in layers)
+    assert number(row["original: total"]) == (AR_VOCAB + AR_EXTRA) * d + pos * N_POSITIONS * d + 2 * d + blocks
+
+
+@pytest.mark.parametrize("row", OTHERS, ids=lambda row: row["mixer"].strip("`"))
+def test_other_mixers_counts_match_the_doc(row):
+    block = build_model(ModelConfig(mixer=mixer_name(row["mixer"]), d_model=64, n_layers=2), 67, 64).layers[0]
+    assert number(row["ours: mixer"]) == count(block.mixer)
+    assert number(row["ours: block"]) == count(block)
+    assert number(row["mixer difference (ours − original)"]) == count(block.mixer) - number(row["original: mixer"])

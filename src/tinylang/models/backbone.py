@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
+from .init import apply_init
 from .mixers import MIXERS
 from .state_mixers import STATE_MIXERS
 
@@ -33,7 +34,14 @@ class HookConfig:
 
 
 def make_norm(kind: str, d_model: int) -> nn.Module:
-    return nn.LayerNorm(d_model) if kind == "layernorm" else nn.RMSNorm(d_model)
+    return nn.LayerNorm(d_model) if kind == "layernorm" else nn.RMSNorm(d_model, eps=1e-5)
+
+
+def block_norm(config: ModelConfig) -> str:
+    """The blocks' norm: ``norm: auto`` follows the paper (RMSNorm in Mamba-style blocks)."""
+    if config.norm != "auto":
+        return config.norm
+    return "rmsnorm" if MIXERS.get(config.mixer).block_kind == "mamba" else "layernorm"
 
 
 class Block(nn.Module):
@@ -42,12 +50,12 @@ class Block(nn.Module):
     def __init__(self, config: ModelConfig, layer_idx: int):
         super().__init__()
         mixer_cls = MIXERS.get(config.mixer)
-        self.norm1 = make_norm(config.norm, config.d_model)
+        self.norm1 = make_norm(block_norm(config), config.d_model)
         self.mixer = mixer_cls(config.d_model, mixer_cls.Options(**config.mixer_args), layer_idx)
         if config.state_mixer == "none":
             self.norm2 = self.mlp = None
         else:
-            self.norm2 = make_norm(config.norm, config.d_model)
+            self.norm2 = make_norm(block_norm(config), config.d_model)
             self.mlp = STATE_MIXERS.get(config.state_mixer)(config.d_model, config.mlp_ratio)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,13 +70,20 @@ class LanguageModel(nn.Module):
 
     def __init__(self, config: ModelConfig, vocab_size: int, max_len: int):
         super().__init__()
+        if config.n_positions is not None and config.n_positions < max_len:
+            raise ValueError(f"model n_positions ({config.n_positions}) is shorter than the longest example "
+                             f"({max_len} tokens): raise n_positions or leave it unset")
         self.model_config = config
-        self.config = HookConfig(config.d_model, config.n_layers, vocab_size, max_len)
-        self.embed = nn.Embedding(vocab_size, config.d_model)
+        self.language_vocab_size = vocab_size
+        table_size = vocab_size + config.extra_tokens
+        max_len = config.n_positions or max_len
+        self.config = HookConfig(config.d_model, config.n_layers, table_size, max_len)
+        self.embed = nn.Embedding(table_size, config.d_model)
         self.pos_embed = nn.Embedding(max_len, config.d_model) if config.pos_embed else None
         self.layers = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
-        self.norm_f = make_norm(config.norm, config.d_model)
-        self.lm_head = nn.Linear(config.d_model, vocab_size, bias=False)
+        self.norm_f = make_norm("layernorm" if config.norm == "auto" else config.norm, config.d_model)
+        self.lm_head = nn.Linear(config.d_model, table_size, bias=False)
+        apply_init(self, config.init, MIXERS.get(config.mixer).block_kind, config.n_layers)
         if config.tie_embeddings:
             self.lm_head.weight = self.embed.weight
 

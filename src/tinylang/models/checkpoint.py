@@ -30,7 +30,7 @@ def save_checkpoint(path: Path, model: LanguageModel, step: int, extra: dict[str
     payload = {
         "format": FORMAT,
         "model_config": model.model_config.model_dump(mode="json"),
-        "vocab_size": model.config.vocab_size,
+        "vocab_size": model.language_vocab_size,
         "max_len": model.config.max_len,
         "step": int(step),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},

@@ -21,8 +21,14 @@ class ModelConfig(BaseModel):
     state_mixer: str | None = None  # None: the mixer's own default ("mlp" or "none")
     mlp_ratio: int = Field(4, ge=1)
     pos_embed: bool = True
-    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
-    tie_embeddings: bool = False
+    # auto: the paper's, LayerNorm in Transformer-style blocks, RMSNorm in Mamba-style ones, final LayerNorm
+    norm: Literal["auto", "layernorm", "rmsnorm"] = "auto"
+    tie_embeddings: bool = True  # the paper's LM head is the token embedding
+    init: Literal["zoology", "torch"] = "zoology"  # zoology: the paper's; torch: PyTorch defaults
+    # Rows of the position table; None: the language's longest example (the paper's code: 1024).
+    n_positions: int | None = Field(None, ge=1)
+    # Unused rows appended to the token table: the paper's AR vocabulary holds one (for its -100 label).
+    extra_tokens: int = Field(0, ge=0)
     mixer_args: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("mixer")

@@ -13,7 +13,8 @@ from .base import Mixer, MixerOptions
 
 class AttentionOptions(MixerOptions):
     n_heads: int = Field(1, ge=1)
-    bias: bool = True
+    bias: bool = False  # of the qkv projection (the paper's `bias: false`)
+    out_bias: bool = True  # zoology's MHA always gives out_proj a bias
 
 
 @MIXERS.register("attention")
@@ -23,6 +24,7 @@ class Attention(Mixer):
     Options = AttentionOptions
     default_state_mixer = "mlp"
     has_attention_probs = True
+    rescaled_projections = ("out_proj",)
 
     def __init__(self, d_model: int, options: AttentionOptions, layer_idx: int = 0):
         super().__init__(d_model, options, layer_idx)
@@ -30,7 +32,7 @@ class Attention(Mixer):
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({options.n_heads})")
         self.n_heads = options.n_heads
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=options.bias)
-        self.out_proj = nn.Linear(d_model, d_model, bias=options.bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=options.out_bias)
         self.store_attention = False
         self.attention_probs: torch.Tensor | None = None
 

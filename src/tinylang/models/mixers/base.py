@@ -20,7 +20,8 @@ class Mixer(nn.Module):
 
     Subclasses set ``Options`` (their hyperparameters, validated from the config's
     ``mixer_args``) and ``default_state_mixer`` ("mlp" for Transformer-style blocks,
-    "none" for Mamba-style blocks), optionally ``has_attention_probs``, and are registered in ``MIXERS`` by config name.
+    "none" for Mamba-style blocks), optionally ``has_attention_probs``, ``block_kind`` and
+    ``rescaled_projections`` (see ``tinylang.models.init``), and are registered in ``MIXERS`` by config name.
     """
 
     Options: ClassVar[type[MixerOptions]] = MixerOptions
@@ -28,6 +29,12 @@ class Mixer(nn.Module):
     # True where the mixer keeps softmax attention probabilities when `store_attention` is set
     # (``attention_probs`` (B, H, L, L) after a forward), for the attention evaluator.
     has_attention_probs: ClassVar[bool] = False
+    # The paper's block around this mixer: "transformer" (norm → mixer, norm → MLP) or "mamba"
+    # (RMSNorm → mixer, no MLP); it picks the norm under ``norm: auto`` and the init scheme.
+    block_kind: ClassVar[str] = "transformer"
+    # Submodules writing into the residual stream whose weights the zoology init rescales with
+    # depth (zoology matches ``out_proj``/``fc2`` by name, so only mixers whose original has them).
+    rescaled_projections: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, d_model: int, options: MixerOptions, layer_idx: int = 0):
         super().__init__()

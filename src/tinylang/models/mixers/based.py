@@ -1,35 +1,42 @@
-"""Based: Taylor-feature linear attention with a gated short convolution (Arora et al. 2024).
+"""Based (Arora et al. 2024, "Simple linear attention language models balance the
+recall-throughput tradeoff"), as the paper's code builds it.
 
-Written from "Simple linear attention language models balance the recall-throughput
-tradeoff". Per head, queries and keys are projected to ``feature_dim`` (``f``) dimensions and
-mapped through the 2nd-order Taylor feature map of ``exp``::
+Written from zoology's ``Hybrid``, ``BaseConv``, ``Based`` and ``TaylorExp``. With the default
+``layout="hybrid"`` layers alternate as zoology's ``Hybrid`` does (``configs[layer_idx % 2]``):
 
-    phi(x) = [1, x', vec(x' (outer) x') / sqrt(2)],   x' = x / f**(1/4)
+* even layers: a BaseConv (``base_conv.BaseConv``) with a short filter of ``kernel_size``
+  taps (default 3): ``y = (u W + b) ⊙ conv(u) + u``. (``kernel_size=-1`` gives the implicit long
+  filter instead, the paper's ``based_long_only``.)
+* odd layers: Taylor linear attention (``TaylorLinearAttention``, below).
 
-so that ``phi(q) . phi(k) = 1 + s + s**2 / 2`` with ``s = q . k / sqrt(f)`` (the Taylor
-expansion of the softmax kernel ``exp(s)``; always >= 1/2). ``phi`` has ``1 + f + f**2``
-entries. Causal linear attention, for each head::
+So a 1-layer Based is one BaseConv and a 2-layer Based is BaseConv then linear attention. With
+``layout="every_layer"`` (ours) every layer applies the BaseConv and then the linear attention
+to its output, ``y = attention(base_conv(u))`` (``short_conv=False`` drops the BaseConv).
 
-    y_t = phi(q_t)^T S_t / (phi(q_t) . z_t + eps),   S_t = sum_{i<=t} phi(k_i) v_i^T,
-                                                     z_t = sum_{i<=t} phi(k_i)
+Linear attention, per head (zoology's defaults here: 1 head, ``feature_dim`` ``f = 8``, no
+biases, ``eps = 1e-12``, no rotary embedding, no dropout): queries and keys are projected to
+``f`` dimensions (``proj_q``, ``proj_k``), values to ``d_model / n_heads`` (``proj_v``), and
+``q``, ``k`` mapped through the 2nd-order Taylor feature map of ``exp``::
 
-Parallel form: chunked. Inside a chunk of ``chunk_size`` positions the kernel
-``1 + s + s**2/2`` is evaluated directly on the ``q . k`` scores (a masked quadratic form, no
-expanded features); across chunks the expanded-feature states ``S``, ``z`` of earlier chunks
-are added (exclusive cumulative sums over chunks). For sequences no longer than one chunk
-no expanded features are built at all. Recurrent form (``step``): the running ``S`` and
-``z``.
+    phi(x) = [1, x / f**(1/4), vec(x (outer) x) / (sqrt(2) sqrt(f))]
 
-The paper's Based model is a hybrid: besides the linear attention it stacks short gated
-convolution layers (BaseConv, ``y = (W x + b) * (h conv x)`` with a short causal filter
-``h``) and a small sliding-window attention. With ``short_conv=True`` (default) this mixer
-applies a BaseConv with a depthwise causal filter of ``kernel_size`` (default 3) *before* the
-linear attention, residually: ``x <- x + (W x + b) * conv(x)``, then linear attention on the
-result; it gives the attention's keys and values the neighbouring tokens (what the paper
-uses the short convolutions for). The sliding-window attention is not included.
+so that ``phi(q) . phi(k) = 1 + s + s**2 / 2`` with ``s = q . k / sqrt(f)`` (always >= 1/2);
+``phi`` has ``1 + f + f**2`` entries. Causally::
 
-Fast path: on a GPU with causal-conv1d installed the short convolution runs fused
-(``_shortconv.ShortConv``); the linear attention is always the pure-PyTorch form above.
+    y_t = (sum_{i<=t} phi(q_t).phi(k_i) v_i) / (sum_{i<=t} phi(q_t).phi(k_i) + eps)
+
+then ``proj_o``. zoology computes this "quadratic" view with the full masked ``L x L`` matrix of
+expanded features; here it is chunked, which is the same sum: inside a chunk of ``chunk_size``
+positions the kernel ``1 + s + s**2/2`` is evaluated on the scores directly; across chunks the
+expanded-feature states ``S = sum phi(k_i) v_i^T``, ``z = sum phi(k_i)`` of earlier chunks are
+added. Recurrent form (``step``): the running ``S`` and ``z``.
+
+Recurrent state of a layer: the BaseConv's ``(conv_state,)`` (its last ``kernel_size - 1``
+inputs), the attention's ``(S, z)``, or both in that order (``every_layer``). A layer whose
+BaseConv has the long filter has no recurrent form (``hasattr(layer, "step")`` is false).
+
+Fast path: on a GPU with causal-conv1d installed the BaseConv's short filter runs fused; the
+linear attention is always the pure-PyTorch form above.
 """
 
 from __future__ import annotations
@@ -37,26 +44,36 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
-from .. import kernels
 from . import MIXERS
-from ._shortconv import ShortConv
 from .base import Mixer, MixerOptions
+from .base_conv import BaseConv, BaseConvOptions, KernelSize
 
-# (conv_state (B, d_model, kernel_size-1 or 0), S (B, H, F, head_dim), z (B, H, F)), F = 1 + f + f^2
-BasedState = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+# ((conv_state (B, d_model, kernel_size - 1),) if a BaseConv) + ((S (B, H, F, head_dim), z (B, H, F)) if
+# an attention), F = 1 + f + f^2
+BasedState = tuple[torch.Tensor, ...]
+AttentionState = tuple[torch.Tensor, torch.Tensor]
 
 
 class BasedOptions(MixerOptions):
-    feature_dim: int = Field(16, ge=1)
-    n_heads: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"  # auto: max(1, d_model // 16)
-    eps: float = Field(1e-6, ge=0)
-    bias: bool = False
-    short_conv: bool = True
-    kernel_size: int = Field(3, ge=1)
+    layout: Literal["hybrid", "every_layer"] = "hybrid"
+    feature_dim: int = Field(8, ge=1)
+    n_heads: Annotated[int, Field(ge=1)] | Literal["auto"] = 1  # auto: max(1, d_model // 16)
+    eps: float = Field(1e-12, ge=0)
+    bias: bool = False  # of proj_q/k/v/o (zoology's have none)
+    kernel_size: KernelSize = 3  # the BaseConv's filter; -1: the implicit long one
+    l_max: int = Field(1024, ge=1)  # the long filter's length (kernel_size -1)
+    short_conv: bool = True  # every_layer: the BaseConv before the attention
     chunk_size: int = Field(64, ge=1)
+
+    @model_validator(mode="after")
+    def _short_conv_only_every_layer(self) -> BasedOptions:
+        if not self.short_conv and self.layout == "hybrid":
+            raise ValueError("short_conv: false needs layout: every_layer (the hybrid layout's even layers "
+                             "are the BaseConv; kernel_size: -1 gives them the long filter instead)")
+        return self
 
 
 def taylor_features(x: torch.Tensor) -> torch.Tensor:
@@ -124,102 +141,142 @@ def based_linear_attention(
     return y, new_state
 
 
-@MIXERS.register("based")
-class Based(Mixer):
-    """Taylor linear attention (plus an optional BaseConv short gated convolution before it)."""
+class TaylorLinearAttention(nn.Module):
+    """Causal Taylor linear attention (zoology's ``Based`` mixer): ``(B, L, d)`` → ``(B, L, d)``."""
 
-    Options = BasedOptions
-    default_state_mixer = "mlp"
-
-    def __init__(self, d_model: int, options: BasedOptions, layer_idx: int = 0):
-        super().__init__(d_model, options, layer_idx)
-        self.n_heads = max(1, d_model // 16) if options.n_heads == "auto" else options.n_heads
-        if d_model % self.n_heads:
-            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({self.n_heads})")
-        self.feature_dim = options.feature_dim
-        self.head_dim = d_model // self.n_heads
-        self.expanded_dim = 1 + self.feature_dim + self.feature_dim**2
-        self.eps = options.eps
-        self.chunk_size = options.chunk_size
-
-        self.use_short_conv = options.short_conv
-        if self.use_short_conv:
-            self.conv_proj = nn.Linear(d_model, d_model, bias=True)  # BaseConv's (W x + b)
-            self.conv = ShortConv(d_model, options.kernel_size, bias=True)
-        qk_dim = self.n_heads * self.feature_dim
-        self.q_proj = nn.Linear(d_model, qk_dim, bias=options.bias)
-        self.k_proj = nn.Linear(d_model, qk_dim, bias=options.bias)
-        self.v_proj = nn.Linear(d_model, d_model, bias=options.bias)
-        self.out_proj = nn.Linear(d_model, d_model, bias=options.bias)
-
-    # -- shared pieces -------------------------------------------------------------------
-
-    def _heads(self, t: torch.Tensor) -> torch.Tensor:
-        """``(..., H * e)`` → ``(..., H, e)``."""
-        return t.unflatten(-1, (self.n_heads, -1))
+    def __init__(self, d_model: int, n_heads: int, feature_dim: int, eps: float, bias: bool, chunk_size: int):
+        super().__init__()
+        self.d_model = d_model
+        self.n_heads = n_heads
+        self.feature_dim = feature_dim
+        self.head_dim = d_model // n_heads
+        self.expanded_dim = 1 + feature_dim + feature_dim**2
+        self.eps = eps
+        self.chunk_size = chunk_size
+        self.proj_q = nn.Linear(d_model, n_heads * feature_dim, bias=bias)
+        self.proj_k = nn.Linear(d_model, n_heads * feature_dim, bias=bias)
+        self.proj_v = nn.Linear(d_model, d_model, bias=bias)
+        self.proj_o = nn.Linear(d_model, d_model, bias=bias)
 
     def _qkv(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-head ``q``, ``k`` (scaled by ``f**-0.25``) and ``v``: ``(..., H, .)``."""
         scale = self.feature_dim**-0.25
-        return (
-            self._heads(self.q_proj(h)) * scale,
-            self._heads(self.k_proj(h)) * scale,
-            self._heads(self.v_proj(h)),
-        )
-
-    # -- parallel form ---------------------------------------------------------------------
+        q, k, v = self.proj_q(h), self.proj_k(h), self.proj_v(h)
+        return (q.unflatten(-1, (self.n_heads, -1)) * scale, k.unflatten(-1, (self.n_heads, -1)) * scale,
+                v.unflatten(-1, (self.n_heads, -1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y, _ = self._forward(x, None, need_state=False)
-        return y
+        return self.forward_with_state(x, None, need_state=False)[0]
 
-    def forward_with_state(self, x: torch.Tensor, state: BasedState | None = None) -> tuple[torch.Tensor, BasedState]:
-        """Like ``forward`` but starting from (and returning) a recurrent state."""
-        return self._forward(x, state, need_state=True)
+    def forward_with_state(self, x: torch.Tensor, state: AttentionState | None = None,
+                           need_state: bool = True) -> tuple[torch.Tensor, AttentionState | None]:
+        q, k, v = (t.transpose(1, 2) for t in self._qkv(x))  # (B, H, L, .)
+        y, new_state = based_linear_attention(q, k, v, self.eps, self.chunk_size, state, need_state)
+        return self.proj_o(y.transpose(1, 2).flatten(2)), new_state
 
-    def _forward(self, x: torch.Tensor, state: BasedState | None, need_state: bool):
-        conv_state = None if state is None else state[0]
-        if self.use_short_conv:
-            kernels.log_path_once(self, "based short conv", self.conv.fused_kernel(x, conv_state) is not None)
-            conv_out, conv_state = self.conv(x, conv_state)
-            h = x + self.conv_proj(x) * conv_out
-        else:
-            h = x
-            conv_state = x.new_zeros(x.shape[0], self.d_model, 0)
-        q, k, v = (t.transpose(1, 2) for t in self._qkv(h))  # (B, H, L, .)
-        attn_state = None if state is None else (state[1], state[2])
-        y, new_attn = based_linear_attention(q, k, v, self.eps, self.chunk_size, attn_state, need_state)
-        y = self.out_proj(y.transpose(1, 2).flatten(2))
-        new_state = None if new_attn is None else (conv_state, *new_attn)
-        return y, new_state
-
-    # -- recurrent form --------------------------------------------------------------------
-
-    def initial_state(self, batch_size: int, device=None, dtype=None) -> BasedState:
-        """Zeros: ``(conv_state (B, d_model, kernel_size-1 or 0), S (B, H, F, head_dim), z (B, H, F))``."""
-        weight = self.q_proj.weight
+    def initial_state(self, batch_size: int, device=None, dtype=None) -> AttentionState:
+        """Zeros: ``(S (B, H, F, head_dim), z (B, H, F))``."""
+        weight = self.proj_q.weight
         device = device if device is not None else weight.device
         dtype = dtype if dtype is not None else weight.dtype
-        width = self.conv.state_width if self.use_short_conv else 0
         return (
-            torch.zeros(batch_size, self.d_model, width, device=device, dtype=dtype),
             torch.zeros(batch_size, self.n_heads, self.expanded_dim, self.head_dim, device=device, dtype=dtype),
             torch.zeros(batch_size, self.n_heads, self.expanded_dim, device=device, dtype=dtype),
         )
 
-    def step(self, x_t: torch.Tensor, state: BasedState) -> tuple[torch.Tensor, BasedState]:
-        """One token: ``x_t`` ``(B, d_model)`` → ``(y_t (B, d_model), new_state)``."""
-        conv_state, S, z = state
-        if self.use_short_conv:
-            conv_out, conv_state = self.conv.step(x_t, conv_state)
-            h = x_t + self.conv_proj(x_t) * conv_out
-        else:
-            h = x_t
-        q, k, v = self._qkv(h)  # (B, H, f), (B, H, f), (B, H, dv)
+    def step(self, x_t: torch.Tensor, state: AttentionState) -> tuple[torch.Tensor, AttentionState]:
+        """One token: ``x_t`` ``(B, d)`` → ``(y_t (B, d), new_state)``."""
+        S, z = state
+        q, k, v = self._qkv(x_t)  # (B, H, f), (B, H, f), (B, H, dv)
         phi_q, phi_k = taylor_features(q), taylor_features(k)  # (B, H, F)
         S = S + phi_k.unsqueeze(-1) * v.unsqueeze(-2)
         z = z + phi_k
         num = (phi_q.unsqueeze(-2) @ S).squeeze(-2)  # (B, H, dv)
         den = (phi_q * z).sum(-1, keepdim=True)
-        y = num / (den + self.eps)
-        return self.out_proj(y.flatten(1)), (conv_state, S, z)
+        return self.proj_o((num / (den + self.eps)).flatten(1)), (S, z)
 
+
+@MIXERS.register("based")
+class Based(Mixer):
+    """A BaseConv or a Taylor linear attention per layer (``hybrid``), or both (``every_layer``)."""
+
+    Options = BasedOptions
+    default_state_mixer = "mlp"
+    rescaled_projections = ()  # zoology's Based and BaseConv have no out_proj/fc2
+
+    def __init__(self, d_model: int, options: BasedOptions, layer_idx: int = 0):
+        super().__init__(d_model, options, layer_idx)
+        n_heads = max(1, d_model // 16) if options.n_heads == "auto" else options.n_heads
+        if d_model % n_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        hybrid = options.layout == "hybrid"
+        has_conv = layer_idx % 2 == 0 if hybrid else options.short_conv
+        has_attention = layer_idx % 2 == 1 if hybrid else True
+        self.base_conv = BaseConv(
+            d_model, BaseConvOptions(kernel_size=options.kernel_size, l_max=options.l_max), layer_idx,
+        ) if has_conv else None
+        self.attention = TaylorLinearAttention(
+            d_model, n_heads, options.feature_dim, options.eps, options.bias, options.chunk_size,
+        ) if has_attention else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.base_conv is not None:
+            x = self.base_conv(x)
+        return x if self.attention is None else self.attention(x)
+
+    # -- recurrent form: the parts' states, concatenated --------------------------------------
+
+    def _recurrent(self, method):
+        if self.base_conv is not None and not self.base_conv.is_short:
+            raise AttributeError(f"Based layer {self.layer_idx} has a long-filter BaseConv and no recurrent form")
+        return method
+
+    @property
+    def initial_state(self):
+        """``initial_state(batch_size, device=None, dtype=None)``: zeros, see the module docstring."""
+        return self._recurrent(self._initial_state)
+
+    @property
+    def forward_with_state(self):
+        """``forward_with_state(x, state=None)`` → ``(y, state after the last token)``."""
+        return self._recurrent(self._forward_with_state)
+
+    @property
+    def step(self):
+        """``step(x_t (B, d), state)`` → ``(y_t (B, d), new_state)``."""
+        return self._recurrent(self._step)
+
+    def _split(self, state: BasedState | None) -> tuple[tuple | None, tuple | None]:
+        if state is None:
+            return None, None
+        n_conv = 0 if self.base_conv is None else 1
+        return state[:n_conv], state[n_conv:]
+
+    def _initial_state(self, batch_size: int, device=None, dtype=None) -> BasedState:
+        state: BasedState = ()
+        for part in (self.base_conv, self.attention):
+            if part is not None:
+                state += tuple(part.initial_state(batch_size, device, dtype))
+        return state
+
+    def _forward_with_state(self, x: torch.Tensor, state: BasedState | None = None):
+        conv_state, attention_state = self._split(state)
+        new_state: BasedState = ()
+        if self.base_conv is not None:
+            x, conv_state = self.base_conv.forward_with_state(x, conv_state)
+            new_state += conv_state
+        if self.attention is not None:
+            x, attention_state = self.attention.forward_with_state(x, attention_state)
+            new_state += attention_state
+        return x, new_state
+
+    def _step(self, x_t: torch.Tensor, state: BasedState):
+        conv_state, attention_state = self._split(state)
+        new_state: BasedState = ()
+        if self.base_conv is not None:
+            x_t, conv_state = self.base_conv.step(x_t, conv_state)
+            new_state += conv_state
+        if self.attention is not None:
+            x_t, attention_state = self.attention.step(x_t, attention_state)
+            new_state += attention_state
+        return x_t, new_state

@@ -50,7 +50,7 @@ DeltaNetState = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class DeltaNetOptions(MixerOptions):
-    n_heads: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"  # auto: max(1, d_model // 64)
+    n_heads: Annotated[int, Field(ge=1)] | Literal["auto"] = 4  # zoology's default; auto: max(1, d_model // 64)
     d_conv: int = Field(4, ge=1)
     use_short_conv: bool = True
     conv_bias: bool = False

@@ -1,34 +1,52 @@
-"""H3, the Hungry Hungry Hippos layer (Fu et al. 2023), in pure PyTorch.
+"""H3, the Hungry Hungry Hippos layer (Fu et al. 2023), as the paper's code builds it.
 
-Written from the paper's equations (Section 3.1 and Algorithm 1). For input ``u`` ``(L, d)``
-split into ``H = d / head_dim`` heads of ``head_dim`` channels::
+The default is the layer of zoology's ``zoology.mixers.h3.H3`` with the paper's settings
+(``d_state = l_max = n_positions = 1024``, ``head_dim`` 2). For input ``u`` ``(L, d)`` and
+``H = d / head_dim`` heads of ``head_dim`` channels::
 
-    Q = u W_Q,  K = u W_K,  V = u W_V
-    K̄ = SSM_shift(K)                                  # per channel
-    S_t^h = SSM_diag^h( K̄^h ⊗ V^h )_t                 # (head_dim x head_dim) per head
-    O_t^h = (Q_t^h)^T S_t^h                           # (head_dim,) per head
-    y = O W_out
+    Q = u W_Q + b_Q,  K = u W_K + b_K,  V = u W_V + b_V      # three nn.Linear, with biases
+    K̄ = SSM_shift(K)                                        # per channel
+    S^h = SSM_diag^h(K̄^h ⊗ V^h)                             # (head_dim × head_dim) per head
+    O^h_j = Σ_i Q^h_i S^h_ij
+    y = O W_out + b_out                                      # output_linear
 
-Both SSMs are linear time-invariant, ``x_t = A x_{t-1} + B u_t``, ``y_t = C x_t + D u_t``,
-so in parallel form each is a causal convolution with kernel ``K_l = C A^l B`` plus ``D u_t``:
+``O`` is laid out with the head index fastest (channel ``j * H + h``), as in the original.
+Both SSMs are linear time-invariant, ``x_t = A x_{t-1} + B u_t``, ``y_t = Re(C x_t) + D u_t``,
+so each is a causal convolution with kernel ``K_l = C A^l B`` (applied by ``causal_conv``, an FFT
+zero-padded to ``2L`` for long sequences) plus ``D u_t``; both kernels are cut to ``l_max`` taps.
 
-- **shift SSM**: ``A`` the ``d_state x d_state`` shift matrix, ``B = e_1``. Its state is
-  the last ``d_state`` inputs and its kernel is ``C`` itself (``d_state`` learned taps per
-  channel); ``D`` is added to the current tap.
-- **diagonal SSM** (S4D): ``d_state / 2`` complex modes per head, taken with their
-  conjugates so the output is real; S4D-Lin initialisation ``A_m = -1/2 + iπm``, ``B = 1``,
-  ``C`` complex Gaussian, step ``dt`` log-uniform in ``[1e-3, 1e-1]`` per head,
-  zero-order-hold discretisation ``Ā = exp(dt A)``, ``B̄ = (exp(dt A) - 1) / A``. The kernel
-  ``K_l = 2 Re(Σ_m C_m B̄_m Ā_m^l)`` is computed for the actual length by a Vandermonde
-  product and applied by ``causal_conv`` (an FFT zero-padded to ``2L`` for long sequences),
-  one kernel per head shared by the head's ``head_dim²`` state channels.
+- **shift SSM** on ``K`` (per channel, ``d_state`` states): ``A`` shifts the state by one,
+  ``B`` and ``C`` are learned ``(d, d_state)``. ``B`` starts at ``e_1``, ``C`` uniform in
+  ``±1/sqrt(d_state)`` (``nn.Conv1d``'s init), ``D`` standard normal. The kernel is the
+  correlation ``K_j = Σ_n B_n C_{n+j}`` (``= C_j`` at initialisation).
+- **diagonal SSM** (S4D) per head on each of the ``head_dim²`` channels of ``K̄ ⊗ V``:
+  ``d_state / 2`` complex modes taken with their conjugates (the ``2 Re``). Learned: ``A``
+  (``Re A = -exp(A_re_log)``, ``Im A``), ``B`` and ``C`` complex, ``log_dt``, ``D``. S4D-Lin init:
+  ``A_m = -1/2 + iπm``, ``B = 1``, ``C`` complex standard normal, ``dt`` log-uniform in
+  ``[1e-3, 1e-1]``, ``D`` standard normal. Bilinear discretisation:
+  ``Ā = (1 + dtA/2) / (1 - dtA/2)``, ``B̄ = dt B / (1 - dtA/2)``, kernel
+  ``K_l = 2 Re(Σ_m C_m B̄_m Ā_m^l)`` (a Vandermonde product).
 
-``initial_state`` / ``step`` run the same layer as a recurrence, one token at a time.
+The projections are ``nn.Linear`` (the backbone's zoology init gives them N(0, 0.02)); the SSM
+tensors are raw parameters kept as built. ``output_linear`` keeps zoology's name: its init
+rescales only modules named ``out_proj``, so nothing here is rescaled with depth. ``bias`` is
+accepted and ignored, as zoology's H3 ignores it (the studies pass ``bias: false`` to every mixer).
+The original tags the SSM tensors with their own weight decay (0) and learning rate, but its
+AdamW ignores those tags; we carry none.
+
+``initial_state`` / ``step`` run the same layer as a recurrence, one token at a time (equal to
+the parallel form for sequences up to ``l_max``). The shift SSM's state is kept as its last
+``d_state - 1`` inputs, which with the taps ``K_j`` gives the same output as the shifted state.
+
+Named variants (never the default): ``learned_B: false`` keeps both ``B`` at their
+initialisation (``e_1`` and 1) as buffers, our earlier H3; ``discretization: zoh`` uses the
+zero-order hold ``Ā = exp(dtA)``, ``B̄ = (exp(dtA) - 1) B / A`` (also the original's option).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from pydantic import Field, field_validator
@@ -45,9 +63,12 @@ DT_MIN, DT_MAX = 1e-3, 1e-1
 
 
 class H3Options(MixerOptions):
-    d_state: int = Field(64, ge=2)  # shift-SSM taps and diagonal-SSM state size (d_state/2 complex modes)
-    head_dim: int = Field(1, ge=1)
-    bias: bool = True
+    d_state: int = Field(1024, ge=2)  # shift-SSM states and diagonal-SSM state (d_state/2 complex modes)
+    head_dim: int = Field(2, ge=1)
+    l_max: int = Field(1024, ge=1)  # longest kernel: both convolutions are cut to l_max taps
+    learned_B: bool = True  # False: both B fixed at their initialisation (our earlier variant)
+    discretization: Literal["bilinear", "zoh"] = "bilinear"
+    bias: bool = False  # ignored, as in zoology's H3 (its projections always have biases)
 
     @field_validator("d_state")
     @classmethod
@@ -63,10 +84,11 @@ def _complex_dtype(dtype: torch.dtype) -> torch.dtype:
 
 @MIXERS.register("h3")
 class H3(Mixer):
-    """H3: ``Q ⊙ SSM_diag(SSM_shift(K) ⊗ V)``, multi-head, in parallel or recurrent form."""
+    """H3: ``Q · SSM_diag(SSM_shift(K) ⊗ V)``, multi-head, in parallel or recurrent form."""
 
     Options = H3Options
     default_state_mixer = "mlp"
+    rescaled_projections = ()  # zoology's H3 has no `out_proj`
 
     def __init__(self, d_model: int, options: H3Options, layer_idx: int = 0):
         super().__init__(d_model, options, layer_idx)
@@ -75,74 +97,100 @@ class H3(Mixer):
         self.d_state = options.d_state
         self.head_dim = options.head_dim
         self.n_heads = d_model // options.head_dim
+        self.l_max = options.l_max
+        self.zoh = options.discretization == "zoh"
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self._init_shift_ssm(d_model, options)
+        self._init_diag_ssm(self.n_heads, options)
+        self.output_linear = nn.Linear(d_model, d_model)
+
+    def _register_B(self, name: str, value: torch.Tensor, learned: bool) -> None:
+        if learned:
+            self.register_parameter(name, nn.Parameter(value))
+        else:
+            self.register_buffer(name, value)
+
+    def _init_shift_ssm(self, d_model: int, options: H3Options) -> None:
+        n = options.d_state
+        shift_B = torch.zeros(d_model, n)
+        shift_B[:, 0] = 1.0
+        self._register_B("shift_B", shift_B, options.learned_B)
+        bound = 1 / math.sqrt(n)
+        self.shift_C = nn.Parameter(torch.empty(d_model, n).uniform_(-bound, bound))
+        self.shift_D = nn.Parameter(torch.randn(d_model))
+
+    def _init_diag_ssm(self, h: int, options: H3Options) -> None:
         modes = options.d_state // 2
-        self.in_proj = nn.Linear(d_model, 3 * d_model, bias=options.bias)  # Q, K, V
-
-        # Shift SSM on K: C are the taps (C[:, j] weighs the input j steps back), D the skip.
-        bound = 1 / math.sqrt(options.d_state)
-        self.shift_C = nn.Parameter(torch.empty(d_model, options.d_state).uniform_(-bound, bound))
-        self.shift_D = nn.Parameter(torch.empty(d_model).uniform_(-1, 1))
-
-        # Diagonal SSM (S4D-Lin), one per head.
-        h = self.n_heads
         log_dt = torch.rand(h) * (math.log(DT_MAX) - math.log(DT_MIN)) + math.log(DT_MIN)
         self.log_dt = nn.Parameter(log_dt)
         self.A_re_log = nn.Parameter(torch.full((h, modes), math.log(0.5)))  # Re A = -exp(A_re_log)
         self.A_im = nn.Parameter(math.pi * torch.arange(modes, dtype=torch.float32).repeat(h, 1))
-        self.C = nn.Parameter(torch.randn(h, modes, 2) * math.sqrt(0.5))  # complex, as (re, im)
+        B = torch.zeros(h, modes, 2)
+        B[..., 0] = 1.0  # complex (re, im)
+        self._register_B("B", B, options.learned_B)
+        self.C = nn.Parameter(torch.randn(h, modes, 2) * math.sqrt(0.5))  # complex standard normal
         self.D = nn.Parameter(torch.randn(h))
-        for p in (self.log_dt, self.A_re_log, self.A_im, self.D):
-            p._no_weight_decay = True  # type: ignore[attr-defined]
-
-        self.out_proj = nn.Linear(d_model, d_model, bias=options.bias)
 
     # -- shared pieces -------------------------------------------------------------------
 
-    def _shift_taps(self) -> torch.Tensor:
-        """``(d_model, d_state)`` shift-SSM kernel with ``D`` folded into the current tap."""
-        taps = self.shift_C.clone()
-        taps[:, 0] = taps[:, 0] + self.shift_D
-        return taps
+    def shift_kernel(self, length: int) -> torch.Tensor:
+        """``(d_model, min(length, d_state))`` taps ``K_j = Σ_n B_n C_{n+j}`` of the shift SSM."""
+        taps = min(length, self.d_state)
+        n = 2 * self.d_state  # zero-padded: the FFT correlation does not wrap around
+        work = torch.promote_types(self.shift_C.dtype, torch.float32)
+        B_f = torch.fft.rfft(self.shift_B.to(work), n=n)
+        C_f = torch.fft.rfft(self.shift_C.to(work), n=n)
+        return torch.fft.irfft(B_f.conj() * C_f, n=n)[..., :taps].to(self.shift_C.dtype)
 
-    def _discrete(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(dt A, Ā, B̄, C)`` of the diagonal SSM (``B = 1``), each ``(H, modes)`` complex."""
+    def _discrete(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(Ā, B̄, C)`` of the diagonal SSM, each ``(H, modes)`` complex."""
         A = torch.complex(-torch.exp(self.A_re_log), self.A_im)
-        dtA = torch.exp(self.log_dt).unsqueeze(-1) * A
-        A_bar = torch.exp(dtA)
-        B_bar = (A_bar - 1) / A
-        return dtA, A_bar, B_bar, torch.view_as_complex(self.C.contiguous())
+        dt = torch.exp(self.log_dt).unsqueeze(-1)
+        dtA = dt * A
+        B = torch.view_as_complex(self.B.contiguous())
+        if self.zoh:
+            A_bar = torch.exp(dtA)
+            B_bar = (A_bar - 1) / A * B
+        else:
+            A_bar = (1 + dtA / 2) / (1 - dtA / 2)
+            B_bar = dt * B / (1 - dtA / 2)
+        return A_bar, B_bar, torch.view_as_complex(self.C.contiguous())
 
     def diag_kernel(self, length: int) -> torch.Tensor:
-        """``(H, L)`` real kernel ``K_l = 2 Re(Σ_m C_m B̄_m Ā_m^l)`` (Vandermonde product)."""
-        dtA, _, B_bar, C = self._discrete()
-        steps = torch.arange(length, device=dtA.device, dtype=dtA.real.dtype)
-        vandermonde = torch.exp(dtA.unsqueeze(-1) * steps)  # (H, modes, L)
+        """``(H, length)`` real kernel ``K_l = 2 Re(Σ_m C_m B̄_m Ā_m^l)`` (Vandermonde product)."""
+        A_bar, B_bar, C = self._discrete()
+        steps = torch.arange(length, device=A_bar.device, dtype=A_bar.real.dtype)
+        vandermonde = torch.exp(A_bar.log().unsqueeze(-1) * steps)  # (H, modes, L)
         return 2 * torch.einsum("hm,hml->hl", C * B_bar, vandermonde).real
 
     def _heads(self, t: torch.Tensor) -> torch.Tensor:
-        """``(..., d_model)`` -> ``(..., H, head_dim)``."""
+        """``(..., d_model)`` -> ``(..., H, head_dim)``: channel ``h * head_dim + i``."""
         return t.unflatten(-1, (self.n_heads, self.head_dim))
 
     # -- parallel form -------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         length = x.shape[1]
-        q, k, v = self.in_proj(x).chunk(3, dim=-1)  # (B, L, d) each
-        k = causal_conv(k.transpose(1, 2), self._shift_taps()).transpose(1, 2)  # SSM_shift
+        taps = min(length, self.l_max)
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)  # (B, L, d)
+        k_cf = k.transpose(1, 2)
+        k = (causal_conv(k_cf, self.shift_kernel(taps)) + self.shift_D.unsqueeze(-1) * k_cf).transpose(1, 2)
         k, v, q = self._heads(k), self._heads(v), self._heads(q)  # (B, L, H, dh)
         # K̄ ⊗ V per head, laid out (B, d1, d2, H, L) so the kernel broadcasts over (d1, d2).
         kv = torch.einsum("blhi,blhj->bijhl", k, v)
-        kernel = self.diag_kernel(length)  # (H, L)
-        s = causal_conv(kv, kernel) + self.D.unsqueeze(-1) * kv  # SSM_diag
-        y = torch.einsum("blhi,bijhl->blhj", q, s)  # Q^T S per head
-        return self.out_proj(y.flatten(2))
+        s = causal_conv(kv, self.diag_kernel(taps).to(kv.dtype)) + self.D.unsqueeze(-1) * kv
+        y = torch.einsum("blhi,bijhl->bljh", q, s)  # Q^T S per head, head index fastest
+        return self.output_linear(y.flatten(2))
 
     # -- recurrent form ------------------------------------------------------------------
 
     def initial_state(self, batch_size: int, device=None, dtype=None) -> H3State:
         """Zero state: ``(shift_state (B, d_model, d_state-1), diag_state (B, H, dh, dh, d_state/2))``."""
-        dtype = dtype if dtype is not None else self.in_proj.weight.dtype
-        device = device if device is not None else self.in_proj.weight.device
+        weight = self.q_proj.weight
+        dtype = dtype if dtype is not None else weight.dtype
+        device = device if device is not None else weight.device
         return (
             torch.zeros(batch_size, self.d_model, self.d_state - 1, device=device, dtype=dtype),
             torch.zeros(batch_size, self.n_heads, self.head_dim, self.head_dim, self.d_state // 2,
@@ -152,14 +200,15 @@ class H3(Mixer):
     def step(self, x_t: torch.Tensor, state: H3State) -> tuple[torch.Tensor, H3State]:
         """One token: ``x_t`` ``(B, d_model)`` → ``(y_t (B, d_model), new_state)``."""
         shift_state, diag_state = state
-        q, k, v = self.in_proj(x_t).chunk(3, dim=-1)  # (B, d)
+        q, k, v = self.q_proj(x_t), self.k_proj(x_t), self.v_proj(x_t)  # (B, d)
         window = torch.cat([shift_state, k.unsqueeze(-1)], dim=-1)  # oldest ... newest
-        k = (window * self._shift_taps().flip(-1)).sum(-1)
+        taps = self.shift_kernel(self.d_state).flip(-1)  # oldest tap first
+        k = (window * taps).sum(-1) + self.shift_D * k
         shift_state = window[..., 1:]
         q, k, v = self._heads(q), self._heads(k), self._heads(v)  # (B, H, dh)
         kv = k.unsqueeze(-1) * v.unsqueeze(-2)  # (B, H, d1, d2)
-        _, A_bar, B_bar, C = (t[:, None, None, :] for t in self._discrete())  # (H, 1, 1, modes)
+        A_bar, B_bar, C = (t[:, None, None, :] for t in self._discrete())  # (H, 1, 1, modes)
         diag_state = A_bar * diag_state + B_bar * kv.unsqueeze(-1)
         s = 2 * (diag_state * C).sum(-1).real + self.D[:, None, None] * kv  # (B, H, d1, d2)
-        y = torch.einsum("bhi,bhij->bhj", q, s)
-        return self.out_proj(y.flatten(1)), (shift_state, diag_state)
+        y = torch.einsum("bhi,bhij->bjh", q, s)
+        return self.output_linear(y.flatten(1)), (shift_state, diag_state)

@@ -1,34 +1,54 @@
-"""The Hyena operator (Poli et al. 2023, "Hyena Hierarchy"), in pure PyTorch.
+"""The Hyena operator (Poli et al. 2023, "Hyena Hierarchy") as the paper's code builds it.
 
-Written from the paper's equations (Section 3, Definition 3.1 and the implicit filter of
-Section 3.3). For an order-``N`` operator and input ``u`` ``(L, d)``:
+The default is the layer of zoology's ``zoology.mixers.hyena.Hyena`` with the paper's settings
+(``l_max = n_positions = 1024``, ``bias: false``). For input ``u`` ``(L, d)``::
 
-    (x^1, ..., x^N, v) = ShortConv(u W_in)               # N + 1 streams of width d
-    z^1 = v
-    z^{n+1}_t = x^n_t ⊙ (h^n * z^n + b^n ⊙ z^n)_t        # n = 1 .. N
-    y = z^{N+1} W_out
+    (x1, x2, v) = ShortConv(u W_in + b_in)           # 3 streams of width d
+    y = (x2 ⊙ (h * (x1 ⊙ v) + b ⊙ (x1 ⊙ v))) W_out + b_out
 
-``ShortConv`` is a depthwise causal convolution with ``short_filter`` taps over all
-``(N + 1) d`` channels (``_shortconv.ShortConv``: causal-conv1d on a GPU when installed).
-Each long filter ``h^n`` (one per channel) is *implicit*:
+``ShortConv`` is a depthwise causal ``nn.Conv1d`` with ``short_filter`` = 3 taps and a bias over
+all ``3d`` channels (``_shortconv.ShortConv``: causal-conv1d on a GPU when installed). ``b`` is the
+long convolution's per-channel skip term: ``bias: false`` (the paper's) multiplies it by zero, so
+it stays a parameter that never moves. The single long filter ``h`` (one per channel) is implicit::
 
-    h^n_t = FFN(PE(t)) ⊙ window(t),    window_c(t) = exp(-alpha_c t / l_max)
+    h_c(t) = MLP(z_t)_c * exp(-|delta_c| t / (l_max - 1))
 
-where ``PE(t)`` is ``[t / (l_max - 1), cos(2π f_k t / l_max), -sin(2π f_k t / l_max)]``
-(``emb_dim = 1 + 2 * bands``), the FFN is ``Linear → Sin → Linear → Sin → Linear → Sin →
-Linear`` with sine activations of learned per-feature frequency, and the decay rates
-``alpha_c`` are spread over the channels so that the fastest filters fall to 1 % by 30 % of
-``l_max`` and the slowest by 150 %. The filters are generated for the actual length ``L``
-(any ``L``; ``l_max`` only sets the time scale), and ``h * z`` is computed by
-``causal_conv`` (FFT with zero-padding to ``2L`` for long sequences).
+- ``z`` ``(l_max, emb_dim)`` is a trained table, initialised to ``[t / (l_max - 1),
+  cos(2π f_k t / l_max), -sin(2π f_k t / l_max)]`` with band frequencies
+  ``f = linspace(1e-4, bands - 1, bands)``, ``bands = (emb_dim - 1) / 2`` (so ``emb_dim`` = 3 has
+  one band at 1e-4). The original tags ``z`` with its own learning rate, but its AdamW ignores
+  such tags, so ``z`` trains at the run's learning rate; we carry no tag.
+- ``MLP`` is ``Linear(emb_dim, filter_order) → Sin → Linear → Sin → Linear → Sin →
+  Linear(filter_order, d, no bias)``, all ``nn.Linear`` (so the backbone's zoology init gives them
+  N(0, 0.02) and a tiny filter at initialisation), with ONE ``Sin`` module, ``sin(w ⊙ x)`` with a
+  learned frequency per feature initialised to 1, shared by the three activations.
+- The decay rates ``|delta_c|`` (buffers) run linearly from ``ln(100) / 1.5`` on the first channel
+  to ``ln(100) / 0.3`` on the last: the filters fall to 1 % by 150 % to 30 % of ``l_max``.
+
+``h * ·`` is ``causal_conv`` (an FFT zero-padded to ``2L`` for long sequences). Sequences may
+not exceed ``l_max`` (the table's length). ``out_proj`` is the residual projection the zoology
+init rescales with depth.
+
+Named variants (never the default):
+
+- ``operator: alternating`` with ``order`` = N: our earlier order-N operator, which alternates N
+  gates and N long convolutions (each with its own implicit filter and skip term)::
+
+      z^1 = v,   z^{n+1} = x^n ⊙ (h^n * z^n + b^n ⊙ z^n),   y = z^{N+1} W_out
+
+  (``order: 2`` is the two-convolution operator of the Hyena paper's Definition 3.1; the default
+  operator is the paper's code, which pre-gates and convolves once.)
+- ``positions: fixed``: the positional features are computed for the actual length instead of
+  read from the trained table (no ``z`` parameter, any length allowed).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from .. import kernels
@@ -39,12 +59,14 @@ from .base import Mixer, MixerOptions
 
 
 class HyenaOptions(MixerOptions):
-    order: int = Field(2, ge=1)  # N: number of (gate, long convolution) pairs
-    filter_order: int = Field(64, ge=1)  # width of the implicit filter's FFN
+    operator: Literal["zoology", "alternating"] = "zoology"
+    order: int = Field(2, ge=1)  # gates; the zoology operator is order 2 with one long convolution
+    positions: Literal["learned", "fixed"] = "learned"  # trained table z, or computed features
+    filter_order: int = Field(64, ge=1)  # width of the implicit filter's MLP
     short_filter: int = Field(3, ge=1)  # taps of the short depthwise convolution
     emb_dim: int = Field(3, ge=3)  # positional features: t plus (emb_dim - 1) / 2 cos/sin pairs
-    l_max: int = Field(2048, ge=2)  # time scale of the positional encoding and decay window
-    bias: bool = True
+    l_max: int = Field(1024, ge=2)  # the positional table's length and the decay's time scale
+    bias: bool = False  # the long convolution's skip term (zoology's `bias`; False zeroes it)
 
     @field_validator("emb_dim")
     @classmethod
@@ -52,6 +74,13 @@ class HyenaOptions(MixerOptions):
         if emb_dim % 2 == 0:
             raise ValueError(f"emb_dim must be odd (t plus cos/sin pairs), got {emb_dim}")
         return emb_dim
+
+    @model_validator(mode="after")
+    def _zoology_is_order_two(self) -> HyenaOptions:
+        if self.operator == "zoology" and self.order != 2:
+            raise ValueError(f"the zoology operator has order 2 (got {self.order}); "
+                             "use operator: alternating for other orders")
+        return self
 
 
 class Sin(nn.Module):
@@ -65,68 +94,90 @@ class Sin(nn.Module):
         return torch.sin(self.freq * x)
 
 
+def positional_features(length: int, emb_dim: int, l_max: int) -> torch.Tensor:
+    """``(length, emb_dim)``: ``[t/(l_max-1), cos(2π f t/l_max), -sin(2π f t/l_max)]``."""
+    bands = (emb_dim - 1) // 2
+    freqs = torch.linspace(1e-4, bands - 1, bands)  # the zeroth band nudged off zero
+    t = torch.arange(length, dtype=torch.float32).unsqueeze(-1)
+    angle = 2 * math.pi * t * freqs / l_max
+    return torch.cat([t / (l_max - 1), angle.cos(), -angle.sin()], dim=-1)
+
+
 class ImplicitFilter(nn.Module):
-    """Hyena's implicit long filter: ``(channels, L)`` for any requested length ``L``."""
+    """Hyena's implicit long filter: ``(channels, L)`` for a requested length ``L``."""
 
     def __init__(self, channels: int, emb_dim: int, filter_order: int, l_max: int,
+                 positions: Literal["learned", "fixed"] = "learned",
                  fast_decay: float = 0.3, slow_decay: float = 1.5, target: float = 1e-2):
         super().__init__()
+        self.emb_dim = emb_dim
         self.l_max = l_max
-        bands = (emb_dim - 1) // 2
-        # Band frequencies 0 .. bands-1 (the zeroth nudged off zero, as in the paper's code).
-        freqs = torch.linspace(1e-4, bands - 1, bands) if bands > 1 else torch.full((1,), 1e-4)
-        self.register_buffer("freqs", freqs, persistent=False)
-        self.ffn = nn.Sequential(
-            nn.Linear(emb_dim, filter_order), Sin(filter_order),
-            nn.Linear(filter_order, filter_order), Sin(filter_order),
-            nn.Linear(filter_order, filter_order), Sin(filter_order),
-            nn.Linear(filter_order, channels, bias=False),
-        )
-        # Decay rates (per unit of t / l_max): the window falls to ``target`` at
-        # fast_decay * l_max for the first channel and at slow_decay * l_max for the last.
-        rates = torch.linspace(math.log(1 / target) / fast_decay, math.log(1 / target) / slow_decay, channels)
+        self.learned_positions = positions == "learned"
+        if self.learned_positions:
+            self.z = nn.Parameter(positional_features(l_max, emb_dim, l_max))
+        self.first = nn.Linear(emb_dim, filter_order)
+        self.hidden = nn.ModuleList(nn.Linear(filter_order, filter_order) for _ in range(2))
+        self.last = nn.Linear(filter_order, channels, bias=False)
+        self.act = Sin(filter_order)  # one module: the three activations share their frequencies
+        rates = torch.linspace(math.log(1 / target) / slow_decay, math.log(1 / target) / fast_decay, channels)
         self.register_buffer("decay_rates", rates, persistent=False)
 
-    def positional_encoding(self, length: int, device, dtype) -> torch.Tensor:
-        """``(L, emb_dim)``: ``[t/(l_max-1), cos(2π f t/l_max), -sin(2π f t/l_max)]``."""
-        t = torch.arange(length, device=device, dtype=torch.float32)
-        angle = 2 * math.pi * t.unsqueeze(-1) * self.freqs.to(device) / self.l_max
-        pe = torch.cat([(t / (self.l_max - 1)).unsqueeze(-1), angle.cos(), -angle.sin()], dim=-1)
-        return pe.to(dtype)
+    def positions(self, length: int) -> torch.Tensor:
+        """``(length, emb_dim)`` MLP input: rows of the trained table, or computed features."""
+        if not self.learned_positions:
+            return positional_features(length, self.emb_dim, self.l_max).to(self.first.weight)
+        if length > self.l_max:
+            raise ValueError(f"sequence length {length} exceeds the Hyena filter's l_max {self.l_max}")
+        return self.z[:length]
 
     def forward(self, length: int) -> torch.Tensor:
-        weight = self.ffn[0].weight
-        pe = self.positional_encoding(length, weight.device, weight.dtype)
-        h = self.ffn(pe).transpose(0, 1)  # (channels, L)
-        t = torch.arange(length, device=weight.device, dtype=weight.dtype) / (self.l_max - 1)
-        window = torch.exp(-self.decay_rates.to(weight.dtype).unsqueeze(-1) * t)
-        return h * window
+        h = self.act(self.first(self.positions(length)))
+        for layer in self.hidden:
+            h = self.act(layer(h))
+        h = self.last(h)  # (L, channels)
+        t = torch.arange(length, device=h.device, dtype=h.dtype).unsqueeze(-1) / (self.l_max - 1)
+        decay = torch.exp(-t * self.decay_rates.to(h.dtype))
+        return (h * decay).transpose(0, 1)
 
 
 @MIXERS.register("hyena")
 class Hyena(Mixer):
-    """Order-``N`` Hyena operator: gates and implicit long convolutions, alternating."""
+    """Hyena: short convolution, gates and implicit long convolutions (zoology's by default)."""
 
     Options = HyenaOptions
     default_state_mixer = "mlp"
+    rescaled_projections = ("out_proj",)
 
     def __init__(self, d_model: int, options: HyenaOptions, layer_idx: int = 0):
         super().__init__(d_model, options, layer_idx)
-        self.order = options.order
+        self.alternating = options.operator == "alternating"
+        self.n_long_convs = options.order if self.alternating else 1
         streams = (options.order + 1) * d_model
-        self.in_proj = nn.Linear(d_model, streams, bias=options.bias)
-        self.short_filter = ShortConv(streams, options.short_filter, bias=options.bias, init="zero_bias")
-        self.filter = ImplicitFilter(options.order * d_model, options.emb_dim, options.filter_order, options.l_max)
-        self.filter_bias = nn.Parameter(torch.randn(options.order, d_model))  # b^n: the skip term
-        self.out_proj = nn.Linear(d_model, d_model, bias=options.bias)
+        self.in_proj = nn.Linear(d_model, streams)
+        self.short_filter = ShortConv(streams, options.short_filter, init="conv1d")
+        self.filter = ImplicitFilter(self.n_long_convs * d_model, options.emb_dim, options.filter_order,
+                                     options.l_max, options.positions)
+        self.filter_bias = nn.Parameter(torch.randn(self.n_long_convs, d_model))  # b: the skip term
+        self.use_bias = options.bias
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def long_conv(self, z: torch.Tensor, h: torch.Tensor, n: int) -> torch.Tensor:
+        """``h * z + b^n ⊙ z`` for ``z`` ``(B, d, L)``; without ``bias`` the skip is ``0 · b^n``
+        (as in zoology: the product keeps ``b`` in the graph, with a zero gradient)."""
+        skip = self.filter_bias[n] if self.use_bias else 0 * self.filter_bias[n]
+        return causal_conv(z, h) + skip.unsqueeze(-1) * z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         length, d = x.shape[1], self.d_model
         projected = self.in_proj(x)
         kernels.log_path_once(self, "hyena short conv", self.short_filter.fused_kernel(projected) is not None)
-        u = self.short_filter(projected)[0].transpose(1, 2)  # (B, (N+1) d, L)
-        *gates, z = u.split(d, dim=1)  # x^1 .. x^N, v
-        h = self.filter(length).view(self.order, d, length)
-        for n, gate in enumerate(gates):
-            z = gate * (causal_conv(z, h[n]) + self.filter_bias[n].unsqueeze(-1) * z)
+        u = self.short_filter(projected)[0].transpose(1, 2)  # (B, (order+1) d, L)
+        h = self.filter(length).view(self.n_long_convs, d, length)
+        if self.alternating:
+            *gates, z = u.split(d, dim=1)  # x^1 .. x^N, v
+            for n, gate in enumerate(gates):
+                z = gate * self.long_conv(z, h[n], n)
+        else:
+            x1, x2, v = u.split(d, dim=1)
+            z = x2 * self.long_conv(x1 * v, h[0], 0)
         return self.out_proj(z.transpose(1, 2))

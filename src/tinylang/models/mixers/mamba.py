@@ -57,6 +57,9 @@ class MambaOptions(MixerOptions):
 
 class MambaWithoutConvOptions(MambaOptions):
     conv: Literal["causal", "none"] = "none"
+    # The paper's MambaWithoutConv still builds its d_conv-tap conv1d and never applies it; kept
+    # (frozen, unused) so parameter counts equal the original's. false: build no convolution.
+    unused_conv: bool = True
 
 
 class MambaConv1dOptions(MambaOptions):
@@ -188,6 +191,8 @@ class Mamba(Mixer):
 
     Options = MambaOptions
     default_state_mixer = "none"
+    block_kind = "mamba"
+    rescaled_projections = ("out_proj",)
 
     def __init__(self, d_model: int, options: MambaOptions, layer_idx: int = 0):
         super().__init__(d_model, options, layer_idx)
@@ -209,6 +214,9 @@ class Mamba(Mixer):
                 padding=self.d_conv - 1,
                 bias=options.conv_bias,
             )
+        elif getattr(options, "unused_conv", False):
+            self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, self.d_conv, groups=self.d_inner,
+                                    bias=options.conv_bias).requires_grad_(False)
         self.conv_act = nn.SiLU()
         self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * self.d_state, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)

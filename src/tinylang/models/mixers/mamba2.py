@@ -190,6 +190,8 @@ class Mamba2(Mixer):
 
     Options = Mamba2Options
     default_state_mixer = "none"
+    block_kind = "mamba"
+    rescaled_projections = ("out_proj",)
 
     def __init__(self, d_model: int, options: Mamba2Options, layer_idx: int = 0):
         super().__init__(d_model, options, layer_idx)
