@@ -38,7 +38,7 @@ def language(tmp_path_factory):
 
 def make_model(vocab: int, **options) -> torch.nn.Module:
     torch.manual_seed(0)
-    config = ModelConfig(**{"mixer": "attention", "d_model": 16, "n_layers": 2, **options})
+    config = ModelConfig(**{"mixer": "attention", "d_model": 16, "n_layers": 2, "init": "torch", **options})
     model = build_model(config, vocab, 32).eval()
     with torch.no_grad():  # louder mixers: at init the residual stream barely hears the context
         for block in model.layers:
@@ -63,26 +63,73 @@ def direct_kl(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
 # --- corruption and the control position -------------------------------------------------
 
 
-@pytest.mark.parametrize("item", ITEMS)
-def test_corrupt(language, item):
-    tensors, classes, _ = language
-    out = corrupt(tensors, item, classes, seed=3)
-    assert torch.equal(out, corrupt(tensors, item, classes, seed=3))
-    assert not torch.equal(out, corrupt(tensors, item, classes, seed=4))
+def changed_token(tensors, out, item):
+    """(old, new) token at ``item`` per example; asserts nothing else changed."""
     rows, pos = torch.arange(len(tensors)), tensors.positions[item]
     changed = out != tensors.input_ids
     assert changed.sum(1).eq(1).all() and changed[rows, pos].all()
-    old, new = tensors.input_ids[rows, pos], out[rows, pos]
+    return tensors.input_ids[rows, pos], out[rows, pos]
+
+
+@pytest.mark.parametrize("rule", ["paper", "unused"])
+@pytest.mark.parametrize("item", ITEMS)
+def test_corrupt_is_seeded_and_changes_only_the_item(language, item, rule):
+    tensors, classes, _ = language
+    out = corrupt(tensors, item, classes, seed=3, rule=rule)
+    assert torch.equal(out, corrupt(tensors, item, classes, seed=3, rule=rule))
+    assert not torch.equal(out, corrupt(tensors, item, classes, seed=4, rule=rule))
+    changed_token(tensors, out, item)
+
+
+@pytest.mark.parametrize("item", ITEMS)
+def test_unused_rule_draws_a_same_class_token_new_to_the_example(language, item):
+    tensors, classes, _ = language
+    old, new = changed_token(tensors, corrupt(tensors, item, classes, seed=3, rule="unused"), item)
     for start, stop in classes.values():
         in_class = (old >= start) & (old < stop)
         assert ((new[in_class] >= start) & (new[in_class] < stop)).all()
-    assert not (tensors.input_ids == new[:, None]).any()  # a token new to the example
+    assert not (tensors.input_ids == new[:, None]).any()
+
+
+def test_paper_rule_draws_from_the_query_items_class_range(language):
+    """As the paper's code: the query item's class (AR: the keys) for both items, uniform over
+    it less the original token; a value (outside that range) gets a key, never the last one."""
+    tensors, classes, _ = language
+    rows = torch.arange(len(tensors))
+    query = tensors.input_ids[rows, tensors.positions["query_item_orig"]]
+    start, stop = classes["key"]
+    assert ((query >= start) & (query < stop)).all()
+    copies = tensors.subset(torch.zeros(4000, dtype=torch.long))  # one example, 4000 draws
+    for item, allowed in [("query_item_orig", set(range(start, stop)) - {int(query[0])}),
+                          ("target_item_orig", set(range(start, stop - 1)))]:
+        _, new = changed_token(copies, corrupt(copies, item, classes, seed=1, rule="paper"), item)
+        counts = torch.bincount(new - start, minlength=stop - start)
+        assert set((counts.nonzero().squeeze(1) + start).tolist()) == allowed
+        expected = len(new) / len(allowed)
+        assert counts[counts > 0].sub(expected).abs().max() < 5 * expected ** 0.5
+
+
+def test_paper_rule_corrupts_an_example_that_uses_every_token_of_the_class(language):
+    """A two-token key class whose other token also occurs in the example: ``unused`` has no
+    candidate left, ``paper`` takes the other token (as the paper's code may)."""
+    tensors, classes, _ = language
+    one = tensors.subset(torch.zeros(1, dtype=torch.long))
+    query = int(one.input_ids[0, one.positions["query_item_orig"][0]])
+    one.input_ids[0, one.positions["bos"][0]] = query + 1  # the class's other token, elsewhere
+    two = {**classes, "key": [query, query + 2]}
+    two["value"] = [classes["key"][0], query] if query > classes["key"][0] else [query + 2, classes["value"][1]]
+    with pytest.raises(ValueError, match="no token left"):
+        corrupt(one, "query_item_orig", two, seed=0, rule="unused")
+    _, new = changed_token(one, corrupt(one, "query_item_orig", two, seed=0, rule="paper"), "query_item_orig")
+    assert new.tolist() == [query + 1]
+    with pytest.raises(ValueError, match="unknown corruption rule"):
+        corrupt(one, "query_item_orig", classes, seed=0, rule="other")
 
 
 def test_corrupt_rejects_unclassed_token(language):
     tensors, classes, _ = language
     with pytest.raises(ValueError, match="no class"):
-        corrupt(tensors, "bos", classes, seed=0)
+        corrupt(tensors, "bos", classes, seed=0, rule="unused")
 
 
 def test_random_position_is_a_seeded_non_probe_position_before_the_readout(language):
@@ -151,7 +198,8 @@ def test_patching_restores_exactly(language, options):
     elsewhere = first[first.position != first.corrupted]
     assert set(elsewhere.position) >= {RANDOM, "bos", "divider"} and (elsewhere.p_diff == 0).all()
     assert (elsewhere.logit_diff == 0).all() and (elsewhere.kl_patched_corrupted == 0).all()
-    assert torch.allclose(torch.tensor(df.p_diff.values), torch.tensor((df.p_patched - df.p_corrupted).values))
+    assert torch.allclose(torch.tensor(df.p_diff.values), torch.tensor((df.p_patched - df.p_corrupted).values),
+                          atol=1e-6)  # float32 rounding of the two subtractions
 
 
 @pytest.mark.parametrize("options", [{}, {"mixer": "mamba", "mixer_args": {"d_state": 4}}],

@@ -87,6 +87,8 @@ class Behaviour(Evaluator):
 class InterventionOptions(EvaluatorOptions):
     num_examples: int = Field(128, ge=1)
     corrupt: list[Literal["query_item_orig", "target_item_orig"]] = ["query_item_orig", "target_item_orig"]
+    # paper: any other token of the query item's class range; unused: a same-class token absent from the example
+    corruption: Literal["paper", "unused"] = "paper"
     seed: int = 0
 
 
@@ -101,7 +103,8 @@ class Interventions(Evaluator):
         from .interventions import run_interventions
 
         return run_interventions(model, tensors, meta["token_classes"], corrupt_items=tuple(options.corrupt),
-                                 batch_size=options.batch_size, seed=options.seed)
+                                 batch_size=options.batch_size, seed=options.seed,
+                                 corruption=options.corruption)
 
 
 @EVALUATORS.register("attention")

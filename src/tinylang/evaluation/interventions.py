@@ -50,31 +50,61 @@ def register_with_pyvene() -> None:
 register_with_pyvene()
 
 
-def corrupt(tensors, item: str, token_classes: dict[str, Sequence[int]], seed: int) -> torch.Tensor:
-    """``input_ids`` with the token at ``positions[item]`` replaced, per example, by a random
-    token of the same class that occurs nowhere in that example (seeded, vectorised)."""
+CORRUPTIONS = ("paper", "unused")
+"""How ``corrupt`` draws the replacement token (see there)."""
+
+
+def corrupt(tensors, item: str, token_classes: dict[str, Sequence[int]], seed: int,
+            rule: str = "paper") -> torch.Tensor:
+    """``input_ids`` with the token at ``positions[item]`` replaced, per example, by a seeded
+    random token.
+
+    ``paper`` (the paper's code): any token of the query item's class range (e.g. the keys for
+    AR key queries, the terminals for ATR) other than the original one; it may occur elsewhere
+    in the example. Where the replaced token lies outside that range (AR's target value), the
+    original draws from the range less its last token, and so does this. ``unused``: a token of
+    the replaced token's own class that occurs nowhere in the example (an error where none is left).
+    """
+    if rule not in CORRUPTIONS:
+        raise ValueError(f"unknown corruption rule {rule!r}; allowed: {', '.join(CORRUPTIONS)}")
     ids = tensors.input_ids
     rows = torch.arange(len(ids))
     original = ids[rows, tensors.positions[item]]
-    bounds = torch.tensor([list(r) for r in token_classes.values()], dtype=torch.long)  # (K, 2)
-    member = (original[:, None] >= bounds[:, 0]) & (original[:, None] < bounds[:, 1])
-    if not member.any(1).all():
-        bad = original[~member.any(1)].unique().tolist()
-        raise ValueError(f"{item}: token(s) {bad} belong to no class of {list(token_classes)}")
-    start, stop = bounds[member.int().argmax(1)].unbind(1)
+    class_of = "query_item_orig" if rule == "paper" else item
+    start, stop = _class_bounds(ids[rows, tensors.positions[class_of]], token_classes, class_of)
     size = stop - start
-    # present[n, j]: token start[n] + j occurs in example n (column size.max() collects the rest).
-    offset = ids - start[:, None]
-    offset = torch.where((offset >= 0) & (offset < size[:, None]), offset, size.max())
-    present = torch.zeros(len(ids), int(size.max()) + 1, dtype=torch.bool).scatter_(1, offset, True)
-    candidates = (torch.arange(int(size.max()))[None] < size[:, None]) & ~present[:, :-1]
+    offset = original - start
+    inside = (offset >= 0) & (offset < size)
+    if rule == "paper":
+        candidates = torch.arange(int(size.max()))[None] < torch.where(inside, size, size - 1)[:, None]
+        candidates[rows[inside], offset[inside]] = False
+    else:
+        candidates = _unused_tokens(ids, start, size)
     if not candidates.any(1).all():
-        raise ValueError(f"{item}: some example already uses every token of its class")
+        raise ValueError(f"{item}: some example has no token left to corrupt it with (rule {rule!r})")
     score = torch.rand(candidates.shape, generator=torch.Generator().manual_seed(seed))
     choice = score.masked_fill(~candidates, -1.0).argmax(1)
     out = ids.clone()
     out[rows, tensors.positions[item]] = start + choice
     return out
+
+
+def _class_bounds(tokens: torch.Tensor, token_classes: dict[str, Sequence[int]], item: str):
+    """Per token, the ``[start, stop)`` id range of its class."""
+    bounds = torch.tensor([list(r) for r in token_classes.values()], dtype=torch.long)  # (K, 2)
+    member = (tokens[:, None] >= bounds[:, 0]) & (tokens[:, None] < bounds[:, 1])
+    if not member.any(1).all():
+        bad = tokens[~member.any(1)].unique().tolist()
+        raise ValueError(f"{item}: token(s) {bad} belong to no class of {list(token_classes)}")
+    return bounds[member.int().argmax(1)].unbind(1)
+
+
+def _unused_tokens(ids: torch.Tensor, start: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+    """``[N, size.max()]``: token ``start + j`` of the class occurs nowhere in example ``n``."""
+    offset = ids - start[:, None]
+    offset = torch.where((offset >= 0) & (offset < size[:, None]), offset, size.max())
+    present = torch.zeros(len(ids), int(size.max()) + 1, dtype=torch.bool).scatter_(1, offset, True)
+    return (torch.arange(int(size.max()))[None] < size[:, None]) & ~present[:, :-1]
 
 
 def random_positions(tensors, seed: int = 0) -> torch.Tensor:
@@ -261,6 +291,7 @@ def run_interventions(
     components: Sequence[str] | None = None,
     batch_size: int = 64,
     seed: int = 0,
+    corruption: str = "paper",
 ) -> pd.DataFrame:
     """Patch clean activations into corrupted runs at every layer × component × position.
 
@@ -289,14 +320,14 @@ def run_interventions(
     A heatmap is one groupby away, e.g.
     ``df[df.metric == "p_diff"].groupby(["corrupted", "layer", "component", "position"]).value.mean()``;
     ``restoration_summary`` aggregates the whole table. Source and base share the position;
-    corruption ``i`` of ``corrupt_items`` uses seed ``seed + i``. ``batch_size`` examples go
+    corruption ``i`` of ``corrupt_items`` uses seed ``seed + i`` and the ``corruption`` rule of ``corrupt``. ``batch_size`` examples go
     into each source pass; each patched pass runs ``len(positions)`` times as many rows (one
     per example and position; see ``interchange``).
     """
     positions = list(positions) if positions is not None else [*tensors.positions, RANDOM]
     components = list(components or model.components)
     locations = patch_locations(tensors, positions, seed)
-    bases = torch.stack([corrupt(tensors, item, token_classes, seed + i) for i, item in enumerate(corrupt_items)])
+    bases = torch.stack([corrupt(tensors, item, token_classes, seed + i, corruption) for i, item in enumerate(corrupt_items)])
     scores = interchange(model, tensors.input_ids, bases, tensors.lengths, tensors.predicts_answer,
                          tensors.answer, locations, components, batch_size)
 
