@@ -1,5 +1,6 @@
-"""The normalised-restoration metric (attrib), per example and summarised, and the restoration
-summary over (corrupted, layer, component, position)."""
+"""The paper's Attrib (a ratio of means, with the run filter on the corruption's gap), the
+per-example ratio, their summaries, the restoration summary over (corrupted, layer, component,
+position), and the per-layer readout of a one-layer model."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import math
 
 import pandas as pd
 import pytest
+import torch
 
 from tinylang.evaluation import attribution_summary, example_attributions
+from tinylang.evaluation.attribution import MIN_GAP, attributions, readout_rows, reference_gaps
 from tinylang.evaluation.restoration import STATISTICS, restoration_summary
 
 
@@ -33,15 +36,127 @@ def test_attrib_is_the_restored_share_and_excludes_unharmed_examples():
     assert math.isnan(attrib[1]) and math.isnan(attrib[2])  # corruption did not lower p
 
 
-def test_summary_reports_median_iqr_and_exclusions_per_readout():
+def test_summary_reports_attrib_gap_and_the_per_example_median_iqr_and_exclusions_per_readout():
     df = table([1.0] * 4 + [0.2], [0.0] * 4 + [0.3],
                {"query_item_orig": [0, 0, 0, 0, 0], "target_item_orig": [1.0, 0.9, 0.8, 0.7, 0.0],
                 "query_item": [0.1, 0.0, 0.0, 0.0, 0.0]})
     summary = attribution_summary(df).pivot_table(index="readout", columns="statistic", values="value")
-    assert summary.loc["@Value", "median"] == pytest.approx(0.85)
-    assert summary.loc["@Value", "q25"] == pytest.approx(0.775)
-    assert summary.loc["@Key", "median"] == 0 and summary.loc["@Query", "q75"] == pytest.approx(0.025)
+    gap = (4.2 / 5) - (0.3 / 5)  # mean p_clean - mean p_corrupted over all five examples
+    assert summary.loc["@Value", "gap"] == pytest.approx(gap) and (summary["kept"] == 1.0).all()
+    assert summary.loc["@Value", "attrib"] == pytest.approx((3.4 / 5 - 0.3 / 5) / gap)
+    assert summary.loc["@Key", "attrib"] == pytest.approx((0 - 0.3 / 5) / gap)  # patching hurt: negative
+    assert summary.loc["@Value", "attrib_example_median"] == pytest.approx(0.85)
+    assert summary.loc["@Value", "attrib_example_q25"] == pytest.approx(0.775)
+    assert summary.loc["@Key", "attrib_example_median"] == 0
+    assert summary.loc["@Query", "attrib_example_q75"] == pytest.approx(0.025)
     assert (summary["n"] == 4).all() and (summary["excluded"] == 1).all()
+
+
+# --- the paper's Attrib by hand --------------------------------------------------------------
+
+# run -> (p_clean, p_corrupted, {(component, layer, position): p_patched}); four examples each, a
+# 2-layer model; unlisted readouts are no-ops (p_patched = p_corrupted). Attrib is computed by hand
+# in HAND_ATTRIB.
+HAND = {
+    # over-restores: Attrib above 1 at the last layer's block_input @Value
+    "over": ([0.9, 0.8, 0.7, 0.6], [0.1, 0.2, 0.3, 0.2],
+             {("block_input", 1, "target_item_orig"): [0.95, 0.9, 0.85, 0.9],
+              ("block_input", 0, "target_item_orig"): [0.1, 0.2, 0.3, 0.2],
+              ("mixer_output", 0, "query_item"): [0.5, 0.4, 0.5, 0.4],
+              ("mixer_output", 1, "query_item"): [0.9, 0.8, 0.7, 0.6]}),
+    # patching hurts on average (negative Attrib) while the per-example median is positive
+    "hurts": ([0.5, 0.5, 0.5, 0.5], [0.4, 0.45, 0.48, 0.1],
+              {("block_input", 1, "target_item_orig"): [0.42, 0.47, 0.49, 0.0]}),
+    # the corruption barely matters: gap 0.00125 <= 0.01, dropped by the run filter
+    "flat": ([0.30, 0.31, 0.29, 0.30], [0.30, 0.30, 0.30, 0.295],
+             {("block_input", 1, "target_item_orig"): [0.31, 0.30, 0.30, 0.30]}),
+}
+HAND_GAP = {"over": 0.75 - 0.2, "hurts": 0.5 - 0.3575, "flat": 0.30 - 0.29875}
+HAND_ATTRIB = {  # at block_input, last layer (1), @Value: (mean p_patched - mean p_corrupted) / gap
+    "over": (0.9 - 0.2) / 0.55,  # 1.273
+    "hurts": (0.345 - 0.3575) / 0.1425,  # -0.088
+    "flat": (0.3025 - 0.29875) / 0.00125,  # 3.0: noise over noise, which the filter drops
+}
+HAND_EXAMPLE_MEDIAN = {"over": (0.7 / 0.6 + 0.55 / 0.4) / 2, "hurts": (0.2 + 0.4) / 2}  # "hurts": .2 .4 .5 -.25
+HAND_LAYER_ATTRIB = {("over", 0): (0.45 - 0.2) / 0.55, ("over", 1): 1.0, ("hurts", 0): 0.0}  # mixer_output @Query
+
+
+def hand_interventions(runs=tuple(HAND), step=100):
+    """An interventions table (as the workflow concatenates them) of the HAND runs."""
+    rows = []
+    for run in runs:
+        clean, corrupted, patched = HAND[run]
+        for ex in range(4):
+            base = {"run": run, "step": step, "split": "test", "example": ex, "query_type": "KEY",
+                    "corrupted": "query_item_orig"}
+            rows += [{**base, "layer": -1, "component": "none", "position": "none", "metric": m, "value": v}
+                     for m, v in (("p_clean", clean[ex]), ("p_corrupted", corrupted[ex]))]
+            for component in ("block_input", "mixer_output"):
+                for layer in (0, 1):
+                    for position in ("query_item_orig", "target_item_orig", "query_item", "random"):
+                        p = patched.get((component, layer, position), corrupted)[ex]
+                        rows += [{**base, "layer": layer, "component": component, "position": position,
+                                  "metric": m, "value": v} for m, v in (("p_patched", p), ("p_diff", p - corrupted[ex]))]
+    return pd.DataFrame(rows).astype({"value": "float32"})
+
+
+def test_attrib_is_a_ratio_of_means_and_the_run_filter_drops_a_run_without_a_gap():
+    attrib = attributions(hand_interventions())
+    headline = readout_rows(attrib).set_index(["run", "readout"])
+    assert MIN_GAP == 0.01
+    for run in HAND:
+        row = headline.loc[(run, "@Value")]
+        assert row["layer"] == 1 and row["gap"] == pytest.approx(HAND_GAP[run], abs=1e-6)
+        assert row["attrib"] == pytest.approx(HAND_ATTRIB[run], rel=1e-4)
+        assert row["kept"] == (run != "flat")
+        assert headline.loc[(run, "@Query"), "attrib"] == 0.0  # a no-op restores nothing
+    assert headline.loc[("over", "@Value"), "attrib"] > 1 and headline.loc[("hurts", "@Value"), "attrib"] < 0
+    for run, median in HAND_EXAMPLE_MEDIAN.items():
+        assert headline.loc[(run, "@Value"), "attrib_example_median"] == pytest.approx(median, rel=1e-4)
+    assert headline.loc[("hurts", "@Value"), "attrib_example_median"] > 0  # the median hides the average harm
+    layers = readout_rows(attrib, component="mixer_output", layer=-1).set_index(["run", "layer", "readout"])
+    for (run, layer), value in HAND_LAYER_ATTRIB.items():
+        assert layers.loc[(run, layer, "@Query"), "attrib"] == pytest.approx(value, rel=1e-4, abs=1e-6)
+    gaps = reference_gaps(hand_interventions()).set_index("run")
+    assert gaps["kept"].to_dict() == {"over": True, "hurts": True, "flat": False}
+    assert not reference_gaps(hand_interventions(), min_gap=0.2).set_index("run").loc["hurts", "kept"]  # 0.1425
+
+
+def test_a_position_some_examples_lack_averages_over_the_examples_that_have_it():
+    df = table([0.9, 0.5], [0.1, 0.3], {"random": [0.5, float("nan")]})
+    row = attributions(df).iloc[0]
+    assert row["n"] == 1 and row["gap"] == pytest.approx(0.8) and row["attrib"] == pytest.approx(0.5)
+    assert row["kept"]  # the run's gap over both examples, 0.5
+
+
+def test_a_one_layer_model_reads_something_real_at_the_mixer_output_of_the_query(tmp_path):
+    """Headline readout of a one-layer model: block_input of its only layer, the embedding, where
+    @Query is a no-op by construction. The per-layer readout (mixer_output at the query) is the
+    one place the context reaches the answer-predicting position: patching it restores the clean
+    prediction exactly (Attrib 1), whatever the model learnt. (This model is untrained, so its
+    gap is about 0 and the run filter would drop it; the ratio is still 1.)"""
+    from tinylang.evaluation import run_interventions
+    from tinylang.languages import load_tensors, parse_language_config, read_meta, write_language
+    from tinylang.models import ModelConfig, build_model
+
+    write_language(parse_language_config({"type": "ar", "num_kv": 24, "min_pairs": 2, "max_pairs": 5, "seed": 1,
+                                          "splits": {"train": 8, "test": 24}}), tmp_path)
+    meta, tensors = read_meta(tmp_path), load_tensors(tmp_path, "test")
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(mixer="attention", d_model=16, n_layers=1), len(meta["vocabulary"]), 32).eval()
+    with torch.no_grad():  # louder mixer: at init the residual stream barely hears the context
+        model.layers[0].mixer.out_proj.weight.mul_(20)
+    table = run_interventions(model, tensors, meta["token_classes"], corrupt_items=["query_item_orig"],
+                              positions=["query_item"], components=["block_input", "mixer_output"])
+    per_example = example_attributions(table).set_index(["component", "example"])
+    embedding, mixer = per_example.loc["block_input"], per_example.loc["mixer_output"]
+    assert (embedding["p_patched"] == embedding["p_corrupted"]).all()  # the no-op
+    assert (mixer["p_patched"] != mixer["p_corrupted"]).mean() > 0.9
+    assert mixer["p_patched"].to_numpy() == pytest.approx(mixer["p_clean"].to_numpy(), abs=1e-5)
+    attrib = attributions(table).set_index("component")
+    restored = attrib.loc["mixer_output", "p_patched"] - attrib.loc["mixer_output", "p_corrupted"]
+    assert restored == pytest.approx(attrib.loc["mixer_output", "gap"], abs=1e-6)  # Attrib's numerator = its denominator
+    assert attrib.loc["block_input", "attrib"] == 0.0
 
 
 def patch_table(p_clean, p_corrupted, p_diff, kl=None, **extra):
@@ -77,12 +192,16 @@ def test_restoration_summary_statistics():
     s = stats(summary)
     assert s[0, "a", "p_diff_mean"] == pytest.approx(0.375) and s[0, "a", "p_diff_median"] == pytest.approx(0.3)
     assert s[0, "a", "kl_patched_corrupted_mean"] == pytest.approx(3.0)
-    # attrib: 0.4/0.8, 0.2/0.4, excluded (no harm), 0.8/0.8
-    assert s[0, "a", "attrib_mean"] == pytest.approx((0.5 + 0.5 + 1.0) / 3)
-    assert s[0, "a", "attrib_median"] == pytest.approx(0.5)
+    # Attrib (ratio of means): mean p_diff 0.375 over the gap 0.775 - 0.275
+    assert s[0, "a", "gap"] == pytest.approx(0.5) and s[0, "a", "attrib"] == pytest.approx(0.375 / 0.5)
+    # b: example 3 has no value, so the means are over examples 0-2: gap 0.7667 - 0.3667
+    assert s[0, "b", "attrib"] == pytest.approx((0.4 / 3) / (2.3 / 3 - 1.1 / 3))
+    # per-example ratio: 0.4/0.8, 0.2/0.4, excluded (no harm), 0.8/0.8
+    assert s[0, "a", "attrib_example_mean"] == pytest.approx((0.5 + 0.5 + 1.0) / 3)
+    assert s[0, "a", "attrib_example_median"] == pytest.approx(0.5)
     assert s[0, "a", "n"] == 4 and s[0, "a", "n_attrib"] == 3 and s[0, "b", "n_attrib"] == 2
     assert s[0, "b", "p_diff_mean"] == pytest.approx(0.4 / 3)  # NaN left out
-    assert s[0, "b", "attrib_mean"] == pytest.approx((0.0 + 1.0) / 2)
+    assert s[0, "b", "attrib_example_mean"] == pytest.approx((0.0 + 1.0) / 2)
     # largest p_diff per example: a, b, a, a (b is NaN there)
     assert s[0, "a", "share_max_position"] == pytest.approx(3 / 4)
     assert s[0, "b", "share_max_position"] == pytest.approx(1 / 4)
@@ -121,3 +240,12 @@ def test_restoration_summary_keeps_runs_and_steps_apart():
     s = summary.set_index(["run", "step", "position", "statistic"]).value
     assert s["x", 5, "a", "p_diff_mean"] == pytest.approx(0.3) and s["y", 7, "a", "p_diff_mean"] == pytest.approx(0.9)
     assert s["x", 5, "a", "share_max_position"] == 0.5 and s["y", 7, "a", "share_max_position"] == 1.0
+
+
+def test_the_study_figures_read_the_readouts_defined_here():
+    from tinylang.evaluation import attribution as at
+    from tinylang.figures import study_plots as sp
+
+    assert (sp.HEADLINE_COMPONENT, sp.HEADLINE_CORRUPTED, sp.LAYER_COMPONENT, sp.LAYER_READOUT) == (
+        at.HEADLINE_COMPONENT, at.HEADLINE_CORRUPTED, at.LAYER_COMPONENT, at.LAYER_READOUT)
+    assert set(sp.READOUTS) == set(at.READOUTS)

@@ -79,27 +79,33 @@ def run_accuracy_table(**kwargs):
     return pd.concat(frames, ignore_index=True)
 
 
+DROPPED = {("mamba", 0.01, 1)}  # (mixer, lr, seed) of the runs the gap filter drops
+
+
 def mechanism_table(**kwargs):
+    """A mechanism study table: per run, the Attrib of each readout of block_input and
+    mixer_output at every layer (one NaN: a zero gap), with the run filter's ``kept``."""
     runs = run_coords(**kwargs)
     rng = np.random.default_rng(2)
     rows = []
     for run in runs.to_dict("records"):
-        for layer in range(run["n_layers"]):
-            for readout in READOUTS:
-                for example in range(6):
-                    attrib = math.nan if example == 5 else float(rng.normal(0.5, 0.4))
-                    rows.append(
-                        {
-                            **run,
-                            "step": 100,
-                            "layer": layer,
-                            "readout": readout,
-                            "example": example,
-                            "attrib": attrib,
-                        }
-                    )
+        kept = (run["mixer"], run["lr"], run["seed"]) not in DROPPED
+        gap = float(rng.uniform(0.05, 0.9)) if kept else 0.004
+        for component in ("block_input", "mixer_output"):
+            for layer in range(run["n_layers"]):
+                for readout in READOUTS:
+                    attrib = float(rng.normal(0.5, 0.4))
+                    if run["seed"] == 0 and readout == "@Key" and component == "block_input":
+                        attrib = math.nan
+                    rows.append({**run, "step": 100, "corrupted": "query_item_orig", "component": component,
+                                 "layer": layer, "readout": readout, "attrib": attrib,
+                                 "attrib_example_median": attrib, "gap": gap, "n": 6, "kept": kept})
     table = pd.DataFrame(rows)
     return table[[c for c in table.columns if c != "selected"] + ["selected"]]
+
+
+def headline(mechanism):
+    return mechanism[(mechanism.component == "block_input") & (mechanism.corrupted == "query_item_orig")]
 
 
 def curves_table(**kwargs):
@@ -145,37 +151,50 @@ def test_accuracy_vs_width_picks_one_metric(tmp_path):
     pd.testing.assert_frame_equal(drawn, selection)
 
 
-def test_mechanism_scatter_saves_per_run_medians_at_the_last_layer(tmp_path):
+def test_mechanism_scatter_saves_the_attrib_of_every_kept_run_at_the_last_layer(tmp_path):
     mechanism = mechanism_table()
     table_out, figure_outs = outputs(tmp_path, "scatter")
     drawn = sp.mechanism_scatter(mechanism, table_out, figure_outs)
     assert_written(table_out, figure_outs, drawn)
-    selected_runs = set(mechanism.loc[mechanism["selected"], "run"])
-    assert set(drawn["run"]) == selected_runs and len(drawn) == len(selected_runs)
+    kept_runs = set(mechanism.loc[mechanism["kept"], "run"])
+    # every learning rate, not only the selected one; the dropped runs left out
+    assert set(drawn["run"]) == kept_runs and len(drawn) == len(kept_runs)
+    assert not drawn["selected"].all() and drawn["kept"].all()
+    assert len(kept_runs) == mechanism["run"].nunique() - len(WIDTHS)  # one dropped run per width
     assert (drawn["layer"] == 1).all()
-    run = sorted(selected_runs)[0]
-    at = mechanism[
-        (mechanism.run == run)
-        & (mechanism.layer == 1)
-        & (mechanism.readout == "@Value")
-    ]
-    by_hand = float(np.median(at["attrib"].dropna()))  # examples 0..4; example 5 is NaN
-    assert drawn.set_index("run").loc[run, "attrib@Value"] == pytest.approx(by_hand)
-    assert {"attrib@Key", "attrib@Query", "attrib@Value", "d_model", "mixer"} <= set(
-        drawn.columns
-    )
+    run = sorted(kept_runs)[0]
+    at = headline(mechanism)
+    at = at[(at.run == run) & (at.layer == 1) & (at.readout == "@Value")]
+    assert drawn.set_index("run").loc[run, "attrib@Value"] == at["attrib"].item()
+    assert {"attrib@Key", "attrib@Query", "attrib@Value", "d_model", "mixer", "gap"} <= set(drawn.columns)
 
 
-def test_mechanism_boxes_draw_selected_last_layer_examples(tmp_path):
+def test_mechanism_figures_draw_the_study_tables_attrib_over_learning_rates(tmp_path):
+    """From the hand-computed runs of test_attribution, through the study tables: the run at
+    the other learning rate ("hurts", negative Attrib) is drawn, the run without a gap is not."""
+    from test_attribution import HAND_ATTRIB, HAND_LAYER_ATTRIB
+    from test_study_tables import hand_study_tables
+
+    mechanism = hand_study_tables(tmp_path)["mechanism"]
+    drawn = sp.mechanism_scatter(mechanism, *outputs(tmp_path, "scatter")).set_index("run")
+    assert sorted(drawn.index) == ["hurts", "over"]
+    for run in ("hurts", "over"):
+        assert drawn.loc[run, "attrib@Value"] == pytest.approx(HAND_ATTRIB[run], rel=1e-4)
+        assert drawn.loc[run, "attrib@Query"] == 0.0
+    boxes = sp.mechanism_boxes(mechanism, *outputs(tmp_path, "boxes"))
+    assert set(boxes.run) == {"hurts", "over"} and (boxes.component == "block_input").all()
+    layers = sp.mechanism_layers(mechanism, *outputs(tmp_path, "layers")).set_index(["run", "layer"])
+    assert sorted(layers.index) == [("hurts", 0), ("hurts", 1), ("over", 0), ("over", 1)]
+    assert layers.loc[("over", 0), "attrib"] == pytest.approx(HAND_LAYER_ATTRIB["over", 0], rel=1e-4)
+
+
+def test_mechanism_boxes_draw_the_kept_runs_at_the_last_layer(tmp_path):
     mechanism = mechanism_table(n_layers=(1, 2))
     table_out, figure_outs = outputs(tmp_path, "boxes")
     drawn = sp.mechanism_boxes(mechanism, table_out, figure_outs)
     assert_written(table_out, figure_outs, drawn)
-    expected = mechanism[
-        mechanism.selected
-        & (mechanism.layer == mechanism.n_layers - 1)
-        & mechanism.attrib.notna()
-    ]
+    rows = headline(mechanism)
+    expected = rows[rows.kept & (rows.layer == rows.n_layers - 1) & rows.attrib.notna()]
     pd.testing.assert_frame_equal(drawn, expected.reset_index(drop=True))
 
 
@@ -188,11 +207,24 @@ def test_mechanism_boxes_by_a_column(tmp_path, by):
     layers = {0, 1} if by == "layer" else {1}  # by="layer" keeps every layer
     assert (
         set(drawn["layer"]) == layers
-        and drawn["selected"].all()
+        and drawn["kept"].all()
         and drawn["attrib"].notna().all()
+        and (drawn["component"] == "block_input").all()
     )
     with pytest.raises(ValueError, match="nope"):
         sp.mechanism_boxes(mechanism, table_out, figure_outs, by="nope")
+
+
+def test_mechanism_layers_read_the_mixer_output_at_the_query_at_every_layer(tmp_path):
+    mechanism = mechanism_table(n_layers=(1, 3))
+    table_out, figure_outs = outputs(tmp_path, "layers")
+    drawn = sp.mechanism_layers(mechanism, table_out, figure_outs)
+    assert_written(table_out, figure_outs, drawn)
+    rows = mechanism[(mechanism.component == "mixer_output") & (mechanism.readout == "@Query") & mechanism.kept]
+    pd.testing.assert_frame_equal(drawn, rows.reset_index(drop=True))
+    assert set(drawn.loc[drawn.n_layers == 1, "layer"]) == {0} and set(drawn.loc[drawn.n_layers == 3, "layer"]) == {0, 1, 2}
+    empty = sp.mechanism_layers(mechanism[mechanism.component == "block_input"], table_out, figure_outs)
+    assert empty.empty and all(p.stat().st_size > 0 for p in figure_outs)
 
 
 def test_training_curves_average_the_selected_seeds(tmp_path):
@@ -236,7 +268,7 @@ def test_generalisation_pairs_dev_and_test_per_run(tmp_path):
 
 
 def test_nothing_to_draw_gives_a_figure_that_says_so(tmp_path):
-    mechanism = mechanism_table().assign(selected=False)
+    mechanism = mechanism_table().assign(kept=False)
     table_out, figure_outs = outputs(tmp_path, "empty")
     drawn = sp.mechanism_scatter(mechanism, table_out, figure_outs)
     assert drawn.empty and all(p.stat().st_size > 0 for p in figure_outs)
@@ -251,7 +283,8 @@ def test_nothing_to_draw_gives_a_figure_that_says_so(tmp_path):
     [
         (sp.accuracy_vs_width, selection_table, ["ci_low", "d_model"]),
         (sp.mechanism_scatter, mechanism_table, ["readout"]),
-        (sp.mechanism_boxes, mechanism_table, ["attrib", "selected"]),
+        (sp.mechanism_boxes, mechanism_table, ["attrib", "kept"]),
+        (sp.mechanism_layers, mechanism_table, ["layer", "kept"]),
         (sp.training_curves, curves_table, ["quantity"]),
         (sp.generalisation, run_accuracy_table, ["split"]),
     ],

@@ -139,3 +139,70 @@ def test_status_files_are_read_and_every_run_needs_one(tmp_path):
                                              "reason": "loss is inf"}}
     with pytest.raises(ValueError, match="no status for run"):
         study_tables(tmp_path, behaviour_table(skip={FAILED}), [path])
+
+
+# --- the mechanism tables: the paper's Attrib and the run filter -----------------------------
+
+HAND_COORDS = {  # the HAND runs of test_attribution, plus a run that failed
+    "over": ("attention", 0.001), "hurts": ("attention", 0.01), "flat": ("mamba", 0.001), "broken": ("mamba", 0.01)}
+HAND_ACCURACY = {"over": 0.9, "hurts": 0.5, "flat": 0.2}
+
+
+def hand_study_tables(tmp_path, min_gap=None):
+    from test_attribution import hand_interventions
+
+    from tinylang.figures.study_tables import build_study_tables
+
+    runs = [{"run": run, "language": "ar", "mixer": mixer, "d_model": 16, "n_layers": 2, "pos_embed": False,
+             "lr": lr, "seed": 0} for run, (mixer, lr) in HAND_COORDS.items()]
+    behaviour = pd.DataFrame([{"run": run, "step": 100, "split": "test", "query_type": "ALL", "metric": "accuracy",
+                               "value": value, "n": 4} for run, value in HAND_ACCURACY.items()])
+    behaviour.to_parquet(tmp_path / "behaviour.parquet")
+    hand_interventions(("over", "hurts", "flat")).to_parquet(tmp_path / "interventions.parquet")
+    statuses = [{"run": run, "status": "ok"} for run in HAND_ACCURACY]
+    statuses.append({"run": "broken", "status": "failed", "step": 40, "lr": 0.01, "reason": "loss is nan"})
+    return build_study_tables(runs, {"ar": ["train", "test"]}, [tmp_path / "behaviour.parquet"],
+                              [tmp_path / "interventions.parquet"], statuses, min_gap=min_gap)
+
+
+def test_mechanism_table_carries_the_papers_attrib_by_hand_and_the_run_filter(tmp_path):
+    from test_attribution import HAND_ATTRIB, HAND_EXAMPLE_MEDIAN, HAND_GAP, HAND_LAYER_ATTRIB
+
+    tables = hand_study_tables(tmp_path)
+    mechanism = tables["mechanism"]
+    assert set(mechanism.run) == {"over", "hurts", "flat"}  # the failed run has no mechanism rows
+    assert set(mechanism.component) == {"block_input", "mixer_output"} and set(mechanism.layer) == {0, 1}
+    headline = mechanism[(mechanism.component == "block_input") & (mechanism.corrupted == "query_item_orig")
+                         & (mechanism.layer == 1) & (mechanism.readout == "@Value")].set_index("run")
+    for run, value in HAND_ATTRIB.items():
+        assert headline.loc[run, "attrib"] == pytest.approx(value, rel=1e-4)
+        assert headline.loc[run, "gap"] == pytest.approx(HAND_GAP[run], abs=1e-6)
+    for run, median in HAND_EXAMPLE_MEDIAN.items():
+        assert headline.loc[run, "attrib_example_median"] == pytest.approx(median, rel=1e-4)
+    assert headline.loc["over", "attrib"] > 1 and headline.loc["hurts", "attrib"] < 0
+    assert headline["kept"].to_dict() == {"over": True, "hurts": True, "flat": False}
+    # The best learning rate is still flagged, for the accuracy figures: "hurts" is kept, not selected.
+    assert headline["selected"].to_dict() == {"over": True, "hurts": False, "flat": True}
+    layers = mechanism[(mechanism.component == "mixer_output") & (mechanism.readout == "@Query")]
+    layers = layers.set_index(["run", "layer"])["attrib"]
+    for key, value in HAND_LAYER_ATTRIB.items():
+        assert layers[key] == pytest.approx(value, rel=1e-4, abs=1e-6)
+
+    dropped = tables["dropped_runs"].set_index("run")
+    assert sorted(dropped.index) == ["broken", "flat"]
+    assert dropped.loc["flat", "reason"] == "gap <= min_gap" and dropped.loc["flat", "step"] == 100
+    assert dropped.loc["flat", "gap"] == pytest.approx(HAND_GAP["flat"], abs=1e-6)
+    assert dropped.loc["flat", "min_gap"] == 0.01 and dropped.loc["flat", "mixer"] == "mamba"
+    assert dropped.loc["broken", "reason"] == "failed: loss is nan" and pd.isna(dropped.loc["broken", "step"])
+
+    curves = tables["curves"].set_index(["run", "quantity"])["value"]
+    assert curves["over", "attrib@Value"] == pytest.approx(HAND_ATTRIB["over"], rel=1e-4)
+    assert math.isnan(curves["flat", "attrib@Value"])  # dropped at that step
+
+
+def test_the_gap_threshold_is_an_option(tmp_path):
+    tables = hand_study_tables(tmp_path, min_gap=0.2)  # "hurts" has a gap of 0.1425
+    assert sorted(tables["dropped_runs"].run) == ["broken", "flat", "hurts"]
+    assert (tables["dropped_runs"].min_gap == 0.2).all()
+    mechanism = tables["mechanism"]
+    assert not mechanism.loc[mechanism.run == "hurts", "kept"].any()

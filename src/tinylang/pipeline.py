@@ -219,11 +219,13 @@ def aggregate_study(
     intervention_tables: list[str | os.PathLike],
     outputs: dict[str, str | os.PathLike],
     status_files: list[str | os.PathLike] | None = None,
+    min_gap: float | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Aggregation stage: the study's tables (``runs``, ``run_accuracy``, ``selection``,
-    ``curves``, ``mechanism``), each written to ``outputs[name]``. ``status_files`` are the
-    train stage's status files (none given: every run finished); failed runs are reported in
-    ``runs`` and never selected."""
+    ``curves``, ``mechanism``, ``dropped_runs``), each written to ``outputs[name]``.
+    ``status_files`` are the train stage's status files (none given: every run finished); failed
+    runs are reported in ``runs`` and never selected. ``min_gap``: the mechanism run filter's
+    threshold (None: the paper's 0.01)."""
     from tinylang.figures.study_tables import build_study_tables
 
     statuses = None if status_files is None else [read_run_status(path) for path in status_files]
@@ -231,11 +233,16 @@ def aggregate_study(
     for fault in failed:
         log.warning("run %s failed at step %s (learning rate %g: %s): reported with status 'failed', never selected",
                     fault["run"], fault.get("step"), fault.get("lr", float("nan")), fault.get("reason"))
-    tables = build_study_tables(coords, language_splits, behaviour_tables, intervention_tables, statuses)
+    tables = build_study_tables(coords, language_splits, behaviour_tables, intervention_tables, statuses, min_gap)
     for name, path in outputs.items():
         if name not in tables:
             raise ValueError(f"no {name!r} table: it needs intervention tables")
         write_table(tables[name], path)
+    if "dropped_runs" in tables:
+        dropped = tables["dropped_runs"]
+        reasons = {reason: int(n) for reason, n in dropped["reason"].str.split(":").str[0].value_counts().items()}
+        log.info("mechanism figures: %d of %d runs kept; dropped %d %s (listed in dropped_runs)",
+                 len(tables["runs"]) - len(dropped), len(tables["runs"]), len(dropped), reasons)
     selection = tables["selection"]
     log.info("aggregated %d runs (%d failed) into %d configurations", len(tables["runs"]), len(failed), len(selection))
     return tables
@@ -266,6 +273,7 @@ STUDY_FIGURES = {
     "accuracy_vs_width": ("selection", "accuracy_vs_width"),
     "mechanism_scatter": ("mechanism", "mechanism_scatter"),
     "mechanism_boxes": ("mechanism", "mechanism_boxes"),
+    "mechanism_layers": ("mechanism", "mechanism_layers"),
     "study_training_curves": ("curves", "training_curves"),
     "generalisation": ("run_accuracy", "generalisation"),
 }

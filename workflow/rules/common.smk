@@ -33,7 +33,7 @@ def evaluator_threads(evaluator):
 def study_table_outputs():
     names = ["runs", "run_accuracy", "selection", "curves"]
     if "interventions" in STUDY.evaluators:
-        names.append("mechanism")
+        names += ["mechanism", "dropped_runs"]
     return {name: f"{OUT}/study/{name}.parquet" for name in names}
 
 
@@ -46,7 +46,7 @@ def study_figures():
     if any("dev" in language.splits for language in STUDY.languages.values()):
         names.append("generalisation")
     if "interventions" in STUDY.evaluators:
-        names += ["mechanism_scatter", "mechanism_boxes"]
+        names += ["mechanism_scatter", "mechanism_boxes", "mechanism_layers"]
         if any(STUDY.run(run).model.n_layers > 1 for run in STUDY.run_names):
             names.append("mechanism_by_layer")
         core = {"run", "language", "mixer", "d_model", "n_layers", "pos_embed", "lr", "seed"}

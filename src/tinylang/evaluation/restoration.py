@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .attribution import example_attributions
+from .attribution import attributions, example_attributions
 
-STATISTICS = ("p_diff_mean", "p_diff_median", "kl_patched_corrupted_mean", "attrib_mean", "attrib_median",
-              "share_max_position", "share_max_layer", "n", "n_attrib")
+STATISTICS = ("p_diff_mean", "p_diff_median", "kl_patched_corrupted_mean", "attrib", "gap", "attrib_example_mean",
+              "attrib_example_median", "share_max_position", "share_max_layer", "n", "n_attrib")
 
 
 def _share_of_max(per_example: pd.DataFrame, over: str, keys: list[str]) -> pd.Series:
@@ -45,13 +45,15 @@ def restoration_summary(table: pd.DataFrame) -> pd.DataFrame:
     * ``p_diff_mean``, ``p_diff_median``: of ``p_patched - p_corrupted``;
     * ``kl_patched_corrupted_mean``: mean ``KL(P_patched ‖ P_corrupted)`` (only if the table
       has that metric);
-    * ``attrib_mean``, ``attrib_median``: of the normalised restoration ``attrib`` (see
+    * ``attrib``: the paper's Attrib, ``mean(p_patched - p_corrupted) / gap`` with ``gap = mean
+      p_clean - mean p_corrupted`` (a ratio of means, see ``attributions``), and ``gap``;
+    * ``attrib_example_mean``, ``attrib_example_median``: of the per-example ratio (see
       ``example_attributions``; examples the corruption did not harm are left out);
     * ``share_max_position``: the share of examples for which this position restores the most
       (largest ``p_diff``) among the table's positions at this (corrupted, layer, component);
     * ``share_max_layer``: the share of examples for which this layer restores the most among
       the layers at this (corrupted, component, position);
-    * ``n``: examples; ``n_attrib``: examples with a defined ``attrib``.
+    * ``n``: examples; ``n_attrib``: examples with a defined per-example ratio.
 
     Ties for the largest ``p_diff`` (exact equality, e.g. positions after the answer-predicting
     one, which all give exactly 0) are shared: each of k tied positions (layers) gets 1/k of
@@ -71,13 +73,16 @@ def restoration_summary(table: pd.DataFrame) -> pd.DataFrame:
         raise ValueError("the table has no p_diff rows; is it a run_interventions table?")
 
     grouped = per_example.groupby(group, sort=False, dropna=False)
+    ratio = attributions(table).set_index(group)
     stats = {
         "p_diff_mean": grouped["p_diff"].mean(),
         "p_diff_median": grouped["p_diff"].median(),
         **({"kl_patched_corrupted_mean": grouped["kl_patched_corrupted"].mean()}
            if "kl_patched_corrupted" in per_example else {}),
-        "attrib_mean": grouped["attrib"].mean(),
-        "attrib_median": grouped["attrib"].median(),
+        "attrib": ratio["attrib"],
+        "gap": ratio["gap"],
+        "attrib_example_mean": grouped["attrib"].mean(),
+        "attrib_example_median": grouped["attrib"].median(),
         "share_max_position": _share_of_max(per_example, "position", group),
         "share_max_layer": _share_of_max(per_example, "layer", group),
         "n": grouped["example"].nunique().astype(float),

@@ -109,13 +109,28 @@ def language_stats(language_dirs: Mapping[str, PathLike], table_path: PathLike, 
 
 def attribution(intervention_tables: Iterable[PathLike], table_path: PathLike,
                 figure_paths: Sequence[PathLike]) -> pd.DataFrame:
-    """The paper's attrib at @Key / @Value / @Query per run: box plots over examples (median and
-    quartiles), read at the last layer's block_input with the in-context key corrupted."""
+    """The paper's Attrib (ratio of means over examples) at @Key / @Value / @Query per run, read
+    at the last layer's block_input with the in-context key corrupted. Runs the gap filter drops
+    (the corruption lowered the mean answer probability by at most 0.01) are drawn faint and
+    marked "dropped" with their gap."""
+    interventions = tables.concat_tables(intervention_tables)
+    if interventions.empty:  # every run failed before the analysed checkpoint
+        return _no_data("no intervention results (did the runs fail?)", interventions, table_path, figure_paths)
     table = tables.attribution_table(intervention_tables)
     sns.set_theme(style="whitegrid", context="paper")
     fig, ax = plt.subplots(figsize=(2.2 + 1.4 * table["run"].nunique(), 3.2))
-    sns.boxplot(table.dropna(subset=["value"]), x="run", y="value", hue="readout",
-                hue_order=["@Key", "@Value", "@Query"], fliersize=1, ax=ax)
-    ax.set(ylabel="attrib (restored share of p)", xlabel="", title="Where the association is read")
+    runs = list(dict.fromkeys(table["run"]))
+    sns.barplot(table, x="run", y="attrib", hue="readout", order=runs, hue_order=["@Key", "@Value", "@Query"], ax=ax)
+    gaps = table.drop_duplicates("run").set_index("run")
+    dropped = [run for run in runs if not bool(gaps.loc[run, "kept"])]
+    faint = {runs.index(run) for run in dropped}
+    for bar in ax.patches:
+        if round(bar.get_x() + bar.get_width() / 2) in faint:
+            bar.set_alpha(0.3)
+    ax.set_xticks(range(len(runs)), [f"{run}\n(dropped: gap {gaps.loc[run, 'gap']:.3f})" if run in dropped else run
+                                     for run in runs])
+    ax.axhline(1.0, color="0.3", linewidth=0.8, linestyle=":")
+    ax.axhline(0.0, color="0.3", linewidth=0.8)
+    ax.set(ylabel="Attrib (restored share of the gap)", xlabel="", title="Where the association is read")
     _save(fig, table, table_path, figure_paths)
     return table

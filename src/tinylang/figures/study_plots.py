@@ -17,7 +17,11 @@ Conventions shared by every figure:
 * facets: columns by ``n_layers`` and rows by ``language``, each only where it takes
   more than one value;
 * a table with nothing to draw (e.g. no selected runs) gives a figure that says so, not
-  an error.
+  an error;
+* accuracy figures draw the runs at each configuration's selected (best) learning rate;
+  mechanism figures draw every run the paper's gap filter keeps (``kept``), over all
+  learning rates and widths, with the paper's Attrib (a ratio of means over examples, see
+  ``tinylang.evaluation.attribution``).
 
 Figures are built on ``matplotlib.figure.Figure`` (no pyplot state) inside
 ``rc_context``, so the seaborn theme does not leak into the caller's matplotlib
@@ -56,6 +60,11 @@ COORDINATES = (
     "seed",
 )
 READOUTS = ("@Key", "@Query", "@Value")
+# The readouts of tinylang.evaluation.attribution (not imported here: that package loads torch).
+HEADLINE_COMPONENT = "block_input"  # at the last layer
+HEADLINE_CORRUPTED = "query_item_orig"
+LAYER_COMPONENT = "mixer_output"  # at every layer
+LAYER_READOUT = "@Query"
 QUANTITIES = ("accuracy", "attrib@Key", "attrib@Query", "attrib@Value")
 # Columns of the study tables that are not sweep axes; every other column is one.
 _NOT_AXES = frozenset(COORDINATES) | {
@@ -78,6 +87,20 @@ _NOT_AXES = frozenset(COORDINATES) | {
     "quantity",
     "min",
     "max",
+    # the mechanism table's readout and Attrib columns
+    "corrupted",
+    "component",
+    "position",
+    "attrib_example_median",
+    "gap",
+    "p_clean",
+    "p_corrupted",
+    "p_patched",
+    "n",
+    "n_example",
+    "kept",
+    "min_gap",
+    "reason",
 }
 
 # Fixed mixer colours (seaborn's colorblind / dark hues; families share a hue range):
@@ -491,25 +514,59 @@ def accuracy_vs_width(
         return _save(fig, table, table_out, figure_outs)
 
 
-def mechanism_medians(
-    mechanism: pd.DataFrame, *, selected_only: bool = True
+def _headline_rows(
+    mechanism: pd.DataFrame,
+    component: str = HEADLINE_COMPONENT,
+    corrupted: str = HEADLINE_CORRUPTED,
+    *,
+    kept_only: bool = True,
 ) -> pd.DataFrame:
-    """Per run, the median attrib over examples (NaNs left out) at each readout, at the
-    run's last layer: the run's coordinates (every column but ``layer, readout, example,
-    attrib``), ``layer`` and one column ``attrib@Key``, ``attrib@Query``,
-    ``attrib@Value`` per readout."""
-    _require(mechanism, ["run", "layer", "readout", "attrib", "selected"], "mechanism")
-    rows = _last_layer(_selected(mechanism) if selected_only else mechanism)
-    medians = rows.groupby(["run", "readout"])["attrib"].median().unstack("readout")
-    readouts = [r for r in READOUTS if r in medians.columns] + sorted(
-        set(medians.columns) - set(READOUTS)
-    )
-    medians = medians[readouts].rename(columns=lambda r: f"attrib{r}")
-    medians.columns.name = None
-    coords = rows.drop(
-        columns=["readout", "example", "attrib"], errors="ignore"
-    ).drop_duplicates("run")
-    return coords.merge(medians.reset_index(), on="run", how="left")
+    """The mechanism rows of one readout ``component`` with ``corrupted`` corrupted (tables
+    without those columns hold one of each), only the runs the gap filter kept by default."""
+    rows = mechanism
+    if "component" in rows.columns:
+        rows = rows[rows["component"] == component]
+    if "corrupted" in rows.columns:
+        rows = rows[rows["corrupted"] == corrupted]
+    return rows[rows["kept"].astype(bool)] if kept_only else rows
+
+
+def _dropped_notes(axes: np.ndarray, every: pd.DataFrame, row_order: list[str], col_order: list[str]) -> None:
+    """Say in a corner of each panel how many of its runs (``every``: the rows of all runs,
+    kept or not) the gap filter dropped."""
+    every = every.drop_duplicates("run")
+    threshold = f"gap ≤ {_fmt(every['min_gap'].iloc[0])}" if "min_gap" in every and len(every) else "no gap"
+    rows, _ = _labels(every, ["language"])
+    cols, _ = _labels(every, ["n_layers"])
+    for (row, col), panel in every.groupby([rows, cols], sort=False):
+        dropped = int((~panel["kept"].astype(bool)).sum())
+        if dropped and row in row_order and col in col_order:
+            ax = axes[row_order.index(row), col_order.index(col)]
+            ax.text(0.98, 0.02, f"{dropped} of {len(panel)} runs dropped ({threshold})", transform=ax.transAxes,
+                    ha="right", va="bottom", fontsize=6, color="0.35")
+
+
+def mechanism_points(
+    mechanism: pd.DataFrame,
+    *,
+    component: str = HEADLINE_COMPONENT,
+    corrupted: str = HEADLINE_CORRUPTED,
+    kept_only: bool = True,
+) -> pd.DataFrame:
+    """One row per run: the paper's Attrib (ratio of means) at each readout of ``component``
+    at the run's last layer, ``corrupted`` corrupted: the run's coordinates and other per-run
+    columns (``step, layer, gap, kept, selected``, ...) and one column ``attrib@Key``,
+    ``attrib@Query``, ``attrib@Value`` per readout. ``kept_only``: only the runs the gap
+    filter kept (every learning rate and width)."""
+    _require(mechanism, ["run", "layer", "readout", "attrib", "kept"], "mechanism")
+    rows = _last_layer(_headline_rows(mechanism, component, corrupted, kept_only=kept_only))
+    values = rows.pivot_table(index="run", columns="readout", values="attrib", aggfunc="first", dropna=False)
+    readouts = [r for r in READOUTS if r in values.columns] + sorted(set(values.columns) - set(READOUTS))
+    values = values[readouts].rename(columns=lambda r: f"attrib{r}")
+    values.columns.name = None
+    per_readout = ["readout", "position", "attrib", "attrib_example_median", "p_patched", "example"]
+    coords = rows.drop(columns=per_readout, errors="ignore").drop_duplicates("run")
+    return coords.merge(values.reset_index(), on="run", how="left")
 
 
 def mechanism_scatter(
@@ -520,22 +577,26 @@ def mechanism_scatter(
     x: str = "@Value",
     y: str = "@Query",
 ) -> pd.DataFrame:
-    """Where each selected run reads the association: one point per run, its median
-    attrib over examples at the last layer at readout ``x`` (default @Value) against
-    ``y`` (default @Query); colour by mixer, hollow markers for learned positions,
-    marker shape by other sweep axes; reference lines at 0 and 1. Columns by
-    ``n_layers``, rows by ``language``.
+    """Where each run reads the association: one point per run the gap filter kept, over
+    every learning rate and width (as the paper's scatter), its Attrib at the last layer's
+    block input at readout ``x`` (default @Value) against ``y`` (default @Query), in-context
+    key corrupted; colour by mixer, hollow markers for learned positions, marker shape by
+    other sweep axes; reference lines at 0 and 1; each panel says how many runs the filter
+    dropped. Columns by ``n_layers``, rows by ``language``.
 
-    Saves and returns the per-run medians (``mechanism_medians``)."""
+    For one-layer models the last layer's block input is the embedding, so @Value and
+    @Query are 0 by construction there: ``mechanism_layers`` reads those models.
+
+    Saves and returns the points (``mechanism_points``)."""
     _require(
-        mechanism, [*COORDINATES, "layer", "readout", "attrib", "selected"], "mechanism"
+        mechanism, [*COORDINATES, "layer", "readout", "attrib", "kept"], "mechanism"
     )
-    table = mechanism_medians(mechanism)
+    table = mechanism_points(mechanism)
     xcol, ycol = f"attrib{x}", f"attrib{y}"
     with _style():
         if table.empty or xcol not in table or ycol not in table:
             return _save(
-                _empty(f"no selected runs with attrib at {x} and {y}"),
+                _empty(f"no kept runs with Attrib at {x} and {y}"),
                 table,
                 table_out,
                 figure_outs,
@@ -557,20 +618,21 @@ def mechanism_scatter(
                 ax.scatter(
                     points[xcol],
                     points[ycol],
-                    s=28,
+                    s=22,
                     marker=markers[variant],
                     linewidths=1.0,
                     facecolors="none" if pos else colour,
                     edgecolors=colour,
-                    alpha=0.9,
+                    alpha=0.8,
                     zorder=3,
                 )
+        _dropped_notes(axes, _headline_rows(mechanism, kept_only=False), row_order, col_order)
         for ax in axes.flat:
             _references(ax, x=True, y=True)
         for ax in axes[-1, :]:
-            ax.set_xlabel(f"attrib {x} (median)")
+            ax.set_xlabel(f"Attrib {x}")
         for ax in axes[:, 0]:
-            ax.set_ylabel(f"attrib {y} (median)")
+            ax.set_ylabel(f"Attrib {y}")
         _set_titles(axes, row_order, col_order)
         _legend(
             fig,
@@ -599,9 +661,10 @@ def mechanism_boxes(
     *,
     by: str | None = None,
 ) -> pd.DataFrame:
-    """Per-example attrib of the selected runs at @Key, @Query and @Value as box plots
-    (median, quartiles; examples of every selected run of a box pooled over widths and
-    seeds), with reference lines at 0 (nothing restored) and 1 (all restored).
+    """The paper's Attrib at @Key, @Query and @Value of every run the gap filter kept (over
+    all learning rates, widths and seeds) as box plots over runs (median, quartiles), read
+    at the last layer's block input with the in-context key corrupted; reference lines at 0
+    (nothing restored) and 1 (all restored).
 
     ``by=None``: x = readout, colour = mixer, at each run's last layer; columns by
     ``n_layers``, rows by ``language`` (where they vary).
@@ -613,23 +676,23 @@ def mechanism_boxes(
     width), ``by="d_model"`` (per width), and ``by="layer"``, which draws every layer
     rather than only the last one.
 
-    Saves and returns the rows drawn: the selected runs' rows at their last layer (every
-    layer with ``by="layer"``), examples with a NaN attrib left out."""
+    Saves and returns the rows drawn: the kept runs' rows at their last layer (every layer
+    with ``by="layer"``), NaN Attrib left out."""
     _require(
-        mechanism, [*COORDINATES, "layer", "readout", "attrib", "selected"], "mechanism"
+        mechanism, [*COORDINATES, "layer", "readout", "attrib", "kept"], "mechanism"
     )
     if by is not None:
         _require(mechanism, [by], "mechanism")
-        if by in ("mixer", "readout", "attrib", "example", "run", "selected"):
+        if by in ("mixer", "readout", "attrib", "example", "run", "selected", "kept"):
             raise ValueError(f"mechanism_boxes cannot split by {by!r}")
-    rows = _selected(mechanism)
+    rows = _headline_rows(mechanism)
     if by != "layer":
         rows = _last_layer(rows)
     table = rows[rows["attrib"].notna()]
     with _style():
         if table.empty:
             return _save(
-                _empty("no selected runs with attrib"), table, table_out, figure_outs
+                _empty("no kept runs with Attrib"), table, table_out, figure_outs
             )
         readouts = [r for r in READOUTS if r in set(table["readout"])] + sorted(
             set(table["readout"]) - set(READOUTS)
@@ -685,9 +748,10 @@ def mechanism_boxes(
             _references(ax)
             ax.set_xlabel("")
         for ax in axes[:, 0]:
-            ax.set_ylabel("attrib (per example)")
+            ax.set_ylabel("Attrib (per run)")
         _set_titles(axes, row_order, col_order)
         if by is None:
+            _dropped_notes(axes, _headline_rows(mechanism, kept_only=False), row_order, col_order)
             _legend(fig, table["mixer"], lines=False)
         else:
             handles = [_header(by.rsplit(".", 1)[-1])]
@@ -695,6 +759,69 @@ def mechanism_boxes(
                 Patch(facecolor=palette[h], edgecolor="0.3", label=h) for h in hue_order
             ]
             _figure_legend(fig, handles)
+        return _save(fig, table, table_out, figure_outs)
+
+
+def mechanism_layers(
+    mechanism: pd.DataFrame,
+    table_out: PathLike,
+    figure_outs: Sequence[PathLike],
+    *,
+    component: str = LAYER_COMPONENT,
+    readout: str = LAYER_READOUT,
+) -> pd.DataFrame:
+    """The per-layer readout (the paper's layer figure): the Attrib of the sequence mixer's
+    output (``component``, default ``mixer_output``) at the query (``readout``, default
+    @Query) at every layer, in-context key corrupted, for every run the gap filter kept: one
+    point per run and layer (colour by mixer, hollow for learned positions, mixers side by
+    side), a line through each mixer's median per layer; columns by ``n_layers``, rows by
+    ``language``; each panel says how many runs the filter dropped. For a one-layer model
+    this is the one place the context reaches the query, so the readout is not a no-op.
+
+    Saves and returns the rows drawn (NaN Attrib left out)."""
+    _require(
+        mechanism, [*COORDINATES, "layer", "readout", "attrib", "kept"], "mechanism"
+    )
+    every = _headline_rows(mechanism, component, kept_only=False)
+    every = every[every["readout"] == readout]
+    table = every[every["kept"].astype(bool) & every["attrib"].notna()]
+    with _style():
+        if table.empty:
+            message = f"no kept runs with Attrib of {component} at {readout} (does the interventions evaluator compute it?)"
+            return _save(_empty(message), table, table_out, figure_outs)
+        rows, row_order = _labels(table, ["language"])
+        cols, col_order = _labels(table, ["n_layers"])
+        draw = table.assign(_row=rows, _col=cols)
+        mixers = mixer_order(table["mixer"])
+        palette = mixer_palette(mixers)
+        offsets = dict(zip(mixers, np.linspace(-0.25, 0.25, len(mixers)) if len(mixers) > 1 else [0.0]))
+        layers = sorted(table["layer"].unique())
+        fig, axes = _subplots(
+            len(row_order), len(col_order), 2.4 + 0.5 * len(layers), 2.5, sharey=True
+        )
+        for (row, col), panel in draw.groupby(["_row", "_col"], sort=False):
+            ax = axes[row_order.index(row), col_order.index(col)]
+            for (mixer, pos), points in panel.groupby(["mixer", "pos_embed"], sort=False):
+                colour = palette[mixer]
+                ax.scatter(points["layer"] + offsets[mixer], points["attrib"], s=14, linewidths=0.8,
+                           facecolors="none" if pos else colour, edgecolors=colour, alpha=0.7, zorder=3)
+            for mixer, points in panel.groupby("mixer", sort=False):
+                medians = points.groupby("layer")["attrib"].median().sort_index()
+                ax.plot(medians.index + offsets[mixer], medians.to_numpy(), color=palette[mixer],
+                        linewidth=1.2, marker="_", markersize=9, zorder=4)
+            shown = sorted(panel["layer"].unique())
+            ax.set_xticks(shown, [_fmt(layer) for layer in shown])
+            ax.set_xlim(min(shown) - 0.5, max(shown) + 0.5)
+        _dropped_notes(axes, every, row_order, col_order)
+        for ax in axes.flat:
+            _references(ax)
+        for ax in axes[-1, :]:
+            ax.set_xlabel("layer")
+        for ax in axes[:, 0]:
+            ax.set_ylabel(f"Attrib, {component} {readout}")
+        _set_titles(axes, row_order, col_order)
+        median = Line2D([], [], color="0.2", linewidth=1.2, marker="_", markersize=9, label="median over runs")
+        _legend(fig, table["mixer"], positions=table["pos_embed"], lines=False, extra=[_header(""), median])
         return _save(fig, table, table_out, figure_outs)
 
 
@@ -706,8 +833,9 @@ def _quantity_order(quantities: Iterable[str]) -> list[str]:
 def training_curves(
     curves: pd.DataFrame, table_out: PathLike, figure_outs: Sequence[PathLike]
 ) -> pd.DataFrame:
-    """Accuracy (report split) and the median attrib at @Key/@Query/@Value against
-    training step for the selected runs: one line per configuration, the mean over seeds
+    """Accuracy (report split) and the headline Attrib at @Key/@Query/@Value (NaN, so
+    not drawn, at steps where the gap filter drops a run) against training step for the
+    selected runs: one line per configuration, the mean over seeds
     with the seeds' min–max range as a band; columns by quantity, rows by ``language`` /
     ``n_layers`` / ``d_model`` (where they vary); colour by mixer, dashed for learned
     positions.
@@ -948,7 +1076,8 @@ __all__ = [
     "generalisation",
     "generalisation_table",
     "mechanism_boxes",
-    "mechanism_medians",
+    "mechanism_layers",
+    "mechanism_points",
     "mechanism_scatter",
     "mixer_order",
     "mixer_palette",

@@ -20,6 +20,13 @@ strength of its surviving seeds); a configuration whose every rate had a failure
 selection row. Without failures every table is what it was before runs could fail. ``curves``
 keeps a failed run's evaluated steps; ``mechanism`` leaves failed runs out (their last analysed
 step is not the end of training).
+
+The mechanism tables carry the paper's Attrib (a ratio of means, see
+``tinylang.evaluation.attribution``) for *every* run, flagged ``kept`` by the paper's run filter
+(the corruption lowered the mean answer probability by more than ``MIN_GAP``); ``dropped_runs``
+lists the runs the mechanism figures leave out, with the reason. The mechanism figures draw every
+kept run, over all learning rates and widths (as the paper's); the best-learning-rate selection
+is for the accuracy figures.
 """
 
 from __future__ import annotations
@@ -182,49 +189,102 @@ def select_best(run_accuracy: pd.DataFrame, splits: Mapping[str, tuple[str, str]
     return intervals, table.drop(columns=["select_split", "report_split"])
 
 
-def mechanism_table(interventions: pd.DataFrame, runs: pd.DataFrame, selected: Iterable[str],
-                    failed: Iterable[str] = ()) -> pd.DataFrame:
-    """Per-example attrib at @Key/@Value/@Query, every layer's ``block_input``, the in-context
-    key corrupted, at each run's last analysed step: coordinates + ``step, layer, readout,
-    example, attrib, selected``. ``failed`` runs are left out."""
-    from tinylang.evaluation.attribution import READOUTS, example_attributions
+MECHANISM_COLUMNS = ["run", "step", "corrupted", "component", "layer", "readout", "position", "attrib",
+                     "attrib_example_median", "gap", "p_clean", "p_corrupted", "p_patched", "n", "kept", "min_gap"]
 
-    columns = ["run", "step", "layer", "readout", "example", "attrib"]
-    interventions = interventions[~interventions["run"].isin(set(failed))]
-    if interventions.empty:
-        table = runs.merge(pd.DataFrame(columns=columns), on="run")
+
+def _min_gap(value: float | None) -> float:
+    """The mechanism run filter's threshold: ``value``, or by default the paper's ``MIN_GAP`` (0.01)."""
+    from tinylang.evaluation.attribution import MIN_GAP
+
+    return MIN_GAP if value is None else float(value)
+
+
+def _last_analysed(interventions: pd.DataFrame, failed: Iterable[str]) -> pd.DataFrame:
+    rows = interventions[~interventions["run"].isin(set(failed))]
+    return rows[rows["step"] == rows.groupby("run")["step"].transform("max")]
+
+
+def mechanism_table(interventions: pd.DataFrame, runs: pd.DataFrame, selected: Iterable[str],
+                    failed: Iterable[str] = (), min_gap: float | None = None) -> pd.DataFrame:
+    """The paper's Attrib (ratio of means, ``tinylang.evaluation.attribution``) at @Key/@Value/@Query
+    for every corrupted item, component and layer the intervention tables hold, at each run's last
+    analysed step: coordinates + ``step, corrupted, component, layer, readout, position, attrib,
+    attrib_example_median, gap, p_clean, p_corrupted, p_patched, n, kept, min_gap, selected``.
+
+    ``kept`` is the paper's run filter (the corruption lowered the mean answer probability by more
+    than ``min_gap``); ``selected`` the best-learning-rate flag (the mechanism figures draw every
+    kept run, the accuracy figures the selected ones). ``failed`` runs are left out."""
+    from tinylang.evaluation.attribution import READOUTS, attributions, readout_subset
+
+    last = readout_subset(_last_analysed(interventions, failed))
+    if last.empty:
+        table = runs.merge(pd.DataFrame(columns=MECHANISM_COLUMNS), on="run")
         return table.assign(selected=pd.Series(dtype=bool))
-    last = interventions[interventions["step"] == interventions.groupby("run")["step"].transform("max")]
-    per_example = example_attributions(last)
-    keep = (per_example["component"] == "block_input") & (per_example["corrupted"] == "query_item_orig")
-    per_example = per_example[keep & per_example["position"].isin(list(READOUTS.values()))]
+    min_gap = _min_gap(min_gap)
+    attrib = attributions(last, min_gap).assign(min_gap=min_gap)
+    attrib = attrib[attrib["position"].isin(list(READOUTS.values()))]
     readout = {position: name for name, position in READOUTS.items()}
-    per_example = per_example.assign(readout=per_example["position"].map(readout))
-    table = runs.merge(per_example[columns], on="run")
+    attrib = attrib.assign(readout=attrib["position"].map(readout))
+    table = runs.merge(attrib[MECHANISM_COLUMNS], on="run")
     table["selected"] = table["run"].isin(set(selected))
     return table
 
 
+def dropped_runs_table(interventions: pd.DataFrame, runs: pd.DataFrame, failed: Mapping[str, Any] | Iterable[str] = (),
+                       min_gap: float | None = None) -> pd.DataFrame:
+    """The runs the mechanism figures leave out, and why: one row per run with coordinates +
+    ``step`` (its last analysed step; <NA> for failed runs), ``corrupted`` (the headline corrupted
+    item), ``p_clean, p_corrupted, gap`` (means over the examples), ``min_gap`` and ``reason``:
+    ``"gap <= min_gap"`` (the corruption hardly lowered the answer's probability: nothing to
+    restore), ``"failed: <failure>"`` (training stopped at a NaN/infinite loss) or ``"no
+    intervention results with query_item_orig corrupted"``."""
+    from tinylang.evaluation.attribution import HEADLINE_CORRUPTED, reference_gaps
+
+    failures = dict(failed) if isinstance(failed, Mapping) else dict.fromkeys(failed)
+    last = _last_analysed(interventions, failures)
+    min_gap = _min_gap(min_gap)
+    gaps = reference_gaps(last, min_gap) if len(last) else pd.DataFrame(columns=["run", "step", "corrupted", "kept"])
+    gaps = gaps[gaps["corrupted"] == HEADLINE_CORRUPTED]
+    rows = []
+    for run in runs["run"]:
+        at = gaps[gaps["run"] == run]
+        if run in failures:
+            reason = f"failed: {failures[run]}" if failures[run] else "failed"
+            rows.append({"run": run, "step": pd.NA, "reason": reason})
+        elif at.empty:
+            rows.append({"run": run, "step": pd.NA, "reason": f"no intervention results with {HEADLINE_CORRUPTED} corrupted"})
+        elif not bool(at["kept"].iloc[0]):
+            row = at.iloc[0]
+            rows.append({"run": run, "step": row["step"], "p_clean": row["p_clean"], "p_corrupted": row["p_corrupted"],
+                         "gap": row["gap"], "reason": "gap <= min_gap"})
+    columns = ["run", "step", "p_clean", "p_corrupted", "gap", "reason"]
+    dropped = pd.DataFrame(rows, columns=columns).astype({"step": "Int64", "p_clean": "float64",
+                                                          "p_corrupted": "float64", "gap": "float64"})
+    dropped = dropped.assign(corrupted=HEADLINE_CORRUPTED, min_gap=float(min_gap))
+    table = runs.merge(dropped, on="run")
+    return table[[*runs.columns, "step", "corrupted", "p_clean", "p_corrupted", "gap", "min_gap", "reason"]]
+
+
 def curves_table(behaviour: pd.DataFrame, interventions: pd.DataFrame | None, runs: pd.DataFrame,
-                 selected: Iterable[str], splits: Mapping[str, tuple[str, str]]) -> pd.DataFrame:
-    """Accuracy on the report split and attrib medians (last layer) over training, per run:
-    coordinates + ``step, quantity, value, selected``."""
-    from tinylang.evaluation.attribution import READOUTS, example_attributions
+                 selected: Iterable[str], splits: Mapping[str, tuple[str, str]],
+                 min_gap: float | None = None) -> pd.DataFrame:
+    """Accuracy on the report split and the headline Attrib (ratio of means at the last layer's
+    block_input, in-context key corrupted) at @Key/@Value/@Query over training, per run:
+    coordinates + ``step, quantity, value, selected``. Attrib is NaN at the steps where the run
+    filter drops the run (gap ``<= min_gap``: nothing to restore yet)."""
+    from tinylang.evaluation import attribution as at
 
     report = runs.set_index("run")["language"].map(lambda lang: splits[lang][1])
     acc = behaviour[(behaviour["metric"] == "accuracy") & (behaviour["query_type"] == "ALL")]
     acc = acc[acc["split"] == acc["run"].map(report)]
     frames = [acc.assign(quantity="accuracy")[["run", "step", "quantity", "value"]]]
     if interventions is not None and len(interventions):
-        per_example = example_attributions(interventions)
-        last_layer = per_example.groupby("run")["layer"].transform("max")
-        keep = ((per_example["component"] == "block_input") & (per_example["corrupted"] == "query_item_orig")
-                & (per_example["layer"] == last_layer))
-        per_example = per_example[keep]
-        for name, position in READOUTS.items():
-            at = per_example[per_example["position"] == position]
-            medians = at.groupby(["run", "step"])["attrib"].median().rename("value").reset_index()
-            frames.append(medians.assign(quantity=f"attrib{name}"))
+        needed = at.readout_subset(interventions, [at.HEADLINE_COMPONENT], [at.HEADLINE_CORRUPTED])
+        headline = at.readout_rows(at.attributions(needed, _min_gap(min_gap)))
+        value = headline["attrib"].where(headline["kept"].astype(bool))
+        frames.append(headline.assign(quantity="attrib" + headline["readout"], value=value)[
+            ["run", "step", "quantity", "value"]])
     table = runs.merge(pd.concat(frames, ignore_index=True), on="run")
     table["selected"] = table["run"].isin(set(selected))
     return table.sort_values(["run", "quantity", "step"], ignore_index=True)
@@ -232,10 +292,12 @@ def curves_table(behaviour: pd.DataFrame, interventions: pd.DataFrame | None, ru
 
 def build_study_tables(coords: Iterable[Mapping[str, object]], language_splits: Mapping[str, Iterable[str]],
                        behaviour_paths: Iterable[PathLike], intervention_paths: Iterable[PathLike] = (),
-                       statuses: Iterable[Mapping[str, Any] | PathLike] | None = None) -> dict[str, pd.DataFrame]:
+                       statuses: Iterable[Mapping[str, Any] | PathLike] | None = None,
+                       min_gap: float | None = None) -> dict[str, pd.DataFrame]:
     """Every aggregate table of a study: ``runs``, ``run_accuracy``, ``selection``, ``curves``
-    and (with intervention tables) ``mechanism``. ``statuses``: every run's status file (or
-    status dict) from the train stage; None: every run finished."""
+    and (with intervention tables) ``mechanism`` and ``dropped_runs``. ``statuses``: every run's
+    status file (or status dict) from the train stage; None: every run finished. ``min_gap``: the
+    mechanism run filter's threshold (None: ``tinylang.evaluation.attribution.MIN_GAP``, 0.01)."""
     runs = run_table(coords)
     status = None if statuses is None else run_statuses(statuses)
     listed = with_status(runs, status)
@@ -248,11 +310,13 @@ def build_study_tables(coords: Iterable[Mapping[str, object]], language_splits: 
     intervention_paths = list(intervention_paths)
     interventions = concat_tables(intervention_paths) if intervention_paths else None
     tables = {"runs": listed, "run_accuracy": run_accuracy, "selection": selection,
-              "curves": curves_table(behaviour, interventions, runs, selected, splits)}
+              "curves": curves_table(behaviour, interventions, runs, selected, splits, min_gap)}
     if interventions is not None:
-        tables["mechanism"] = mechanism_table(interventions, runs, selected, failed)
+        tables["mechanism"] = mechanism_table(interventions, runs, selected, failed, min_gap)
+        failures = dict(zip(listed["run"], listed["failure"]))
+        tables["dropped_runs"] = dropped_runs_table(interventions, runs, {r: failures[r] for r in failed}, min_gap)
     return tables
 
 
-__all__ = ["build_study_tables", "configuration_columns", "curves_table", "final_accuracy", "mechanism_table",
-           "run_statuses", "run_table", "select_best", "seed_interval", "selection_splits", "with_status"]
+__all__ = ["build_study_tables", "configuration_columns", "curves_table", "dropped_runs_table", "final_accuracy",
+           "mechanism_table", "run_statuses", "run_table", "select_best", "seed_interval", "selection_splits", "with_status"]

@@ -58,20 +58,14 @@ def language_stats_table(language_dirs: Mapping[str, PathLike]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def attribution_table(paths: Iterable[PathLike]) -> pd.DataFrame:
-    """Per-example attrib at the latest step of each run, for the @Key/@Value/@Query readouts
-    (last layer's block_input, in-context key corrupted), long format: run, step, readout,
-    example, metric ("attrib"), value (NaN where the corruption did not lower p_clean)."""
-    from tinylang.evaluation.attribution import READOUTS, example_attributions
+def attribution_table(paths: Iterable[PathLike], min_gap: float | None = None) -> pd.DataFrame:
+    """The paper's Attrib at the latest step of each run, for the @Key/@Value/@Query readouts
+    (last layer's block_input, in-context key corrupted): one row per run and readout with
+    ``run, step, readout, position, attrib`` (ratio of means), ``attrib_example_median``, ``gap``,
+    ``n`` and ``kept`` (the run filter: ``gap > min_gap``, by default ``MIN_GAP`` = 0.01)."""
+    from tinylang.evaluation.attribution import MIN_GAP, attributions, readout_rows
 
-    df = concat_tables(paths)
-    df = latest_step(df)
-    per_example = example_attributions(df)
-    last = per_example.groupby("run")["layer"].transform("max")
-    keep = (per_example.component == "block_input") & (per_example.layer == last) \
-        & (per_example.corrupted == "query_item_orig")
-    chosen = per_example[keep]
-    readout = {position: name for name, position in READOUTS.items()}
-    chosen = chosen[chosen.position.isin(readout)].assign(readout=lambda d: d.position.map(readout))
-    out = chosen[["run", "step", "readout", "example", "attrib"]].rename(columns={"attrib": "value"})
-    return out.assign(metric="attrib")[["run", "step", "readout", "example", "metric", "value"]]
+    df = latest_step(concat_tables(paths))
+    chosen = readout_rows(attributions(df, MIN_GAP if min_gap is None else min_gap))
+    columns = ["run", "step", "readout", "position", "attrib", "attrib_example_median", "gap", "n", "kept"]
+    return chosen[columns].reset_index(drop=True)
