@@ -1,12 +1,18 @@
-"""Associative treecall: answers recomputed from the stored trees, splits, determinism, config errors."""
+"""Associative treecall: answers recomputed from the stored trees, splits, determinism, config errors,
+and the paper's grammars (legacy random stream) against the original generator's output."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from functools import cache
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
+from conftest import REPO
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -29,8 +35,10 @@ def atr_config(**overrides):
     return parse_language_config(BASE | overrides)
 
 
-def reference_pairs(labels: list[int], parents: list[int], query_type: str, allowed, unambiguous: bool):
-    """Eligible (query, target) token positions of one sentence, computed naively."""
+def reference_pairs(labels: list[int], parents: list[int], query_type: str, allowed, unambiguous: bool,
+                    self_sibling_always: bool = False):
+    """Eligible (query, target) token positions of one sentence, computed naively (with
+    ``self_sibling_always``, as the original: a word is its own sibling even where not allowed)."""
     L = len(labels)
     pos = range(1, L + 1)
     lab = {p: labels[p - 1] for p in pos}
@@ -42,8 +50,11 @@ def reference_pairs(labels: list[int], parents: list[int], query_type: str, allo
         pairs = [(par[t], t) for t in pos if par[t] != 0]
     else:
         group = lambda q: [p for p in pos if par[p] == par[q]] if par[q] != 0 else [q]  # noqa: E731
-        pairs = [(q, max(group(q))) for q in pos]
-    pairs = [(q, t) for q, t in pairs if allowed(lab[t], lab[q])]
+        if self_sibling_always:
+            pairs = [(q, max([q] + [p for p in group(q) if allowed(lab[p], lab[q])])) for q in pos]
+        else:
+            pairs = [(q, max(group(q))) for q in pos]
+    pairs = [(q, t) for q, t in pairs if allowed(lab[t], lab[q]) or (self_sibling_always and q == t)]
     if unambiguous:
         pairs = [(q, t) for q, t in pairs if last[lab[q]] == q]
         if query_type == "SIBLING":
@@ -90,15 +101,17 @@ def check_split(language, split, df):
 
         # The answer recomputed from the tree.
         if held.any():
+            own_sibling = cfg.sentence_rng == "legacy" and q == t  # allowed in every split
             if split == "test":
-                assert held[tokens[t] - 3, tokens[q] - 3]
+                assert held[tokens[t] - 3, tokens[q] - 3] or own_sibling
                 allowed = lambda a, b: held[a, b]  # noqa: E731
             else:
-                assert not held[tokens[t] - 3, tokens[q] - 3]
+                assert not held[tokens[t] - 3, tokens[q] - 3] or own_sibling
                 allowed = lambda a, b: not held[a, b]  # noqa: E731
         else:
             allowed = lambda a, b: True  # noqa: E731
-        pairs, lab = reference_pairs(labels, parents, row.query_type, allowed, cfg.unambiguous_queries)
+        legacy = cfg.sentence_rng == "legacy"
+        pairs, lab = reference_pairs(labels, parents, row.query_type, allowed, cfg.unambiguous_queries, legacy)
         assert (q, t) in pairs
         assert row.eligible_pairs == len(pairs)
         assert row.eligible_queries == len({a for a, _ in pairs})
@@ -178,9 +191,10 @@ def test_transparent_heads():
     unambiguous=st.booleans(),
     first=st.sampled_from(["target", "query"]),
     tts=st.sampled_from([0.0, 0.3, 0.7]),
+    rng=st.sampled_from(["tinylang", "legacy"]),
 )
 def test_random_configs(
-    seed, T, N, rhs, rules, depth, head, transparent, tof, max_length, disabled, unambiguous, first, tts
+    seed, T, N, rhs, rules, depth, head, transparent, tof, max_length, disabled, unambiguous, first, tts, rng
 ):
     splits = {"train": 20, "test": 8} | ({"dev": 8} if tts else {})
     raw = dict(
@@ -189,6 +203,7 @@ def test_random_configs(
         terminal_occurrence_factor=tof, max_length=max_length, no_parent_queries=bool(disabled[0]),
         no_child_queries=bool(disabled[1]), no_sibling_queries=bool(disabled[2]),
         unambiguous_queries=unambiguous, sample_first=first, train_test_split=tts, splits=splits,
+        grammar_rng=rng, sentence_rng=rng,
     )
     try:
         config = atr_config(**raw)
@@ -244,6 +259,8 @@ def _shortest(**overrides) -> int:
         ({"max_length": 2}, "max_length"),
         ({"num_terminals": 1, "num_nonterminals": 1, "max_rhs_len": 1}, "max_rhs_len"),
         ({"vocab": 3}, "vocab"),
+        ({"grammar_rng": "numpy"}, "grammar_rng"),
+        ({"sentence_rng": "legacy"}, "grammar_rng"),  # legacy sentences need the legacy grammar
     ],
 )
 def test_config_errors_name_the_field(tmp_path, overrides, field):
@@ -281,3 +298,145 @@ def test_answer_is_predicted_from_the_token_before_it():
     assert torch.equal(tm.predicts_answer, torch.as_tensor(multi["query_item"].to_numpy() + 1))
     assert (tm.labels[rows, tm.predicts_answer] == tm.answer).all()
     assert ((tm.labels != -100).sum(1) == 1).all()
+
+
+# ---- the paper's grammars: grammar_rng / sentence_rng "legacy" ------------------------------
+
+FIXTURE = Path(__file__).parent / "fixtures" / "atr_legacy_grammar_seed42.json"
+PAPER_LANGUAGES = ("atr_easy_20", "atr_medium_20", "atr_easy_8192", "atr_medium_8192", "atr_gen", "atr_sibling",
+                   "atr_multihop")
+SMALL = {  # the fixture's small_left_transparent_query_first, in our terms (the original's max_rhs_len 5)
+    "type": "atr", "num_terminals": 6, "num_nonterminals": 8, "max_rhs_len": 4, "max_rules_per_nt": 3,
+    "max_depth": 6, "head_position": "left", "transparent_nonterminals": True, "sample_first": "query",
+    "train_test_split": 0.3, "unambiguous_queries": False, "max_length": 12, "seed": 42,
+    "grammar_rng": "legacy", "sentence_rng": "legacy",
+}
+
+
+@cache
+def original() -> dict:
+    """What the original generator drew (see the fixture's ``made_by``)."""
+    return json.loads(FIXTURE.read_text())["settings"]
+
+
+def paper_config(name: str, **overrides):
+    raw = yaml.safe_load((REPO / "config" / "languages" / f"{name}.yaml").read_text())
+    return parse_language_config(raw | overrides)
+
+
+def fixture_coded_rules(grammar) -> list:
+    """Rules as the fixture writes them: terminal k is k, nonterminal k is -(k + 1)."""
+    V = grammar.num_symbols
+    return [
+        [[int(x) if x < V else V - 1 - int(x) for x in grammar.rule_sym[n, r, : grammar.rule_len[n, r]]]
+         for r in range(grammar.num_rules[n])]
+        for n in range(len(grammar.depth_bound))
+    ]
+
+
+def assert_same_examples(df, expected: list[dict], type_ids: dict[str, int]):
+    """Our rows equal the original's samples: tokens (the query-type token compared by name:
+    ids differ), parents, query type, positions, and the valid targets."""
+    assert len(df) >= len(expected)
+    for i, (row, e) in enumerate(zip(df.itertuples(), expected)):
+        ours, theirs = [int(x) for x in row.tokens], list(e["tokens"])
+        if type_ids:
+            assert ours[row.query_type_item] == type_ids[row.query_type]
+            ours[row.query_type_item] = theirs[row.query_type_item] = -1
+        assert ours == theirs, f"example {i}"
+        assert [int(p) for p in row.parents] == e["parents"], f"example {i}"
+        assert row.query_type == e["query_type"]
+        assert (row.query_item_orig, row.target_item_orig) == (e["query_item_orig"], e["target_item_orig"])
+
+
+@pytest.mark.parametrize("name", PAPER_LANGUAGES)
+def test_legacy_grammar_is_the_originals(name):
+    expected = original()[name]
+    config = paper_config(name, splits={"train": 1})
+    assert (config.seed, config.grammar_rng) == (42, "legacy")
+    g = make_language(config).grammar
+    assert g.depth_bound.tolist() == expected["max_depths"]
+    assert fixture_coded_rules(g) == expected["rules"]
+    assert [g.rule_p[n, : g.num_rules[n]].tolist() for n in range(len(g.num_rules))] == expected["rule_probs"]
+    if "head_probs" in expected:
+        assert g.head_p.tolist() == expected["head_probs"]
+    else:
+        assert g.head_p[:, :8].tolist() == expected["head_probs_first8"]
+        assert g.head_p.argmax(1).tolist() == expected["head_probs_argmax"]
+    if config.train_test_split:
+        assert np.argwhere(g.held_out).tolist() == expected["prohibited_pairs"]
+
+
+@pytest.mark.parametrize("name", PAPER_LANGUAGES)
+def test_legacy_sentences_are_the_originals(name):
+    expected = original()[name]["train_first"]
+    language = make_language(paper_config(name, splits={"train": len(expected)}))
+    df = language.generate()["train"]
+    assert_same_examples(df, expected, language.query_type_ids)
+    assert [list(r) for r in df["all_target_items_orig"]] == [e["all_target_items_orig"] for e in expected]
+
+
+@pytest.mark.parametrize("name", ["atr_easy_20", "atr_medium_20"])
+def test_legacy_test_split_continues_the_originals_stream(name):
+    """From the original's random state after its 100,032 train examples, the same test examples."""
+    expected = original()[name]
+    state = expected["rng_state_after_train"]
+    rs = np.random.RandomState()
+    rs.set_state(("MT19937", np.array(state["key"], dtype=np.uint32), state["pos"], state["has_gauss"],
+                  state["cached_gaussian"]))
+    language = make_language(paper_config(name, splits={"train": 1}))
+    assert_same_examples(language.legacy_split(rs, "test", 20), expected["test_first"], language.query_type_ids)
+
+
+def test_legacy_branches_the_paper_leaves_out():
+    """Left heads, transparent nonterminals, query-first sampling, every query type, held-out
+    pairs (the test split draws sibling queries only, a word being its own sibling) and aborted
+    derivations (max_length 12), against the original."""
+    expected = original()["small_left_transparent_query_first"]
+    language = make_language(parse_language_config(SMALL | {"splits": {"train": 20, "test": 20}}))
+    g = language.grammar
+    assert fixture_coded_rules(g) == expected["rules"] and g.head_p.tolist() == expected["head_probs"]
+    assert np.argwhere(g.held_out).tolist() == expected["prohibited_pairs"]
+    splits = language.generate()
+    # (the original's all_target_items_orig is the query position's only; ours every occurrence's)
+    assert_same_examples(splits["train"], expected["train_first"], language.query_type_ids)
+    assert_same_examples(splits["test"], expected["test_first_after_train_first"], language.query_type_ids)
+    for split, df in splits.items():
+        check_split(language, split, df)
+
+
+@pytest.mark.parametrize("name", ["atr_gen", "atr_multihop"])
+def test_legacy_splits_are_well_formed(name):
+    config = paper_config(name, splits={"train": 150, "test": 40} | ({"dev": 40} if name == "atr_gen" else {}))
+    language = make_language(config)
+    splits = language.generate()
+    for split, df in splits.items():
+        check_split(language, split, df)
+    assert {k: len(v) for k, v in splits.items()} == config.splits
+    again = make_language(config).generate()
+    assert all(splits[k].equals(again[k]) for k in splits)
+
+
+def test_atr_easy_sentence_length_is_the_papers():
+    """The paper's ATR-easy sentences average 15.0 terminals (the original's 100,032 train
+    sentences: 14.98); the old grammar of our own stream (seed 0) averaged 8.8."""
+    assert original()["atr_easy_20"]["train_sentence_length_mean"] == pytest.approx(14.98, abs=0.005)
+    legacy = make_language(paper_config("atr_easy_20", splits={"train": 5000})).generate()["train"]
+    assert legacy["sentence_length"].mean() == pytest.approx(15.0, abs=0.6)
+    ours = paper_config("atr_easy_20", seed=0, grammar_rng="tinylang", sentence_rng="tinylang", splits={"train": 5000})
+    tinylang = make_language(ours).generate()["train"]
+    assert tinylang["sentence_length"].mean() < 10
+    assert fixture_coded_rules(make_language(ours).grammar) != original()["atr_easy_20"]["rules"]
+
+
+@pytest.mark.slow
+def test_legacy_atr_easy_20_is_the_originals_language():
+    """The whole language file: 100,032 train sentences, then the test split, as the original's."""
+    expected = original()["atr_easy_20"]
+    language = make_language(paper_config("atr_easy_20"))
+    splits = language.generate()
+    lengths = splits["train"]["sentence_length"]
+    assert lengths.mean() == pytest.approx(expected["train_sentence_length_mean"], rel=1e-12)
+    assert lengths.max() == expected["train_sentence_length_max"]
+    assert splits["test"]["sentence_length"].mean() == pytest.approx(expected["test_sentence_length_mean"], rel=1e-12)
+    assert_same_examples(splits["test"], expected["test_first"], language.query_type_ids)

@@ -23,10 +23,41 @@ Per example, ``parents[i]`` is the token position of the parent of the word at t
 position ``i + 1`` (``0``, the BOS position, for the root), enough to recompute every
 answer. ``answer_set`` holds the distinct valid answer ids and ``answer_counts`` how many
 valid target positions carry each: the target distribution is ``counts / sum(counts)``.
+
+Random streams
+--------------
+``grammar_rng`` chooses how the grammar is drawn from ``seed``:
+
+* ``tinylang`` (default): our own vectorised draws. Same distribution as the paper's code
+  (depth bounds, rule counts and lengths, symbol choice, flat-Dirichlet rule and head
+  probabilities), but a different grammar for a given seed.
+* ``legacy``: the paper's code's grammar, draw for draw: ``numpy.random.RandomState(seed)``
+  consumed in that code's order (held-out pair matrix when ``train_test_split > 0``, depth
+  bounds, rules, then the terminals of ``terminal_occurrence_factor`` rules, rule
+  probabilities, head probabilities). With seed 42 it is the grammar of the paper's language
+  files (``make_languages.py`` seeds the global numpy state with 42). Held-out pairs are then
+  every (target, query) terminal pair whose uniform draw is below ``train_test_split`` (a
+  random count, as in the original), not exactly ``round(fraction · V²)``.
+
+``max_rhs_len`` is the largest right-hand side in both (the original's own ``max_rhs_len``
+is exclusive: its 5 is our 4).
+
+``sentence_rng`` chooses how sentences, query types and query/target items are drawn:
+
+* ``tinylang`` (default): batched, per-split streams (``split_rng``).
+* ``legacy`` (needs ``grammar_rng: legacy``): one sentence at a time from the same
+  ``RandomState``, continuing after the grammar, in the original's order (depth-first
+  derivation, a rule then a head draw per nonterminal; then the query type, the target and the
+  query), the splits in the order train, dev, test. With the original's split sizes (train
+  100,032, then 1024 per evaluation split) every split is the original's. The original's
+  eligible pairs are reproduced too, including a quirk of sibling queries under
+  ``train_test_split``: a word is always its own candidate sibling, even in test. Slower
+  (one sentence at a time in Python: tens of seconds for a 100,032-example train split).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
@@ -46,10 +77,15 @@ MIN_SENTENCE = 3
 GRAMMAR_STREAM, HELD_OUT_STREAM = 1_000_001, 1_000_002
 """Random streams of the grammar and of the held-out pairs (splits use 0, 1, 2)."""
 
+TERMINAL_CLASS = -2
+"""Placeholder of a legacy rule symbol whose terminal is drawn after every rule exists."""
+
 MAX_BATCH = 8192
 """Candidate sentences sampled per round of rejection sampling."""
 MAX_TRIES_PER_EXAMPLE = 200
 """Rejection sampling gives up (with an error) after this many candidates per example."""
+MAX_LEGACY_REJECTIONS = 10_000
+"""Legacy sampling gives up (with an error) after this many rejected sentences in a row."""
 
 
 def held_out_count(fraction: float, num_symbols: int) -> int:
@@ -77,6 +113,8 @@ class ATRConfig(LanguageConfig):
     sample_first: Literal["target", "query"] = "target"
     train_test_split: float = Field(0.0, ge=0.0, lt=1.0)
     mask_nonquery: bool = True
+    grammar_rng: Literal["tinylang", "legacy"] = "tinylang"
+    sentence_rng: Literal["tinylang", "legacy"] = "tinylang"
 
     @property
     def query_types(self) -> tuple[str, ...]:
@@ -96,13 +134,24 @@ class ATRConfig(LanguageConfig):
                 "splits: a 'dev' split exists only when train_test_split > 0 (it holds "
                 "training-distribution examples next to a test split of held-out pairs)"
             )
+        if self.sentence_rng == "legacy" and self.grammar_rng != "legacy":
+            raise ValueError(
+                "sentence_rng='legacy' continues the random stream of the legacy grammar: it needs "
+                "grammar_rng='legacy' (or set sentence_rng='tinylang')"
+            )
         V = self.num_terminals + (self.num_nonterminals if self.transparent_nonterminals else 0)
-        if held_out_count(self.train_test_split, V) >= V * V:
+        if self.grammar_rng == "tinylang" and held_out_count(self.train_test_split, V) >= V * V:
             raise ValueError(
                 f"train_test_split={self.train_test_split} holds out all {V * V} (target, query) "
                 "terminal pairs, so train has nothing to query; lower it"
             )
         grammar = Grammar.build(self)
+        if grammar.held_out is not None and grammar.held_out[: self.num_terminals, : self.num_terminals].all():
+            raise ValueError(
+                f"train_test_split={self.train_test_split} holds out all {self.num_terminals ** 2} "
+                f"(target, query) terminal pairs of this legacy grammar (seed {self.seed}), so train "
+                "has nothing to query; lower it"
+            )
         if grammar.max_len.max() < MIN_SENTENCE:
             raise ValueError(
                 f"max_rhs_len={self.max_rhs_len}: this grammar (seed {self.seed}) never generates a "
@@ -126,13 +175,26 @@ class Grammar:
     rule_len: np.ndarray  # [N, R] 0 for absent rules
     rule_sym: np.ndarray  # [N, R, K] symbol codes, -1 past rule_len
     num_rules: np.ndarray  # [N]
-    rule_cdf: np.ndarray  # [N, R] cumulative rule probabilities (flat Dirichlet)
-    head_cdf: np.ndarray  # [N, num_symbols] cumulative head-terminal probabilities
+    rule_p: np.ndarray  # [N, R] rule probabilities (flat Dirichlet), 0 for absent rules
+    head_p: np.ndarray  # [N, num_symbols] head-terminal probabilities
     min_len: np.ndarray  # [N] shortest yield of each nonterminal
     max_len: np.ndarray  # [N] longest yield (float: may be astronomically large)
+    held_out: np.ndarray | None = None  # [V, V] (target, query) pairs of the legacy grammar
+
+    @cached_property
+    def rule_cdf(self) -> np.ndarray:
+        """[N, R] cumulative rule probabilities (constant past the last rule)."""
+        return np.cumsum(self.rule_p, axis=1)
+
+    @cached_property
+    def head_cdf(self) -> np.ndarray:
+        """[N, num_symbols] cumulative head-terminal probabilities."""
+        return np.cumsum(self.head_p, axis=1)
 
     @classmethod
     def build(cls, cfg: ATRConfig) -> Grammar:
+        if cfg.grammar_rng == "legacy":
+            return cls.build_legacy(cfg, np.random.RandomState(cfg.seed))
         rng = np.random.default_rng([cfg.seed, GRAMMAR_STREAM])
         T, N, R, K = cfg.num_terminals, cfg.num_nonterminals, cfg.max_rules_per_nt, cfg.max_rhs_len
         V = T + N if cfg.transparent_nonterminals else T
@@ -156,16 +218,69 @@ class Grammar:
         rule_sym[np.arange(K) >= rule_len[..., None]] = -1
 
         rule_w = rng.standard_exponential((N, R)) * (rule_len > 0)  # flat Dirichlet over present rules
-        rule_cdf = np.cumsum(rule_w / rule_w.sum(1, keepdims=True), axis=1)
+        rule_p = rule_w / rule_w.sum(1, keepdims=True)
         if cfg.transparent_nonterminals:
-            head_p = np.zeros((N, V))
-            head_p[np.arange(N), T + np.arange(N)] = 1.0
+            head_p = _transparent_heads(T, N)
         else:
             head_w = rng.standard_exponential((N, T))
             head_p = head_w / head_w.sum(1, keepdims=True)
-        head_cdf = np.cumsum(head_p, axis=1)
+        return cls._with_yield_bounds(V, depth_bound, rule_len, rule_sym, num_rules, rule_p, head_p)
 
-        # Yield-length bounds, deepest nonterminals first (children always have larger bounds).
+    @classmethod
+    def build_legacy(cls, cfg: ATRConfig, rs: np.random.RandomState) -> Grammar:
+        """The grammar of the paper's code, drawn from ``rs`` in that code's order (see the
+        module docstring); ``rs`` is left where the original's sentence sampling starts."""
+        T, N, R, K = cfg.num_terminals, cfg.num_nonterminals, cfg.max_rules_per_nt, cfg.max_rhs_len
+        V = T + N if cfg.transparent_nonterminals else T
+        held_out = None
+        if cfg.train_test_split > 0:
+            held_out = np.zeros((V, V), dtype=bool)
+            held_out[:T, :T] = rs.random_sample((T, T)) < cfg.train_test_split
+        depth_bound = np.array([rs.randint(1, cfg.max_depth + 1) for _ in range(N)])
+
+        # Symbols are indices into [allowed nonterminals..., terminals...], or with
+        # terminal_occurrence_factor [allowed nonterminals..., one terminal class] whose
+        # terminal is drawn after all rules exist (TERMINAL_CLASS until then).
+        factor = cfg.terminal_occurrence_factor
+        rules: list[list[list[int]]] = []
+        for n in range(N):
+            allowed = [m for m in range(N) if depth_bound[m] > depth_bound[n]]
+            count = rs.randint(1, R + 1)
+            if factor is not None:
+                weights = np.ones(len(allowed) + 1)
+                weights[-1] = factor
+                weights = weights / np.sum(weights)
+                drawn = [rs.choice(len(allowed) + 1, size=rs.randint(1, K + 1), p=weights) for _ in range(count)]
+            else:
+                drawn = [rs.choice(len(allowed) + T, size=rs.randint(1, K + 1)) for _ in range(count)]
+            rules.append([[V + allowed[i] if i < len(allowed) else
+                           (TERMINAL_CLASS if factor is not None else i - len(allowed)) for i in rhs]
+                          for rhs in drawn])
+        for per_nt in rules:
+            for rhs in per_nt:
+                rhs[:] = [int(rs.choice(T)) if s == TERMINAL_CLASS else s for s in rhs]
+
+        num_rules = np.array([len(r) for r in rules])
+        rule_len = np.zeros((N, R), dtype=np.int64)
+        rule_sym = np.full((N, R, K), -1, dtype=np.int64)
+        rule_p = np.zeros((N, R))
+        for n, per_nt in enumerate(rules):
+            for r, rhs in enumerate(per_nt):
+                rule_len[n, r] = len(rhs)
+                rule_sym[n, r, : len(rhs)] = rhs
+        for n in range(N):
+            rule_p[n, : num_rules[n]] = rs.dirichlet(np.ones(num_rules[n]))
+        if cfg.transparent_nonterminals:
+            head_p = _transparent_heads(T, N)
+        else:
+            head_p = np.stack([rs.dirichlet(np.ones(T)) for _ in range(N)])
+        return cls._with_yield_bounds(V, depth_bound, rule_len, rule_sym, num_rules, rule_p, head_p, held_out)
+
+    @classmethod
+    def _with_yield_bounds(cls, V, depth_bound, rule_len, rule_sym, num_rules, rule_p, head_p, held_out=None) -> Grammar:
+        """The grammar with its yield-length bounds, deepest nonterminals first (children
+        always have larger depth bounds)."""
+        N = len(depth_bound)
         min_len = np.zeros(N, dtype=np.int64)
         max_len = np.zeros(N, dtype=np.float64)
         for n in np.argsort(-depth_bound, kind="stable"):
@@ -177,13 +292,20 @@ class Grammar:
                 lo.append(terms + int(min_len[nts].sum()))
                 hi.append(terms + float(max_len[nts].sum()))
             min_len[n], max_len[n] = 1 + min(lo), 1 + max(hi)
-        return cls(V, depth_bound, rule_len, rule_sym, num_rules, rule_cdf, head_cdf, min_len, max_len)
+        return cls(V, depth_bound, rule_len, rule_sym, num_rules, rule_p, head_p, min_len, max_len, held_out)
 
     @property
     def shortest_sentence(self) -> int:
         """Terminals in the shortest usable sentence (≥ MIN_SENTENCE); needs ``max_len.max() ≥ MIN_SENTENCE``."""
         ok = self.max_len >= MIN_SENTENCE
         return int(max(MIN_SENTENCE, self.min_len[ok].min()))
+
+
+def _transparent_heads(T: int, N: int) -> np.ndarray:
+    """Head probabilities of transparent nonterminals: nonterminal ``n`` always heads with ``T + n``."""
+    head_p = np.zeros((N, T + N))
+    head_p[np.arange(N), T + np.arange(N)] = 1.0
+    return head_p
 
 
 def _sample_rows(cdf: np.ndarray, rows: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -196,6 +318,13 @@ def _sample_rows(cdf: np.ndarray, rows: np.ndarray, u: np.ndarray) -> np.ndarray
 
 def _group_starts(counts: np.ndarray) -> np.ndarray:
     return np.cumsum(counts) - counts
+
+
+def _distinct(items: np.ndarray, n: int) -> np.ndarray:
+    """The distinct values of ``items`` (indices below ``n``), ascending."""
+    seen = np.zeros(n, dtype=bool)
+    seen[items] = True
+    return np.flatnonzero(seen)
 
 
 def _pick_per_group(group: np.ndarray, num_groups: int, rng: np.random.Generator) -> np.ndarray:
@@ -216,6 +345,134 @@ class _Trees:
     is_head: np.ndarray  # heads a constituent
     length: np.ndarray  # [B] terminals per sentence
     start: np.ndarray  # [B] flat index of each sentence's first terminal
+
+
+@dataclass
+class _LegacySentence:
+    labels: list[int]  # terminal symbols, left to right
+    parents: list[int]  # index of each terminal's parent in the sentence, -1 for the root
+    depths: list[int]
+    is_head: list[bool]
+
+
+class _LegacySampler:
+    """Sentences and queries drawn one at a time as the paper's code draws them.
+
+    A draw ``numpy.random.choice(n, p=p)`` of the original is ``random_sample()`` searched in
+    ``cumsum(p) / cumsum(p)[-1]`` and ``choice(n)`` (or of a list of n) is ``randint(0, n)``, so
+    both are made here with those calls on precomputed tables.
+    """
+
+    def __init__(self, grammar: Grammar, cfg: ATRConfig, held_out: np.ndarray):
+        self.grammar, self.cfg, self.held_out = grammar, cfg, held_out
+        self.restricted = bool(held_out.any())
+        N = len(grammar.depth_bound)
+        self.start_cdf = _choice_cdf(np.ones(N) / N)
+        self.rule_cdf = [_choice_cdf(grammar.rule_p[n, : grammar.num_rules[n]]) for n in range(N)]
+        self.head_cdf = [_choice_cdf(grammar.head_p[n]) for n in range(N)]
+        self.rules = [[[int(x) for x in grammar.rule_sym[n, r, : grammar.rule_len[n, r]]]
+                       for r in range(grammar.num_rules[n])] for n in range(N)]
+
+    def sentence(self, rs: np.random.RandomState) -> _LegacySentence | None:
+        """One depth-first derivation (a rule, then a head per nonterminal); None once it
+        reaches ``max_length`` terminals with symbols still pending."""
+        V, max_length = self.grammar.num_symbols, self.cfg.max_length
+        right = self.cfg.head_position == "right"
+        labels, governor, heads, depths = [], [], [], []  # governor: constituent it depends on
+        # Stack items: (symbol, constituent it depends on, constituent it heads or -1, depth).
+        stack = [(V + bisect_right(self.start_cdf, rs.random_sample()), -1, -1, 0)]
+        constituents = 0
+        while stack:
+            if len(labels) >= max_length:
+                return None
+            sym, dep, heads_c, depth = stack.pop()
+            if sym < V:
+                labels.append(sym)
+                governor.append(dep)
+                heads.append(heads_c)
+                depths.append(depth)
+                continue
+            n, c = sym - V, constituents
+            constituents += 1
+            rhs = self.rules[n][bisect_right(self.rule_cdf[n], rs.random_sample())]
+            head = (bisect_right(self.head_cdf[n], rs.random_sample()), dep, c, depth + 1)
+            children = [(s, c, -1, depth + 1) for s in reversed(rhs)]
+            stack.extend([head, *children] if right else [*children, head])
+        position_of = {c: i for i, c in enumerate(heads) if c >= 0}
+        parents = [position_of[d] if d >= 0 else -1 for d in governor]
+        return _LegacySentence(labels, parents, depths, [c >= 0 for c in heads])
+
+    def eligible_pairs(self, s: _LegacySentence, split: str) -> dict[int, list[tuple[int, int]]]:
+        """Query type index → its (query, target) index pairs, in the original's order (by
+        target, then query; sibling pairs by query); types without pairs left out."""
+        lab, par, L = s.labels, s.parents, len(s.labels)
+        held_out, restricted = self.held_out, self.restricted
+        in_train = split in ("train", "dev")
+
+        def allowed(q: int, t: int) -> bool:
+            return not restricted or bool(held_out[lab[t], lab[q]]) != in_train
+
+        last = {x: i for i, x in enumerate(lab)}
+        out = {}
+        for index, qt in enumerate(self.cfg.query_types):
+            if qt == "PARENT":
+                pairs = [(q, t) for t, q in sorted((par[q], q) for q in range(L) if par[q] >= 0) if allowed(q, t)]
+            elif qt == "CHILD":
+                pairs = [(par[t], t) for t in range(L) if par[t] >= 0 and allowed(par[t], t)]
+            else:  # each word's rightmost allowed sibling, else itself (even where that pair is not allowed)
+                group: dict[int, list[int]] = {}
+                for i, p in enumerate(par):
+                    group.setdefault(p, []).append(i)
+                pairs = [(q, max([q] + [t for t in group[par[q]] if t != q and allowed(q, t)])) for q in range(L)]
+            if self.cfg.unambiguous_queries:
+                pairs = [(q, t) for q, t in pairs if last[lab[q]] == q and (qt != "SIBLING" or last[lab[t]] == t)]
+            if pairs:
+                out[index] = pairs
+        return out
+
+    def example(self, rs: np.random.RandomState, split: str):
+        """The next accepted example: (sentence, query type index, that type's pairs, (query, target))."""
+        for _ in range(MAX_LEGACY_REJECTIONS):
+            s = self.sentence(rs)
+            too_short = s is None or len(s.labels) < MIN_SENTENCE
+            eligible = {} if too_short else self.eligible_pairs(s, split)
+            if eligible:
+                break
+        else:
+            raise RuntimeError(
+                f"ATR split {split!r} (sentence_rng: legacy): {MAX_LEGACY_REJECTIONS} sentences in a row "
+                f"were rejected: too few sentences fit max_length={self.cfg.max_length} (≥ {MIN_SENTENCE} terminals) "
+                f"and have a query allowed in this split (train_test_split={self.cfg.train_test_split}, "
+                f"query types {list(self.cfg.query_types)}, unambiguous_queries={self.cfg.unambiguous_queries})"
+            )
+        types = list(eligible)
+        index = types[rs.randint(0, len(types))]
+        pairs = eligible[index]
+        # list(set(...)): the original draws from this order (CPython's, for small ints).
+        if self.cfg.sample_first == "target":
+            targets = list(set([t for _, t in pairs]))
+            t = targets[rs.randint(0, len(targets))]
+            partners = [q for q, tt in pairs if tt == t]
+            q = partners[rs.randint(0, len(partners))]
+        else:
+            queries = list(set([q for q, _ in pairs]))
+            q = queries[rs.randint(0, len(queries))]
+            partners = [t for qq, t in pairs if qq == q]
+            t = partners[rs.randint(0, len(partners))]
+        return s, index, pairs, (q, t)
+
+
+def _choice_cdf(p: np.ndarray) -> list[float]:
+    """The table ``numpy.random.choice`` searches for ``p``: ``cumsum(p)`` over its last value."""
+    cdf = np.cumsum(p)
+    return (cdf / cdf[-1]).tolist()
+
+
+def _kept_example_of(t: _Trees, usable: np.ndarray) -> np.ndarray:
+    """Flat item → its example's index among the ``usable`` sentences (-1: dropped)."""
+    new_ex = np.full(t.length.size, -1)
+    new_ex[usable] = np.arange(usable.size)
+    return new_ex[t.ex]
 
 
 @LANGUAGES.register("atr")
@@ -287,8 +544,11 @@ class AssociativeTreecall(Language):
         """``[V, V]`` bool over (target terminal, query terminal): pairs queried only in test.
 
         Exactly ``round(train_test_split * V²)`` pairs (at least one when the fraction is
-        positive), uniformly at random from the seed.
+        positive), uniformly at random from the seed; the legacy grammar's own pairs with
+        ``grammar_rng: legacy``.
         """
+        if self.grammar.held_out is not None:
+            return self.grammar.held_out
         V, f = self.num_symbols, self.config.train_test_split
         held = np.zeros(V * V, dtype=bool)
         if f > 0:
@@ -299,6 +559,8 @@ class AssociativeTreecall(Language):
     # ---- generation -------------------------------------------------------------------
 
     def generate(self) -> dict[str, pd.DataFrame]:
+        if self.config.sentence_rng == "legacy":
+            return self.generate_legacy()
         return {split: self.generate_split(split, n) for split, n in self.config.splits.items()}
 
     def sample_trees(self, rng: np.random.Generator, count: int) -> _Trees:
@@ -429,6 +691,36 @@ class AssociativeTreecall(Language):
             rate = (rows - need) / tried
         return pa.concat_tables(parts).to_pandas()
 
+    # ---- legacy sentence stream ---------------------------------------------------------
+
+    def generate_legacy(self) -> dict[str, pd.DataFrame]:
+        """Every split from one ``RandomState(seed)`` continuing after the legacy grammar, in
+        the order train, dev, test (``sentence_rng: legacy``)."""
+        rs = np.random.RandomState(self.config.seed)
+        Grammar.build_legacy(self.config, rs)  # the grammar's draws come first in the stream
+        return {split: self.legacy_split(rs, split, n) for split, n in self.config.splits.items()}
+
+    def legacy_split(self, rs: np.random.RandomState, split: str, rows: int) -> pd.DataFrame:
+        """``rows`` examples of ``split`` drawn from ``rs`` one at a time, as the original draws them."""
+        sampler = _LegacySampler(self.grammar, self.config, self.held_out)
+        drawn = [sampler.example(rs, split) for _ in range(rows)]  # (sentence, type, pairs, (q, t))
+        length = np.array([len(s.labels) for s, *_ in drawn])
+        start = _group_starts(length)
+        parents = [np.array(s.parents) for s, *_ in drawn]
+        trees = _Trees(
+            ex=np.repeat(np.arange(rows), length),
+            label=np.concatenate([s.labels for s, *_ in drawn]),
+            parent=np.concatenate([np.where(p >= 0, p + offset, -1) for p, offset in zip(parents, start)]),
+            depth=np.concatenate([s.depths for s, *_ in drawn]),
+            is_head=np.concatenate([s.is_head for s, *_ in drawn]),
+            length=length,
+            start=start,
+        )
+        pairs = np.concatenate([np.array(p) + offset for (_, _, p, _), offset in zip(drawn, start)])
+        items = np.array([item for *_, item in drawn]) + start[:, None]
+        chosen = np.array([index for _, index, _, _ in drawn])
+        return self._table(trees, np.arange(rows), chosen, pairs[:, 0], pairs[:, 1], items[:, 0], items[:, 1]).to_pandas()
+
     def _examples(self, rng: np.random.Generator, batch: int, limit: int, split: str) -> pa.Table:
         """Up to ``limit`` examples from ``batch`` candidate sentences."""
         cfg = self.config
@@ -445,9 +737,7 @@ class AssociativeTreecall(Language):
         avail = avail[:, usable]
         k = np.floor(rng.random(B) * avail.sum(0)).astype(np.int64)
         chosen = np.argmax(np.cumsum(avail, axis=0) > k, axis=0)
-        new_ex = np.full(B0, -1)
-        new_ex[usable] = np.arange(B)
-        ex_of = new_ex[t.ex]  # flat item → kept example (-1: dropped)
+        ex_of = _kept_example_of(t, usable)
 
         # The chosen type's pairs of every kept example, grouped by example.
         pq, pt = [], []
@@ -461,13 +751,7 @@ class AssociativeTreecall(Language):
         order = np.argsort(ex_of[pq], kind="stable")
         pq, pt = pq[order], pt[order]
         pe = ex_of[pq]
-
-        n = t.ex.size
-        is_q = np.zeros(n, dtype=bool)
-        is_q[pq] = True
-        is_t = np.zeros(n, dtype=bool)
-        is_t[pt] = True
-        queries, targets = np.flatnonzero(is_q), np.flatnonzero(is_t)
+        queries, targets = _distinct(pq, t.ex.size), _distinct(pt, t.ex.size)
 
         # sample_first: draw a target (query) uniformly among distinct ones, then its partner.
         if cfg.sample_first == "target":
@@ -480,6 +764,19 @@ class AssociativeTreecall(Language):
             cand = pq == first[pe]
             second = pt[cand][_pick_per_group(pe[cand], B, rng)]
             q_item, t_item = first, second
+        return self._table(t, usable, chosen, pq, pt, q_item, t_item)
+
+    def _table(self, t: _Trees, usable: np.ndarray, chosen: np.ndarray, pq: np.ndarray, pt: np.ndarray,
+               q_item: np.ndarray, t_item: np.ndarray) -> pa.Table:
+        """The examples of sentences ``usable`` of ``t``: query type index ``chosen``, the flat
+        (query, target) items ``q_item``/``t_item``, and the chosen type's eligible pairs
+        ``pq``/``pt`` (flat indices)."""
+        cfg = self.config
+        B = usable.size
+        n = t.ex.size
+        ex_of = _kept_example_of(t, usable)
+        pe = ex_of[pq]
+        queries, targets = _distinct(pq, n), _distinct(pt, n)
 
         # Every valid target of any eligible occurrence of the query's label.
         same = t.label[pq] == t.label[q_item][pe]
