@@ -44,3 +44,34 @@ class Mixer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+class PartialRecurrence:
+    """Mixin for mixers with a recurrent form in some configurations only (e.g. a short but not
+    a long filter): ``initial_state``, ``forward_with_state`` and ``step`` delegate to the
+    ``_``-prefixed methods, and raise ``AttributeError`` (so ``hasattr`` is False) where
+    ``recurrence_missing`` names a reason."""
+
+    def recurrence_missing(self) -> str | None:
+        return None
+
+    def _recurrent(self, method):
+        reason = self.recurrence_missing()
+        if reason is not None:
+            raise AttributeError(reason)
+        return method
+
+    @property
+    def initial_state(self):
+        """``initial_state(batch_size, device=None, dtype=None)``: the zero state."""
+        return self._recurrent(self._initial_state)
+
+    @property
+    def forward_with_state(self):
+        """``forward_with_state(x, state=None)`` → ``(y, state after the last token)``."""
+        return self._recurrent(self._forward_with_state)
+
+    @property
+    def step(self):
+        """``step(x_t (B, d), state)`` → ``(y_t (B, d), new_state)``."""
+        return self._recurrent(self._step)

@@ -47,7 +47,7 @@ from . import MIXERS
 from ._conv import causal_conv
 from ._implicit_conv import ImplicitLongConv
 from ._shortconv import ShortConv
-from .base import Mixer, MixerOptions
+from .base import Mixer, MixerOptions, PartialRecurrence
 
 LONG = -1
 """The ``kernel_size`` entry of a long-convolution layer."""
@@ -109,7 +109,7 @@ class ExplicitLongConv(nn.Module):
 
 
 @MIXERS.register("base_conv")
-class BaseConv(Mixer):
+class BaseConv(PartialRecurrence, Mixer):
     """``(u W + b) ⊙ conv(u) + u`` with a short or a long causal filter, chosen per layer."""
 
     Options = BaseConvOptions
@@ -151,25 +151,8 @@ class BaseConv(Mixer):
 
     # -- recurrent form (short-filter layers only) ------------------------------------------
 
-    def _recurrent(self, method):
-        if not self.is_short:
-            raise AttributeError(f"BaseConv layer {self.layer_idx} has a long filter and no recurrent form")
-        return method
-
-    @property
-    def initial_state(self):
-        """``initial_state(batch_size, device=None, dtype=None)`` → ``(zeros (B, d, k - 1),)``."""
-        return self._recurrent(self._initial_state)
-
-    @property
-    def forward_with_state(self):
-        """``forward_with_state(x, state=None)`` → ``(y, state after the last token)``."""
-        return self._recurrent(self._forward_with_state)
-
-    @property
-    def step(self):
-        """``step(x_t (B, d), state)`` → ``(y_t (B, d), new_state)``."""
-        return self._recurrent(self._step)
+    def recurrence_missing(self) -> str | None:
+        return None if self.is_short else f"BaseConv layer {self.layer_idx} has a long filter and no recurrent form"
 
     def _initial_state(self, batch_size: int, device=None, dtype=None) -> BaseConvState:
         return (self.conv.initial_state(batch_size, device, dtype),)

@@ -48,7 +48,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from . import MIXERS
-from .base import Mixer, MixerOptions
+from .base import Mixer, MixerOptions, PartialRecurrence
 from .base_conv import BaseConv, BaseConvOptions, KernelSize
 
 # ((conv_state (B, d_model, kernel_size - 1),) if a BaseConv) + ((S (B, H, F, head_dim), z (B, H, F)) if
@@ -197,7 +197,7 @@ class TaylorLinearAttention(nn.Module):
 
 
 @MIXERS.register("based")
-class Based(Mixer):
+class Based(PartialRecurrence, Mixer):
     """A BaseConv or a Taylor linear attention per layer (``hybrid``), or both (``every_layer``)."""
 
     Options = BasedOptions
@@ -226,25 +226,10 @@ class Based(Mixer):
 
     # -- recurrent form: the parts' states, concatenated --------------------------------------
 
-    def _recurrent(self, method):
+    def recurrence_missing(self) -> str | None:
         if self.base_conv is not None and not self.base_conv.is_short:
-            raise AttributeError(f"Based layer {self.layer_idx} has a long-filter BaseConv and no recurrent form")
-        return method
-
-    @property
-    def initial_state(self):
-        """``initial_state(batch_size, device=None, dtype=None)``: zeros, see the module docstring."""
-        return self._recurrent(self._initial_state)
-
-    @property
-    def forward_with_state(self):
-        """``forward_with_state(x, state=None)`` → ``(y, state after the last token)``."""
-        return self._recurrent(self._forward_with_state)
-
-    @property
-    def step(self):
-        """``step(x_t (B, d), state)`` → ``(y_t (B, d), new_state)``."""
-        return self._recurrent(self._step)
+            return f"Based layer {self.layer_idx} has a long-filter BaseConv and no recurrent form"
+        return None
 
     def _split(self, state: BasedState | None) -> tuple[tuple | None, tuple | None]:
         if state is None:
@@ -259,24 +244,17 @@ class Based(Mixer):
                 state += tuple(part.initial_state(batch_size, device, dtype))
         return state
 
-    def _forward_with_state(self, x: torch.Tensor, state: BasedState | None = None):
-        conv_state, attention_state = self._split(state)
+    def _through_parts(self, method: str, x: torch.Tensor, state: BasedState | None):
+        """Run ``method`` of each part in turn, threading its share of ``state``."""
         new_state: BasedState = ()
-        if self.base_conv is not None:
-            x, conv_state = self.base_conv.forward_with_state(x, conv_state)
-            new_state += conv_state
-        if self.attention is not None:
-            x, attention_state = self.attention.forward_with_state(x, attention_state)
-            new_state += attention_state
+        for part, part_state in zip((self.base_conv, self.attention), self._split(state)):
+            if part is not None:
+                x, part_state = getattr(part, method)(x, part_state)
+                new_state += tuple(part_state)
         return x, new_state
 
+    def _forward_with_state(self, x: torch.Tensor, state: BasedState | None = None):
+        return self._through_parts("forward_with_state", x, state)
+
     def _step(self, x_t: torch.Tensor, state: BasedState):
-        conv_state, attention_state = self._split(state)
-        new_state: BasedState = ()
-        if self.base_conv is not None:
-            x_t, conv_state = self.base_conv.step(x_t, conv_state)
-            new_state += conv_state
-        if self.attention is not None:
-            x_t, attention_state = self.attention.step(x_t, attention_state)
-            new_state += attention_state
-        return x_t, new_state
+        return self._through_parts("step", x_t, state)
