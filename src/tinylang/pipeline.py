@@ -254,8 +254,15 @@ def study_figure(
     table_out: str | os.PathLike,
     figure_outs: list[str | os.PathLike],
     options: dict[str, Any] | None = None,
+    study: str | None = None,
+    reference_csv: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
-    """Study figure stage: draw ``figure`` (a name of ``STUDY_FIGURES``) from its study table."""
+    """Study figure stage: draw ``figure`` (a name of ``STUDY_FIGURES``) from its study table.
+    ``study``: the study's name; figures that take a ``reference`` then draw the paper's numbers
+    for it beside ours (``tinylang.figures.reference.study_reference``, from ``reference_csv``,
+    by default ``config/paper/reference.csv``)."""
+    import inspect
+
     from tinylang.figures import study_plots
 
     if figure.startswith("mechanism_by_"):
@@ -264,6 +271,10 @@ def study_figure(
         draw = getattr(study_plots, STUDY_FIGURES[figure][1])
     else:
         raise ValueError(f"unknown study figure {figure!r}; allowed: {', '.join(STUDY_FIGURES)}, mechanism_by_<axis>")
+    if study is not None and "reference" in inspect.signature(draw).parameters:
+        from tinylang.figures.reference import REFERENCE_CSV, study_reference
+
+        options = {"reference": study_reference(study, path=reference_csv or REFERENCE_CSV), **(options or {})}
     return draw(pd.read_parquet(table), table_out, figure_outs, **(options or {}))
 
 

@@ -1,12 +1,16 @@
 rule study_figure:
     """A figure of the whole study (accuracy against width, mechanism scatter and boxes, training
-    curves, generalisation), drawn from one of the study tables and saved with the table it shows."""
+    curves, generalisation), drawn from one of the study tables and saved with the table it shows;
+    the paper's numbers for the study (config/paper/reference.csv) are drawn beside ours."""
     input:
-        lambda wc: study_figure_table(wc.figure),
+        table=lambda wc: study_figure_table(wc.figure),
+        reference=os.path.join(workflow.basedir, "config", "paper", "reference.csv"),
     output:
         png=report(f"{OUT}/figures/study/{{figure}}.png", caption="../report/study_figure.rst", category="Study"),
         pdf=f"{OUT}/figures/study/{{figure}}.pdf",
         table=f"{OUT}/figures/study/{{figure}}.parquet",
+    params:
+        study=STUDY.study,
     log:
         f"{OUT}/logs/figures/study/{{figure}}.log",
     threads: 1

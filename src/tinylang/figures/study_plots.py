@@ -21,7 +21,13 @@ Conventions shared by every figure:
 * accuracy figures draw the runs at each configuration's selected (best) learning rate;
   mechanism figures draw every run the paper's gap filter keeps (``kept``), over all
   learning rates and widths, with the paper's Attrib (a ratio of means over examples, see
-  ``tinylang.evaluation.attribution``).
+  ``tinylang.evaluation.attribution``);
+* the paper's numbers (``reference=``, a ``tinylang.figures.reference.study_reference``
+  table) are drawn beside ours where the figure's axes match (its metric, languages, mixers,
+  layer counts and positions; the accuracy figure also the report split): black-edged
+  diamonds in the mixer's colour labelled "paper" (a white centre for learned positions), a
+  dotted line in the mixer's colour for a best-over-widths value; the saved table then has
+  a ``source`` column, "ours" or "paper".
 
 Figures are built on ``matplotlib.figure.Figure`` (no pyplot state) inside
 ``rc_context``, so the seaborn theme does not leak into the caller's matplotlib
@@ -433,6 +439,86 @@ def _width_axis(ax: object, widths: Sequence[int]) -> None:
 
 
 # ----------------------------------------------------------------------
+# The paper's numbers beside ours
+
+_PAPER_MARKER = {"marker": "D", "s": 34, "edgecolors": "black", "linewidths": 1.1, "zorder": 6}
+_PAPER_MAX_LINE = {"linestyle": (0, (1, 1.5)), "linewidth": 1.4, "zorder": 2}
+
+
+def _paper_rows(reference: pd.DataFrame | None, table: pd.DataFrame, metric: str) -> pd.DataFrame | None:
+    """The rows of ``reference`` on ``table``'s axes: its ``metric``, and a configuration of
+    ``table`` with the row's language and mixer, and its layer count and positions where the
+    row names them (None without a reference)."""
+    if reference is None:
+        return None
+    _require(reference, ["language", "mixer", "n_layers", "pos_embed", "split", "readout", "metric", "statistic",
+                         "value"], "reference")
+    keys = ["language", "mixer", "n_layers", "pos_embed"]
+    ours = table[keys].drop_duplicates().to_dict("records")
+
+    def drawn(row: dict[str, object]) -> bool:  # a missing value in the row matches any
+        return any(all(pd.isna(row[k]) or row[k] == config[k] for k in keys) for config in ours)
+
+    rows = reference[reference["metric"] == metric]
+    return rows[pd.Series([drawn(row) for row in rows.to_dict("records")], index=rows.index, dtype=bool)]
+
+
+def _paper_panels(rows: pd.DataFrame | None, draw: pd.DataFrame, row_order: list[str],
+                  col_order: list[str]) -> Iterator[tuple[int, int, dict[str, object]]]:
+    """Each reference row with the panel (row and column index) it is drawn in: its
+    language's row of panels, its layer count's column (every column where it names none)."""
+    if rows is None:
+        return
+    row_of = dict(zip(draw["language"], draw["_row"]))
+    col_of = dict(zip(draw["n_layers"], draw["_col"]))
+    for row in rows.to_dict("records"):
+        cols = col_order if pd.isna(row["n_layers"]) else [col_of.get(row["n_layers"])]
+        for col in cols:
+            if col in col_order and row_of.get(row["language"]) in row_order:
+                yield row_order.index(row_of[row["language"]]), col_order.index(col), row
+
+
+def _learned_positions(row: dict[str, object]) -> bool:
+    learned = row["pos_embed"]
+    return learned is not None and not pd.isna(learned) and bool(learned)
+
+
+def _paper_point(ax: object, x: float, row: dict[str, object], colour: str) -> None:
+    """A black-edged diamond in the mixer's colour, with a white centre for learned positions
+    (a hollow marker would lose the colour)."""
+    ax.scatter([x], [row["value"]], facecolors=colour, **_PAPER_MARKER)
+    if _learned_positions(row):
+        ax.scatter([x], [row["value"]], marker=".", s=14, color="white", linewidths=0, zorder=7)
+
+
+def _paper_legend(rows: pd.DataFrame) -> list[object]:
+    if rows is None or rows.empty:
+        return []
+    handles: list[object] = [_header("paper (arXiv 2505.15105)")]
+    points = rows[rows["statistic"] != "max_over_widths"]
+    diamond = {"marker": "D", "markersize": 5, "markerfacecolor": "0.6", "markeredgecolor": "black", "linestyle": "none"}
+    if len(points):
+        learned = any(_learned_positions(row) for row in points.to_dict("records"))
+        handles.append(Line2D([], [], label="paper" + ("\n(white centre: learned pos.)" if learned else ""), **diamond))
+    if (rows["statistic"] == "max_over_widths").any():
+        handles.append(Line2D([], [], color="0.3", label="paper: best over widths", **_PAPER_MAX_LINE))
+    return handles
+
+
+def _with_paper(table: pd.DataFrame, rows: pd.DataFrame | None, value: str) -> pd.DataFrame:
+    """``table`` marked ``source="ours"`` followed by the reference ``rows`` drawn beside it
+    (``source="paper"``, the number in column ``value``, the row's split as ``paper_split``);
+    ``table`` unchanged without a reference."""
+    if rows is None:
+        return table
+    ours = table.assign(source="ours")
+    if rows.empty:
+        return ours
+    theirs = rows.rename(columns={"value": value, "split": "paper_split"}).assign(source="paper")
+    return pd.concat([ours, theirs], ignore_index=True)
+
+
+# ----------------------------------------------------------------------
 # Figures
 
 
@@ -442,6 +528,7 @@ def accuracy_vs_width(
     figure_outs: Sequence[PathLike],
     *,
     metric: str | None = None,
+    reference: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Accuracy at the selected learning rate against width: the mean over seeds on the
     report split with its 95% interval as a band, one line per mixer (solid NoPE, dashed
@@ -450,8 +537,11 @@ def accuracy_vs_width(
 
     ``selection``: the selection table (one row per configuration). ``metric``: which
     metric's rows to draw; by default the only one present (a ValueError if there are
-    several). Saves and returns the rows drawn (``selection`` restricted to that
-    metric)."""
+    several). ``reference``: the paper's numbers (``tinylang.figures.reference``), drawn
+    where they match (that metric, a language, mixer, layer count and positions drawn, the
+    report split or none named), at their widths (which join the axis). Saves and returns
+    the rows drawn (``selection`` restricted to that metric; with a reference, followed by
+    the paper's rows and marked by ``source``)."""
     _require(
         selection,
         [
@@ -477,7 +567,11 @@ def accuracy_vs_width(
         variants, markers = _variants(table)
         draw = table.assign(_row=rows, _col=cols, _variant=variants)
         palette = mixer_palette(table["mixer"])
-        widths = sorted(table["d_model"].unique())
+        paper = _paper_rows(reference, table, metric)
+        if paper is not None and "report_split" in table:
+            paper = paper[paper["split"].isna() | paper["split"].isin(table["report_split"])]
+        paper_widths = [] if paper is None else paper["d_model"].dropna().astype(int).tolist()
+        widths = sorted({int(w) for w in table["d_model"].unique()} | set(paper_widths))
         fig, axes = _subplots(
             len(row_order), len(col_order), 2.9, 2.3, sharex=True, sharey=True
         )
@@ -488,6 +582,12 @@ def accuracy_vs_width(
             ):
                 _band_line(ax, line, "d_model", ("ci_low", "ci_high"), palette[mixer], pos,
                            marker=markers[variant], markersize=4)
+        for i, j, row in _paper_panels(paper, draw, row_order, col_order):
+            ax, colour = axes[i, j], palette[row["mixer"]]
+            if row["statistic"] == "max_over_widths":
+                ax.axhline(row["value"], color=colour, **_PAPER_MAX_LINE)
+            else:
+                _paper_point(ax, row["d_model"], row, colour)
         split = (
             ", ".join(dict.fromkeys(table["report_split"]))
             if "report_split" in table
@@ -509,9 +609,9 @@ def accuracy_vs_width(
             table["mixer"],
             positions=table["pos_embed"],
             variants=markers,
-            extra=[_header(""), ci],
+            extra=[_header(""), ci, *_paper_legend(paper)],
         )
-        return _save(fig, table, table_out, figure_outs)
+        return _save(fig, _with_paper(table, paper, "mean"), table_out, figure_outs)
 
 
 def _headline_rows(
@@ -654,12 +754,29 @@ def _by_labels(table: pd.DataFrame, by: str) -> tuple[pd.Series, list[str]]:
     return labels, order
 
 
+def _paper_beside_boxes(paper: pd.DataFrame | None, draw: pd.DataFrame, axes: np.ndarray, row_order: list[str],
+                        col_order: list[str], readouts: list[str], hue_order: list[str],
+                        palette: dict[str, str]) -> None:
+    """The paper's values at the centre of their mixer's box (seaborn dodges a panel's hues
+    evenly across the 0.8 wide slot of a readout)."""
+    hues = {(r, c): [h for h in hue_order if h in set(panel["_hue"])]
+            for (r, c), panel in draw.groupby(["_row", "_col"], sort=False)}
+    for i, j, row in _paper_panels(paper, draw, row_order, col_order):
+        shown = hues.get((row_order[i], col_order[j]), [])
+        if row["mixer"] not in shown:
+            continue
+        offset = -0.4 + 0.8 * (shown.index(row["mixer"]) + 0.5) / len(shown)
+        x = readouts.index(row["readout"]) + offset
+        _paper_point(axes[i, j], x, row, palette[row["mixer"]])
+
+
 def mechanism_boxes(
     mechanism: pd.DataFrame,
     table_out: PathLike,
     figure_outs: Sequence[PathLike],
     *,
     by: str | None = None,
+    reference: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The paper's Attrib at @Key, @Query and @Value of every run the gap filter kept (over
     all learning rates, widths and seeds) as box plots over runs (median, quartiles), read
@@ -669,6 +786,10 @@ def mechanism_boxes(
     ``by=None``: x = readout, colour = mixer, at each run's last layer; columns by
     ``n_layers``, rows by ``language`` (where they vary).
 
+    ``reference``: the paper's Attrib values (``tinylang.figures.reference``), drawn with
+    ``by=None`` beside the boxes of their mixer and readout where the language, mixer and
+    layer count match.
+
     ``by="<column>"`` splits on that column instead: colour = its values (missing
     values, such as an argument a mixer does not have, shown as "n/a"), one column of
     panels per mixer, rows by ``language`` / ``n_layers`` (where they vary, unless
@@ -677,7 +798,8 @@ def mechanism_boxes(
     rather than only the last one.
 
     Saves and returns the rows drawn: the kept runs' rows at their last layer (every layer
-    with ``by="layer"``), NaN Attrib left out."""
+    with ``by="layer"``), NaN Attrib left out; with a reference (``by=None``), followed by
+    the paper's rows and marked by ``source``."""
     _require(
         mechanism, [*COORDINATES, "layer", "readout", "attrib", "kept"], "mechanism"
     )
@@ -744,6 +866,11 @@ def mechanism_boxes(
                     legend=False,
                     ax=ax,
                 )
+        paper = None
+        if by is None:
+            paper = _paper_rows(reference, table, "attrib")
+            paper = None if paper is None else paper[paper["readout"].isin(readouts)]
+            _paper_beside_boxes(paper, draw, axes, row_order, col_order, readouts, hue_order, palette)
         for ax in axes.flat:
             _references(ax)
             ax.set_xlabel("")
@@ -752,7 +879,8 @@ def mechanism_boxes(
         _set_titles(axes, row_order, col_order)
         if by is None:
             _dropped_notes(axes, _headline_rows(mechanism, kept_only=False), row_order, col_order)
-            _legend(fig, table["mixer"], lines=False)
+            _legend(fig, table["mixer"], lines=False, extra=_paper_legend(paper))
+            return _save(fig, _with_paper(table, paper, "attrib"), table_out, figure_outs)
         else:
             handles = [_header(by.rsplit(".", 1)[-1])]
             handles += [
