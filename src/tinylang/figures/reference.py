@@ -32,7 +32,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from tinylang.figures.study_plots import MIXER_ORDER, READOUTS
+from tinylang.evaluation.attribution import READOUTS
+from tinylang.models.mixers import MIXERS
 
 PathLike = str | os.PathLike
 
@@ -78,7 +79,7 @@ def _row(raw: dict[str, str], studies: set[str], tasks: set[str]) -> dict[str, o
     if missing:
         raise ValueError(f"empty {', '.join(missing)}")
     checks = [
-        ("study", studies), ("task", tasks), ("paper_version", VERSIONS), ("mixer", MIXER_ORDER),
+        ("study", studies), ("task", tasks), ("paper_version", VERSIONS), ("mixer", MIXERS.names()),
         ("metric", METRICS), ("statistic", STATISTICS),
     ]
     for column, allowed in checks:
