@@ -84,6 +84,17 @@ def test_cpu_studies_share_the_rows_under_their_own_language_keys():
     assert ref.study_reference("ar-spot-cpu").empty  # a study the paper has no numbers for
 
 
+def test_the_spot_check_draws_the_ar_studys_rows_by_its_paper_study():
+    import yaml
+
+    from tinylang.config import load_study
+
+    spot = load_study(yaml.safe_load(open("config/studies/ar-spot-cpu.yaml")), language_library="config/languages")
+    rows = ref.study_reference(spot.paper_study)
+    assert spot.paper_study == "ar" and set(rows["language"]) == set(spot.languages) == {"ar"}
+    assert {64} <= set(rows["d_model"].dropna())  # the spot check's width has paper numbers
+
+
 # ----------------------------------------------------------------------
 # Drawn beside ours
 

@@ -87,6 +87,9 @@ class StudyConfig(_Section):
     study: str = Field(pattern=NAME_PATTERN)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(2, ge=1)  # torch threads per training/intervention job
+    # The paper-scale study whose reference numbers the figures draw (config/paper/reference.csv);
+    # None: this study's name without "-cpu".
+    paper_study: str | None = Field(None, pattern=NAME_PATTERN)
     languages: dict[str, Any]
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)  # defaults for every run's `train`

@@ -10,7 +10,7 @@ rule study_figure:
         pdf=f"{OUT}/figures/study/{{figure}}.pdf",
         table=f"{OUT}/figures/study/{{figure}}.parquet",
     params:
-        study=STUDY.study,
+        study=STUDY.paper_study or STUDY.study,
     log:
         f"{OUT}/logs/figures/study/{{figure}}.log",
     threads: 1
