@@ -249,3 +249,21 @@ def test_the_study_figures_read_the_readouts_defined_here():
     assert (sp.HEADLINE_COMPONENT, sp.HEADLINE_CORRUPTED, sp.LAYER_COMPONENT, sp.LAYER_READOUT) == (
         at.HEADLINE_COMPONENT, at.HEADLINE_CORRUPTED, at.LAYER_COMPONENT, at.LAYER_READOUT)
     assert set(sp.READOUTS) == set(at.READOUTS)
+
+
+def two_split_interventions(dev="over", test="hurts", run="x"):
+    """One run evaluated on dev (as the HAND run ``dev``) and on test (as ``test``): the splits
+    share example indices 0..3, as the workflow's interventions on two splits do."""
+    frames = [hand_interventions((name,)).assign(run=run, split=split) for split, name in (("dev", dev), ("test", test))]
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_splits_are_never_pooled_though_their_examples_share_indices():
+    headline = readout_rows(attributions(two_split_interventions())).set_index(["split", "readout"])
+    for split, name in (("dev", "over"), ("test", "hurts")):
+        row = headline.loc[(split, "@Value")]
+        assert row["attrib"] == pytest.approx(HAND_ATTRIB[name], rel=1e-4)
+        assert row["attrib_example_median"] == pytest.approx(HAND_EXAMPLE_MEDIAN[name], rel=1e-4)
+        assert row["gap"] == pytest.approx(HAND_GAP[name], abs=1e-6) and row["n"] == 4
+    gaps = reference_gaps(two_split_interventions(test="flat")).set_index("split")
+    assert gaps["kept"].to_dict() == {"dev": True, "test": False}

@@ -317,3 +317,18 @@ def test_style_does_not_leak(tmp_path):
     before = dict(mpl.rcParams)
     sp.accuracy_vs_width(selection_table(), *outputs(tmp_path, "width"))
     assert dict(mpl.rcParams) == before
+
+
+def test_mechanism_figures_read_the_report_split_and_by_split_shows_each(tmp_path):
+    one = mechanism_table()
+    mechanism = pd.concat([one.assign(split="dev", attrib=one["attrib"] + 10), one.assign(split="test")],
+                          ignore_index=True)
+    table_out, figure_outs = outputs(tmp_path, "boxes")
+    drawn = sp.mechanism_boxes(mechanism, table_out, figure_outs)
+    assert set(drawn["split"]) == {"test"} and (drawn["attrib"] < 10).all()
+    points = sp.mechanism_points(mechanism)
+    assert points["run"].is_unique and set(points["split"]) == {"test"}
+    table_out, figure_outs = outputs(tmp_path, "boxes_by_split")
+    drawn = sp.mechanism_boxes(mechanism, table_out, figure_outs, by="split")
+    assert_written(table_out, figure_outs, drawn)
+    assert set(drawn["split"]) == {"dev", "test"} and (drawn.loc[drawn.split == "dev", "attrib"] > 5).all()

@@ -206,3 +206,28 @@ def test_the_gap_threshold_is_an_option(tmp_path):
     assert (tables["dropped_runs"].min_gap == 0.2).all()
     mechanism = tables["mechanism"]
     assert not mechanism.loc[mechanism.run == "hurts", "kept"].any()
+
+
+def test_a_run_evaluated_on_dev_and_test_has_the_attrib_of_each_and_is_dropped_per_split(tmp_path):
+    from test_attribution import HAND_ATTRIB, two_split_interventions
+
+    from tinylang.figures.study_tables import build_study_tables
+
+    runs = [{"run": "x", "language": "gen", "mixer": "mamba", "d_model": 16, "n_layers": 2, "pos_embed": False,
+             "lr": 0.001, "seed": 0}]
+    behaviour = pd.DataFrame([{"run": "x", "step": 100, "split": split, "query_type": "ALL", "metric": "accuracy",
+                               "value": 0.5, "n": 4} for split in ("dev", "test")])
+    behaviour.to_parquet(tmp_path / "behaviour.parquet")
+    two_split_interventions(dev="over", test="flat").to_parquet(tmp_path / "interventions.parquet")
+    tables = build_study_tables(runs, {"gen": ["train", "dev", "test"]}, [tmp_path / "behaviour.parquet"],
+                                [tmp_path / "interventions.parquet"])
+    mechanism = tables["mechanism"]
+    headline = mechanism[(mechanism.component == "block_input") & (mechanism.layer == 1)
+                         & (mechanism.readout == "@Value")].set_index("split")
+    assert headline["attrib"]["dev"] == pytest.approx(HAND_ATTRIB["over"], rel=1e-4)
+    assert headline["attrib"]["test"] == pytest.approx(HAND_ATTRIB["flat"], rel=1e-4)
+    assert headline["kept"].to_dict() == {"dev": True, "test": False}
+    dropped = tables["dropped_runs"]
+    assert dropped[["run", "split", "reason"]].values.tolist() == [["x", "test", "gap <= min_gap"]]
+    curves = tables["curves"].set_index("quantity")["value"]
+    assert math.isnan(curves["attrib@Value"])  # the report split, test, where the run is dropped

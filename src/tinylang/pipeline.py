@@ -241,8 +241,8 @@ def aggregate_study(
     if "dropped_runs" in tables:
         dropped = tables["dropped_runs"]
         reasons = {reason: int(n) for reason, n in dropped["reason"].str.split(":").str[0].value_counts().items()}
-        log.info("mechanism figures: %d of %d runs kept; dropped %d %s (listed in dropped_runs)",
-                 len(tables["runs"]) - len(dropped), len(tables["runs"]), len(dropped), reasons)
+        log.info("mechanism figures: %d of %d runs kept on every split; dropped %d runs %s (listed in dropped_runs)",
+                 len(tables["runs"]) - dropped["run"].nunique(), len(tables["runs"]), dropped["run"].nunique(), reasons)
     selection = tables["selection"]
     log.info("aggregated %d runs (%d failed) into %d configurations", len(tables["runs"]), len(failed), len(selection))
     return tables

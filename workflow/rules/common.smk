@@ -52,7 +52,16 @@ def study_figures():
         core = {"run", "language", "mixer", "d_model", "n_layers", "pos_embed", "lr", "seed"}
         extra = {axis for run in STUDY.run_names for axis in STUDY.run(run).coords() if axis not in core}
         names += [f"mechanism_by_{axis}" for axis in sorted(extra)]
+        if len(intervention_splits()) > 1:
+            names.append("mechanism_by_split")
     return names
+
+
+def intervention_splits():
+    """Every split the interventions evaluator reads in some language of the study."""
+    chosen = STUDY.evaluator_options("interventions").splits
+    return {split for language in STUDY.languages.values() for split in (chosen or language.splits)
+            if split in language.splits}
 
 
 def study_figure_table(figure):

@@ -41,15 +41,17 @@ LAYER_COMPONENT = "mixer_output"  # at every layer
 LAYER_READOUT = "@Query"
 
 
-def _keys(table: pd.DataFrame) -> list[str]:
-    return [c for c in ("run", "step") if c in table.columns]
+def table_keys(table: pd.DataFrame) -> list[str]:
+    """The identifying columns an intervention table has of ``run``, ``step`` and ``split``."""
+    # Splits are never pooled: their examples share indices, and the paper reads dev and test apart.
+    return [c for c in ("run", "step", "split") if c in table.columns]
 
 
 def example_attributions(table: pd.DataFrame) -> pd.DataFrame:
     """Per-example ``attrib`` for every patch row of an intervention table (``run_interventions``
     output, optionally with ``run``/``step`` columns), with the example's ``p_clean``,
     ``p_corrupted`` and ``p_patched``; examples the corruption did not harm have ``attrib`` NaN."""
-    keys = _keys(table)
+    keys = table_keys(table)
     reference = table[table.layer == -1].pivot_table(
         index=[*keys, "example", "corrupted"], columns="metric", values="value"
     )[["p_clean", "p_corrupted"]]
@@ -62,10 +64,10 @@ def example_attributions(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def reference_gaps(table: pd.DataFrame, min_gap: float = MIN_GAP) -> pd.DataFrame:
-    """The run filter: per (``run``, ``step`` where present,) corrupted item, the mean ``p_clean``
+    """The run filter: per (``run``, ``step``, ``split`` where present,) corrupted item, the mean ``p_clean``
     and ``p_corrupted`` over every example, ``gap`` (their difference), ``n`` examples and
     ``kept = gap > min_gap``."""
-    keys = _keys(table)
+    keys = table_keys(table)
     reference = table[table.layer == -1].pivot_table(
         index=[*keys, "corrupted", "example"], columns="metric", values="value"
     )[["p_clean", "p_corrupted"]].astype("float64")
@@ -81,14 +83,14 @@ def reference_gaps(table: pd.DataFrame, min_gap: float = MIN_GAP) -> pd.DataFram
 def attributions(table: pd.DataFrame, min_gap: float = MIN_GAP) -> pd.DataFrame:
     """Attrib (ratio of means) for every readout of an intervention table.
 
-    One row per (``run``, ``step`` where present,) ``corrupted, layer, component, position``
+    One row per (``run``, ``step``, ``split`` where present,) ``corrupted, layer, component, position``
     with the means ``p_clean, p_corrupted, p_patched`` over the examples that have the position,
     ``gap = p_clean - p_corrupted``, ``attrib = (p_patched - p_corrupted) / gap`` (NaN where the
     gap is 0), ``attrib_example_median`` (of the per-example ratio, see ``example_attributions``),
     ``n`` (examples averaged), ``n_example`` (examples with a per-example ratio) and ``kept``: the
     run filter, ``gap > min_gap`` over every example (``reference_gaps``).
     """
-    keys = _keys(table)
+    keys = table_keys(table)
     group = [*keys, "corrupted", "layer", "component", "position"]
     per_example = example_attributions(table)
     per_example = per_example[np.isfinite(per_example["p_patched"])]
@@ -150,7 +152,7 @@ def attribution_summary(table: pd.DataFrame, component: str = HEADLINE_COMPONENT
     the run filter ``gap > min_gap``), the per-example ratio's median and quartiles, the number of
     examples ``n`` with a per-example ratio and of those ``excluded`` (not harmed by the corruption).
     ``layer`` None: each run's last layer."""
-    keys = _keys(table)
+    keys = table_keys(table)
     chosen = readout_rows(attributions(table, min_gap), component, corrupted, layer)
     per_example = readout_rows(example_attributions(table), component, corrupted, layer)
     quartiles = per_example.groupby([*keys, "position"])["attrib"].quantile([0.25, 0.75]).unstack()

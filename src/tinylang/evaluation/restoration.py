@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .attribution import attributions, example_attributions
+from .attribution import attributions, example_attributions, table_keys
 
 STATISTICS = ("p_diff_mean", "p_diff_median", "kl_patched_corrupted_mean", "attrib", "gap", "attrib_example_mean",
               "attrib_example_median", "share_max_position", "share_max_layer", "n", "n_attrib")
@@ -61,7 +61,7 @@ def restoration_summary(table: pd.DataFrame) -> pd.DataFrame:
     ``random`` position of an example that has none) never counts as the largest and such
     values are left out of the means and medians.
     """
-    keys = [c for c in ("run", "step") if c in table.columns]
+    keys = table_keys(table)
     group = [*keys, "corrupted", "layer", "component", "position"]
     ident = [*group, "example"]
     per_example = example_attributions(table)[[*ident, "attrib"]]

@@ -51,6 +51,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.patheffects import withStroke
 
+from tinylang.figures.tables import report_split
 from tinylang.tables import write_table
 
 PathLike = str | os.PathLike
@@ -620,10 +621,12 @@ def _headline_rows(
     corrupted: str = HEADLINE_CORRUPTED,
     *,
     kept_only: bool = True,
+    every_split: bool = False,
 ) -> pd.DataFrame:
     """The mechanism rows of one readout ``component`` with ``corrupted`` corrupted (tables
-    without those columns hold one of each), only the runs the gap filter kept by default."""
-    rows = mechanism
+    without those columns hold one of each), only the runs the gap filter kept by default, of
+    one split (``report_split``) unless ``every_split``."""
+    rows = mechanism if every_split else report_split(mechanism)
     if "component" in rows.columns:
         rows = rows[rows["component"] == component]
     if "corrupted" in rows.columns:
@@ -807,7 +810,7 @@ def mechanism_boxes(
         _require(mechanism, [by], "mechanism")
         if by in ("mixer", "readout", "attrib", "example", "run", "selected", "kept"):
             raise ValueError(f"mechanism_boxes cannot split by {by!r}")
-    rows = _headline_rows(mechanism)
+    rows = _headline_rows(mechanism, every_split=by == "split")
     if by != "layer":
         rows = _last_layer(rows)
     table = rows[rows["attrib"].notna()]

@@ -189,7 +189,7 @@ def select_best(run_accuracy: pd.DataFrame, splits: Mapping[str, tuple[str, str]
     return intervals, table.drop(columns=["select_split", "report_split"])
 
 
-MECHANISM_COLUMNS = ["run", "step", "corrupted", "component", "layer", "readout", "position", "attrib",
+MECHANISM_COLUMNS = ["run", "step", "split", "corrupted", "component", "layer", "readout", "position", "attrib",
                      "attrib_example_median", "gap", "p_clean", "p_corrupted", "p_patched", "n", "kept", "min_gap"]
 
 
@@ -209,7 +209,7 @@ def mechanism_table(interventions: pd.DataFrame, runs: pd.DataFrame, selected: I
                     failed: Iterable[str] = (), min_gap: float | None = None) -> pd.DataFrame:
     """The paper's Attrib (ratio of means, ``tinylang.evaluation.attribution``) at @Key/@Value/@Query
     for every corrupted item, component and layer the intervention tables hold, at each run's last
-    analysed step: coordinates + ``step, corrupted, component, layer, readout, position, attrib,
+    analysed step, per evaluated split: coordinates + ``step, split, corrupted, component, layer, readout, position, attrib,
     attrib_example_median, gap, p_clean, p_corrupted, p_patched, n, kept, min_gap, selected``.
 
     ``kept`` is the paper's run filter (the corruption lowered the mean answer probability by more
@@ -226,19 +226,20 @@ def mechanism_table(interventions: pd.DataFrame, runs: pd.DataFrame, selected: I
     attrib = attrib[attrib["position"].isin(list(READOUTS.values()))]
     readout = {position: name for name, position in READOUTS.items()}
     attrib = attrib.assign(readout=attrib["position"].map(readout))
-    table = runs.merge(attrib[MECHANISM_COLUMNS], on="run")
+    table = runs.merge(attrib[[c for c in MECHANISM_COLUMNS if c in attrib]], on="run")
     table["selected"] = table["run"].isin(set(selected))
     return table
 
 
 def dropped_runs_table(interventions: pd.DataFrame, runs: pd.DataFrame, failed: Mapping[str, Any] | Iterable[str] = (),
                        min_gap: float | None = None) -> pd.DataFrame:
-    """The runs the mechanism figures leave out, and why: one row per run with coordinates +
-    ``step`` (its last analysed step; <NA> for failed runs), ``corrupted`` (the headline corrupted
-    item), ``p_clean, p_corrupted, gap`` (means over the examples), ``min_gap`` and ``reason``:
-    ``"gap <= min_gap"`` (the corruption hardly lowered the answer's probability: nothing to
-    restore), ``"failed: <failure>"`` (training stopped at a NaN/infinite loss) or ``"no
-    intervention results with query_item_orig corrupted"``."""
+    """The runs the mechanism figures leave out, and why: one row per run (and per split the
+    filter drops it on) with coordinates + ``step`` (its last analysed step; <NA> for failed
+    runs), ``split``, ``corrupted`` (the headline corrupted item), ``p_clean, p_corrupted, gap``
+    (means over the examples), ``min_gap`` and ``reason``: ``"gap <= min_gap"`` (the corruption
+    hardly lowered the answer's probability: nothing to restore), ``"failed: <failure>"``
+    (training stopped at a NaN/infinite loss) or ``"no intervention results with
+    query_item_orig corrupted"``."""
     from tinylang.evaluation.attribution import HEADLINE_CORRUPTED, reference_gaps
 
     failures = dict(failed) if isinstance(failed, Mapping) else dict.fromkeys(failed)
@@ -254,16 +255,15 @@ def dropped_runs_table(interventions: pd.DataFrame, runs: pd.DataFrame, failed: 
             rows.append({"run": run, "step": pd.NA, "reason": reason})
         elif at.empty:
             rows.append({"run": run, "step": pd.NA, "reason": f"no intervention results with {HEADLINE_CORRUPTED} corrupted"})
-        elif not bool(at["kept"].iloc[0]):
-            row = at.iloc[0]
-            rows.append({"run": run, "step": row["step"], "p_clean": row["p_clean"], "p_corrupted": row["p_corrupted"],
-                         "gap": row["gap"], "reason": "gap <= min_gap"})
-    columns = ["run", "step", "p_clean", "p_corrupted", "gap", "reason"]
-    dropped = pd.DataFrame(rows, columns=columns).astype({"step": "Int64", "p_clean": "float64",
+        for _, row in at[~at["kept"].astype(bool)].iterrows():
+            rows.append({"run": run, "step": row["step"], "split": row.get("split"), "p_clean": row["p_clean"],
+                         "p_corrupted": row["p_corrupted"], "gap": row["gap"], "reason": "gap <= min_gap"})
+    columns = ["run", "step", "split", "p_clean", "p_corrupted", "gap", "reason"]
+    dropped = pd.DataFrame(rows, columns=columns).astype({"step": "Int64", "split": "object", "p_clean": "float64",
                                                           "p_corrupted": "float64", "gap": "float64"})
     dropped = dropped.assign(corrupted=HEADLINE_CORRUPTED, min_gap=float(min_gap))
     table = runs.merge(dropped, on="run")
-    return table[[*runs.columns, "step", "corrupted", "p_clean", "p_corrupted", "gap", "min_gap", "reason"]]
+    return table[[*runs.columns, "step", "split", "corrupted", "p_clean", "p_corrupted", "gap", "min_gap", "reason"]]
 
 
 def curves_table(behaviour: pd.DataFrame, interventions: pd.DataFrame | None, runs: pd.DataFrame,
@@ -281,6 +281,8 @@ def curves_table(behaviour: pd.DataFrame, interventions: pd.DataFrame | None, ru
     frames = [acc.assign(quantity="accuracy")[["run", "step", "quantity", "value"]]]
     if interventions is not None and len(interventions):
         needed = at.readout_subset(interventions, [at.HEADLINE_COMPONENT], [at.HEADLINE_CORRUPTED])
+        if "split" in needed:
+            needed = needed[needed["split"] == needed["run"].map(report)]
         headline = at.readout_rows(at.attributions(needed, _min_gap(min_gap)))
         value = headline["attrib"].where(headline["kept"].astype(bool))
         frames.append(headline.assign(quantity="attrib" + headline["readout"], value=value)[

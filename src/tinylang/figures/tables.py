@@ -58,14 +58,25 @@ def language_stats_table(language_dirs: Mapping[str, PathLike]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def report_split(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of one split of a table with several (interventions on dev and test): ``test``,
+    the split the study reports on, where it is there, else the first one."""
+    if "split" not in table.columns or table["split"].nunique() <= 1:
+        return table
+    splits = list(dict.fromkeys(table["split"].dropna()))
+    return table[table["split"] == ("test" if "test" in splits else splits[0])]
+
+
 def attribution_table(paths: Iterable[PathLike], min_gap: float | None = None) -> pd.DataFrame:
     """The paper's Attrib at the latest step of each run, for the @Key/@Value/@Query readouts
     (last layer's block_input, in-context key corrupted): one row per run and readout with
     ``run, step, readout, position, attrib`` (ratio of means), ``attrib_example_median``, ``gap``,
-    ``n`` and ``kept`` (the run filter: ``gap > min_gap``, by default ``MIN_GAP`` = 0.01)."""
+    ``n`` and ``kept`` (the run filter: ``gap > min_gap``, by default ``MIN_GAP`` = 0.01), on the
+    ``report_split`` where the runs were evaluated on several."""
     from tinylang.evaluation.attribution import MIN_GAP, attributions, readout_rows
 
-    df = latest_step(concat_tables(paths))
+    df = report_split(latest_step(concat_tables(paths)))
     chosen = readout_rows(attributions(df, MIN_GAP if min_gap is None else min_gap))
-    columns = ["run", "step", "readout", "position", "attrib", "attrib_example_median", "gap", "n", "kept"]
+    keys = [c for c in ("run", "step", "split") if c in chosen]
+    columns = keys + ["readout", "position", "attrib", "attrib_example_median", "gap", "n", "kept"]
     return chosen[columns].reset_index(drop=True)
