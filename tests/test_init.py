@@ -96,3 +96,4 @@ def test_every_paper_study_builds_the_papers_model(path):
         model = study.run(name).model
         assert model.init == "zoology" and model.tie_embeddings and model.norm == "auto", name
         assert model.n_positions == 1024, name
+        assert study.run(name).train.order == "file", name  # the original never shuffles

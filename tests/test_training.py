@@ -287,3 +287,40 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="'cuda' was requested"):
             resolve_device("cuda")
+
+
+def test_file_order_is_the_splits_own_order_every_epoch_and_shuffle_a_seeded_permutation():
+    from tinylang.training.loop import _epoch_order
+
+    lengths = torch.arange(1, 11)
+    generator = torch.Generator().manual_seed(0)
+    order, widths, tokens = _epoch_order(generator, lengths, 4, torch.device("cpu"), "file")
+    assert order.tolist() == list(range(10)) and widths == [4, 8, 10] and tokens == [10, 26, 19]
+    state = generator.get_state()
+    shuffled, _, _ = _epoch_order(generator, lengths, 4, torch.device("cpu"), "shuffle")
+    again, _, _ = _epoch_order(torch.Generator().set_state(state), lengths, 4, torch.device("cpu"), "shuffle")
+    assert sorted(shuffled.tolist()) == list(range(10)) and shuffled.tolist() != list(range(10))
+    assert shuffled.tolist() == again.tolist()
+
+
+def test_order_is_a_train_config_field_refused_when_unknown():
+    from pydantic import ValidationError
+
+    from tinylang.training import TrainConfig
+
+    assert TrainConfig(steps=1).order == "shuffle" and TrainConfig(steps=1, order="file").order == "file"
+    with pytest.raises(ValidationError, match="order"):
+        TrainConfig(steps=1, order="sorted")
+
+
+def test_a_run_draws_each_epochs_order_as_its_config_says(language, tmp_path, monkeypatch):
+    kinds = []
+    draw = loop_module._epoch_order
+
+    def recording(*args):
+        kinds.append(args[-1])
+        return draw(*args)
+
+    monkeypatch.setattr(loop_module, "_epoch_order", recording)
+    train(language, tmp_path / "file", steps=70, order="file")  # 63 batches an epoch: two epochs drawn
+    assert kinds == ["file", "file"]

@@ -19,6 +19,9 @@ class TrainConfig(BaseModel):
     schedule: Literal["constant", "linear", "cosine"] = "linear"
     min_lr_ratio: float = Field(0.0, ge=0, le=1)  # the decay ends at lr * min_lr_ratio
     batch_size: int = Field(32, ge=1)
+    # The examples' order in each epoch: a fresh seeded permutation ("shuffle"), or the train
+    # split's own order every epoch ("file": the paper's code, whose splits are i.i.d. samples).
+    order: Literal["shuffle", "file"] = "shuffle"
     steps: int | None = Field(None, ge=1)  # optimiser steps in all
     epochs: int | None = Field(None, ge=1)  # or whole passes over the train split
     grad_clip: float | None = Field(1.0, gt=0)

@@ -3,7 +3,9 @@
 Choices worth knowing:
 
 - **Batches.** The train split is loaded once as padded tensors and moved to the device
-  once. Each epoch is a permutation drawn from a seeded ``torch.Generator``; a batch is an
+  once. Each epoch is a permutation drawn from a seeded ``torch.Generator`` (``order:
+  shuffle``), or the split's own order, the same every epoch (``order: file``, what the
+  paper's code does: its step ``s`` trains on batch ``s mod batches``); a batch is an
   ``index_select`` of the pre-built tensors, trimmed to its longest sequence. An epoch has
   ``ceil(N / batch_size)`` batches: the last, partial batch is **kept** (the same count
   ``TrainConfig.total_steps`` uses for ``epochs``).
@@ -265,7 +267,7 @@ def train_run(
     # of which ``pos`` batches are done (``pos == steps_per_epoch``: the epoch is complete).
     epoch, pos = (0, 0) if state is None else (int(state["epoch"]), int(state["pos"]))
     generator.set_state(epoch_state)
-    order, widths, tokens = _epoch_order(generator, lengths, batch_size, dev)
+    order, widths, tokens = _epoch_order(generator, lengths, batch_size, dev, train_config.order)
 
     t_start = time.perf_counter()
     t_last, steps_since, tokens_since = t_start, 0, 0
@@ -277,7 +279,7 @@ def train_run(
             if pos == steps_per_epoch:
                 epoch, pos = epoch + 1, 0
                 epoch_state = generator.get_state()
-                order, widths, tokens = _epoch_order(generator, lengths, batch_size, dev)
+                order, widths, tokens = _epoch_order(generator, lengths, batch_size, dev, train_config.order)
             index = order[pos * batch_size : (pos + 1) * batch_size]
             width = widths[pos]
             batch_ids = input_ids[:, :width].index_select(0, index)
@@ -397,11 +399,12 @@ def _make_optimizer(model: LanguageModel, cfg: TrainConfig) -> tuple[torch.optim
 
 
 def _epoch_order(
-    generator: torch.Generator, lengths: torch.Tensor, batch_size: int, device: torch.device
+    generator: torch.Generator, lengths: torch.Tensor, batch_size: int, device: torch.device, kind: str = "shuffle"
 ) -> tuple[torch.Tensor, list[int], list[int]]:
-    """One epoch's shuffled order (on ``device``) and each batch's width and token count."""
+    """One epoch's order (on ``device``: shuffled, or the split's own order for ``kind="file"``)
+    and each batch's width and token count."""
     n = lengths.shape[0]
-    order = torch.randperm(n, generator=generator)
+    order = torch.randperm(n, generator=generator) if kind == "shuffle" else torch.arange(n)
     batches = -(-n // batch_size)
     padded = torch.zeros(batches * batch_size, dtype=lengths.dtype)
     padded[:n] = lengths[order]
