@@ -8,7 +8,7 @@ import tinylang
 from tinylang.config import ConfigError, load_study
 from tinylang.device import wants_gpu
 from tinylang.evaluation.evaluators import EVALUATORS
-from tinylang.pipeline import STUDY_FIGURES
+from tinylang.figures.registry import study_figure
 from tinylang.environment import export_package_path
 
 # Jobs, also in the rules' conda environments (which don't install tinylang), run this code.
@@ -55,5 +55,5 @@ include: "workflow/rules/study_figures.smk"
 
 rule all:
     input:
-        all_outputs(),
+        TARGETS.all_outputs(),
     default_target: True

@@ -440,3 +440,19 @@ def test_legacy_atr_easy_20_is_the_originals_language():
     assert lengths.max() == expected["train_sentence_length_max"]
     assert splits["test"]["sentence_length"].mean() == pytest.approx(expected["test_sentence_length_mean"], rel=1e-12)
     assert_same_examples(splits["test"], expected["test_first"], language.query_type_ids)
+
+
+def test_the_grammar_is_built_once_when_the_config_is_validated(monkeypatch):
+    from tinylang.languages import atr
+
+    built = []
+    original = atr.Grammar.build.__func__
+
+    def counting(cls, config):
+        built.append(config.seed)
+        return original(cls, config)
+
+    monkeypatch.setattr(atr.Grammar, "build", classmethod(counting))
+    config = atr_config(seed=3)
+    language = make_language(config)
+    assert built == [3] and language.grammar is config.grammar()

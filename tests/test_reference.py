@@ -180,10 +180,10 @@ def test_the_mechanism_boxes_draw_the_paper_attrib(tmp_path):
 
 
 def test_the_study_figure_stage_draws_the_studys_reference(tmp_path):
-    from tinylang.pipeline import study_figure
+    from tinylang.stages import StudyFigureSpec, draw_study_figure
 
     table = tmp_path / "selection.parquet"
     selection().to_parquet(table)
     table_out, figure_outs = outputs(tmp_path, "width")
-    drawn = study_figure("accuracy_vs_width", table, table_out, figure_outs, study="ar-cpu")
+    drawn = draw_study_figure(StudyFigureSpec("accuracy_vs_width", table, table_out, figure_outs, paper_study="ar-cpu"))
     assert (drawn["source"] == "paper").sum() == 5

@@ -39,17 +39,30 @@ def test_a_nan_loss_marks_the_run_failed_and_the_study_reports_it(tmp_path, capl
     """The stage functions the workflow calls: train → evaluate → aggregate, one run diverging."""
     import logging
 
-    from tinylang.pipeline import aggregate_study, evaluate, generate_language, train
+    from tinylang.languages import parse_language_config
+    from tinylang.models import ModelConfig
+    from tinylang.stages import (
+        EvaluateSpec,
+        LanguageSpec,
+        StudyTablesSpec,
+        TrainSpec,
+        evaluate,
+        generate_language,
+        study_tables,
+        train,
+    )
+    from tinylang.training import TrainConfig
 
     language = tmp_path / "languages" / "ar"
-    generate_language(LANGUAGE, language)
+    generate_language(LanguageSpec(parse_language_config(LANGUAGE), language))
     runs = tmp_path / "runs"
     base = {"batch_size": 16, "steps": 30, "checkpoints": [10], "seed": 0}
     configs = {"ok": base | {"lr": 3e-3}, "nan": base | DIVERGING}
     for run, config in configs.items():
         with caplog.at_level(logging.INFO, logger="tinylang"):
-            status = train(MODEL, config, language, runs / run / "checkpoints", runs / run / "train_log.parquet",
-                           device="cpu", run=run, progress=False, status=runs / run / "status.json")
+            status = train(TrainSpec(run, ModelConfig(**MODEL), TrainConfig(**config), language, runs / run / "checkpoints",
+                                     runs / run / "train_log.parquet", runs / run / "status.json", device="cpu",
+                                     progress=False))
         assert status["status"] == ("failed" if run == "nan" else "ok")
         assert not (runs / run / "partial").exists()
 
@@ -68,23 +81,23 @@ def test_a_nan_loss_marks_the_run_failed_and_the_study_reports_it(tmp_path, capl
     tables = {}
     for run, step in (("ok", 10), ("ok", 30), ("nan", 1), ("nan", 10), ("nan", 30)):
         out = runs / run / "eval" / f"step{step}" / "behaviour.parquet"
-        evaluate(runs / run / "checkpoints", step, language, "behaviour", options, out, device="cpu", run=run,
-                 status=runs / run / "status.json")
+        evaluate(EvaluateSpec.build(run, step, "behaviour", options, runs / run / "checkpoints", language, out,
+                                    status=runs / run / "status.json", device="cpu"))
         tables[run, step] = pd.read_parquet(out)
     assert len(tables["nan", 1]) and len(tables["ok", 30])
     for step in (10, 30):  # never written: empty, with the evaluator's columns and types
         assert tables["nan", step].empty
         assert tables["nan", step].dtypes.to_dict() == tables["ok", 30].dtypes.to_dict()
     with pytest.raises(Exception, match="step30.pt"):  # without a failed status a missing checkpoint is an error
-        evaluate(runs / "nan" / "checkpoints", 30, language, "behaviour", options, tmp_path / "x.parquet",
-                 device="cpu", run="nan", status=runs / "ok" / "status.json")
+        evaluate(EvaluateSpec.build("nan", 30, "behaviour", options, runs / "nan" / "checkpoints", language,
+                                    tmp_path / "x.parquet", status=runs / "ok" / "status.json", device="cpu"))
 
     coords = [{"run": run, "language": "ar", "mixer": "attention", "d_model": 16, "n_layers": 1, "pos_embed": True,
                "lr": config["lr"], "seed": 0} for run, config in configs.items()]
     outputs = {name: tmp_path / "study" / f"{name}.parquet" for name in ("runs", "run_accuracy", "selection")}
-    aggregate_study(coords, {"ar": ["train", "test"]},
-                    [runs / run / "eval" / f"step{step}" / "behaviour.parquet" for run, step in tables], [], outputs,
-                    status_files=[runs / run / "status.json" for run in configs])
+    study_tables(StudyTablesSpec(coords, {"ar": ["train", "test"]},
+                                 [runs / run / "eval" / f"step{step}" / "behaviour.parquet" for run, step in tables], [],
+                                 outputs, status_files=[runs / run / "status.json" for run in configs]))
     listed = pd.read_parquet(outputs["runs"]).set_index("run")
     assert listed.loc["nan", "status"] == "failed" and listed.loc["nan", "failed_step"] == fault["step"]
     assert listed.loc["ok", "status"] == "ok" and pd.isna(listed.loc["ok", "failed_step"])

@@ -128,7 +128,7 @@ def test_gpu_rules_declare_a_gpu_when_the_study_runs_on_cuda(tmp_path):
 
 
 def test_the_report_shows_every_figure_in_headless_chromium(finished_study):
-    from tinylang.report_check import browser_available, shown_figures
+    from report_check import browser_available, shown_figures
 
     if not browser_available():
         pytest.skip("needs selenium, chromium and chromedriver (make browser)")

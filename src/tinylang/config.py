@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import (
@@ -34,6 +34,9 @@ from tinylang.languages import parse_language_config
 from tinylang.models import ModelConfig
 from tinylang.sweep import MODEL_FIELDS, SweepConfig, expand
 from tinylang.training.config import TrainConfig
+
+if TYPE_CHECKING:
+    from tinylang.targets import StudyTargets
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # names become path parts and wildcards
 
@@ -187,6 +190,12 @@ class StudyConfig(_Section):
     def run(self, name: str) -> Run:
         """The fully resolved run ``name``."""
         return self._runs[name]
+
+    def targets(self, out: str) -> StudyTargets:
+        """The study's output paths under ``out`` and the list of all of them (``tinylang.targets``)."""
+        from tinylang.targets import StudyTargets
+
+        return StudyTargets(self, out)
 
     def evaluator_options(self, evaluator: str) -> EvaluatorOptions:
         """The validated options of ``evaluator`` (one of the study's ``evaluators``)."""

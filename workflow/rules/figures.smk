@@ -7,7 +7,7 @@ rule training_curves:
         pdf=f"{OUT}/figures/training_curves.pdf",
         table=f"{OUT}/figures/training_curves.parquet",
     params:
-        runs=FIGURE_RUNS,
+        names=FIGURE_RUNS,
     log:
         f"{OUT}/logs/figures/training_curves.log",
     threads: 1
@@ -16,7 +16,7 @@ rule training_curves:
     conda:
         "../../envs/tinylang.yaml"
     script:
-        "../scripts/training_curves.py"
+        "../scripts/figure.py"
 
 
 rule accuracy:
@@ -35,7 +35,7 @@ rule accuracy:
     conda:
         "../../envs/tinylang.yaml"
     script:
-        "../scripts/accuracy.py"
+        "../scripts/figure.py"
 
 
 rule intervention_heatmap:
@@ -54,7 +54,7 @@ rule intervention_heatmap:
     conda:
         "../../envs/tinylang.yaml"
     script:
-        "../scripts/intervention_heatmap.py"
+        "../scripts/figure.py"
 
 
 rule language_stats:
@@ -75,7 +75,7 @@ rule language_stats:
     conda:
         "../../envs/tinylang.yaml"
     script:
-        "../scripts/language_stats.py"
+        "../scripts/figure.py"
 
 
 rule attribution:
@@ -94,4 +94,4 @@ rule attribution:
     conda:
         "../../envs/tinylang.yaml"
     script:
-        "../scripts/attribution.py"
+        "../scripts/figure.py"

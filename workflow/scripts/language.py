@@ -1,6 +1,5 @@
 """Snakemake script of rule `language`."""
 
-from tinylang.pipeline import generate_language, stage_logging
+from tinylang.stages import LanguageSpec, generate_language
 
-with stage_logging(snakemake.log[0]):  # noqa: F821 (snakemake is injected)
-    generate_language(snakemake.params.config, snakemake.output[0])  # noqa: F821
+generate_language(LanguageSpec.from_job(snakemake))  # noqa: F821 (snakemake is injected)

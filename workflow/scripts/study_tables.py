@@ -1,8 +1,5 @@
 """Snakemake script of rule `study_tables`."""
 
-from tinylang.pipeline import aggregate_study, stage_logging
+from tinylang.stages import StudyTablesSpec, study_tables
 
-sm = snakemake  # noqa: F821 (snakemake is injected)
-with stage_logging(sm.log[0]):
-    aggregate_study(sm.params.coords, sm.params.splits, sm.input.behaviour, sm.input.interventions,
-                    dict(sm.output.items()), status_files=sm.input.status)
+study_tables(StudyTablesSpec.from_job(snakemake))  # noqa: F821 (snakemake is injected)

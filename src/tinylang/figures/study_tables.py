@@ -75,7 +75,7 @@ STATUS_COLUMNS = ("status", "failed_step", "failed_lr", "failure")
 def run_statuses(statuses: Iterable[Mapping[str, Any] | str | os.PathLike]) -> dict[str, dict[str, Any]]:
     """Run name → status (``{"status": "ok"}`` or ``{"status": "failed", "step", "lr", "reason"}``),
     from status dicts or the train stage's status files (``runs/<run>/status.json``)."""
-    from tinylang.pipeline import read_run_status
+    from tinylang.training.status import read_run_status
 
     out = {}
     for item in statuses:

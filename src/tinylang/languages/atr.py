@@ -65,7 +65,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from .base import BOS, EOS, LANGUAGES, POSITION_COLUMNS, SPECIAL_TOKENS, Language, LanguageConfig, split_rng
 
@@ -116,11 +116,19 @@ class ATRConfig(LanguageConfig):
     grammar_rng: Literal["tinylang", "legacy"] = "tinylang"
     sentence_rng: Literal["tinylang", "legacy"] = "tinylang"
 
+    _grammar: Grammar | None = PrivateAttr(None)
+
     @property
     def query_types(self) -> tuple[str, ...]:
         """The enabled query types, in the order PARENT, CHILD, SIBLING."""
         off = (self.no_parent_queries, self.no_child_queries, self.no_sibling_queries)
         return tuple(q for q, disabled in zip(QUERY_TYPES, off) if not disabled)
+
+    def grammar(self) -> Grammar:
+        """The grammar this config builds: made once (while the config is validated) and kept."""
+        if self._grammar is None:
+            self._grammar = Grammar.build(self)
+        return self._grammar
 
     @model_validator(mode="after")
     def _check(self) -> ATRConfig:
@@ -145,7 +153,7 @@ class ATRConfig(LanguageConfig):
                 f"train_test_split={self.train_test_split} holds out all {V * V} (target, query) "
                 "terminal pairs, so train has nothing to query; lower it"
             )
-        grammar = Grammar.build(self)
+        grammar = self.grammar()
         if grammar.held_out is not None and grammar.held_out[: self.num_terminals, : self.num_terminals].all():
             raise ValueError(
                 f"train_test_split={self.train_test_split} holds out all {self.num_terminals ** 2} "
@@ -513,7 +521,7 @@ class AssociativeTreecall(Language):
 
     def __init__(self, config: ATRConfig):
         super().__init__(config)
-        self.grammar = Grammar.build(config)
+        self.grammar = config.grammar()
 
     # ---- vocabulary -------------------------------------------------------------------
 

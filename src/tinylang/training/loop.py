@@ -100,8 +100,8 @@ class TrainingDiverged(RuntimeError):
 
 
 def train_run(
-    model_config: ModelConfig | dict[str, Any],
-    train_config: TrainConfig | dict[str, Any],
+    model_config: ModelConfig,
+    train_config: TrainConfig,
     language_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     device: str | torch.device = "auto",
@@ -116,10 +116,6 @@ def train_run(
     configuration left one. Raises ``TrainingDiverged`` when the loss becomes NaN or infinite,
     after writing the log so far (the checkpoints before the fault stay).
     """
-    if not isinstance(model_config, ModelConfig):
-        model_config = ModelConfig(**model_config)
-    if not isinstance(train_config, TrainConfig):
-        train_config = TrainConfig(**train_config)
     language_dir, out_dir = Path(language_dir), Path(out_dir)
 
     # Validate everything cheap before any expensive work.

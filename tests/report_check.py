@@ -1,6 +1,6 @@
 """Open a Snakemake report in headless Chromium and look at every figure in it.
 
-Used by the test suite and by hand (``python -m tinylang.report_check report.html shots/``):
+Used by the workflow tests and by hand (``python tests/report_check.py report.html shots/``):
 for each category of the report's results, every file entry is opened with its "view" button
 and the figure must be displayed as a decoded image. Needs ``selenium`` and Chromium with its
 driver (Debian: ``apt-get install chromium chromium-driver``).

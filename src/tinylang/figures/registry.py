@@ -1,0 +1,90 @@
+"""The figures, keyed by the names the workflow uses: the per-run figures (one rule each,
+``RUN_FIGURES``) and the study figures (rule ``study_figure``, ``STUDY_FIGURES``): which
+inputs or study table each is drawn from and which function draws it. ``mechanism_by_<column>`` names the
+mechanism boxes split by a sweep axis, ``layer`` or ``split``. Register more from any module
+(``STUDY_FIGURES.register("name")(StudyFigure(...))``); drawing functions load lazily, so
+planning a workflow does not import the plotting stack."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from tinylang.registry import Registry
+
+StudyTable = Literal["runs", "run_accuracy", "selection", "curves", "mechanism", "dropped_runs"]
+BY_PREFIX = "mechanism_by_"
+
+
+def _load(draw: str | Callable[..., Any]) -> Callable[..., Any]:
+    if callable(draw):
+        return draw
+    module, name = draw.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclass(frozen=True)
+class RunFigure:
+    """A figure drawn from per-run files by ``draw`` (a function, or ``"module:function"``),
+    called as ``draw(inputs, table_out, figure_outs)``; ``keyed``: it takes its inputs as a
+    mapping name → path (the runs or languages it labels), else as a list."""
+
+    draw: str | Callable[..., Any]
+    keyed: bool = False
+
+    def function(self) -> Callable[..., Any]:
+        return _load(self.draw)
+
+
+RUN_FIGURES: Registry[RunFigure] = Registry("figure")
+for _name, _keyed in (("training_curves", True), ("language_stats", True), ("accuracy", False),
+                      ("attribution", False), ("intervention_heatmap", False)):
+    RUN_FIGURES.register(_name)(RunFigure(f"tinylang.figures.plots:{_name}", _keyed))
+
+
+@dataclass(frozen=True)
+class StudyFigure:
+    """A study figure: drawn by ``draw`` (a function, or ``"module:function"``) from study
+    table ``table``, with keyword ``options``; the function is called as
+    ``draw(table, table_out, figure_outs, **options)`` and returns the table it drew."""
+
+    table: StudyTable
+    draw: str | Callable[..., Any]
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def function(self) -> Callable[..., Any]:
+        return _load(self.draw)
+
+    def takes_reference(self) -> bool:
+        """Whether the figure draws the paper's numbers beside ours (a ``reference`` keyword)."""
+        return "reference" in inspect.signature(self.function()).parameters
+
+
+STUDY_FIGURES: Registry[StudyFigure] = Registry("study figure")
+_PLOTS = "tinylang.figures.study_plots"
+for _name, _table, _function in (
+    ("accuracy_vs_width", "selection", "accuracy_vs_width"),
+    ("mechanism_scatter", "mechanism", "mechanism_scatter"),
+    ("mechanism_boxes", "mechanism", "mechanism_boxes"),
+    ("mechanism_layers", "mechanism", "mechanism_layers"),
+    ("study_training_curves", "curves", "training_curves"),
+    ("generalisation", "run_accuracy", "generalisation"),
+):
+    STUDY_FIGURES.register(_name)(StudyFigure(_table, f"{_PLOTS}:{_function}"))
+
+
+def study_figure(name: str) -> StudyFigure:
+    """The registered figure ``name``, or for ``mechanism_by_<column>`` the mechanism boxes
+    split by that column; a ValueError naming the allowed names otherwise."""
+    if name.startswith(BY_PREFIX) and name not in STUDY_FIGURES:
+        return StudyFigure("mechanism", f"{_PLOTS}:mechanism_boxes", {"by": name.removeprefix(BY_PREFIX)})
+    try:
+        return STUDY_FIGURES.get(name)
+    except KeyError as err:
+        raise ValueError(f"{err.args[0]}, or {BY_PREFIX}<column>") from None
+
+
+__all__ = ["BY_PREFIX", "RUN_FIGURES", "STUDY_FIGURES", "RunFigure", "StudyFigure", "StudyTable", "study_figure"]

@@ -1,0 +1,31 @@
+"""The one door from the workflow into the core: one function per rule, each taking one typed
+spec. A rule's script builds the spec from its job (``Spec.from_job(snakemake)``) and calls
+the function; tests build specs directly. Nothing here imports Snakemake."""
+
+from tinylang.stages.context import stage_context, stage_logging
+from tinylang.stages.run import EvaluateSpec, LanguageSpec, TrainSpec, evaluate, generate_language, train
+from tinylang.stages.study import (
+    FigureSpec,
+    StudyFigureSpec,
+    StudyTablesSpec,
+    draw_figure,
+    draw_study_figure,
+    study_tables,
+)
+
+__all__ = [
+    "EvaluateSpec",
+    "FigureSpec",
+    "LanguageSpec",
+    "StudyFigureSpec",
+    "StudyTablesSpec",
+    "TrainSpec",
+    "draw_figure",
+    "draw_study_figure",
+    "evaluate",
+    "generate_language",
+    "stage_context",
+    "stage_logging",
+    "study_tables",
+    "train",
+]

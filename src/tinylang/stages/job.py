@@ -1,0 +1,31 @@
+"""Reading a Snakemake job (the ``snakemake`` object a rule's script receives) without importing
+Snakemake: a job is anything with ``input``, ``output``, ``params``, ``wildcards``, ``log`` and
+``threads`` attributes, so a test passes a ``types.SimpleNamespace``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class Job(Protocol):
+    input: Any
+    output: Any
+    params: Any
+    wildcards: Any
+    log: Any
+    threads: int
+
+
+def log_file(job: Job) -> Path | None:
+    """The rule's log file, if it declares one."""
+    logs = list(getattr(job, "log", None) or [])
+    return Path(logs[0]) if logs else None
+
+
+def figure_outputs(job: Job) -> tuple[Path, list[Path]]:
+    """A figure rule's saved table and its image files (png, then pdf)."""
+    return Path(job.output.table), [Path(job.output.png), Path(job.output.pdf)]
+
+
+__all__ = ["Job", "figure_outputs", "log_file"]

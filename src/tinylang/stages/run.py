@@ -1,0 +1,212 @@
+"""The stages of one run: generate a language, train a model, evaluate a checkpoint. Each
+takes one typed spec, validated once when it is built (``from_job`` for a Snakemake job)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tinylang.stages.context import stage_context
+from tinylang.stages.job import Job, log_file
+from tinylang.tables import write_table
+
+log = logging.getLogger("tinylang")
+
+
+@dataclass(frozen=True)
+class LanguageSpec:
+    config: Any  # a tinylang.languages language config
+    out_dir: Path
+    log: Path | None = None
+
+    @classmethod
+    def from_job(cls, job: Job) -> LanguageSpec:
+        from tinylang.languages import parse_language_config
+
+        return cls(parse_language_config(job.params.config), Path(job.output[0]), log_file(job))
+
+
+def generate_language(spec: LanguageSpec) -> None:
+    """Write the language's splits and meta.json to ``spec.out_dir``."""
+    from tinylang.languages import write_language
+
+    with stage_context(spec.log):
+        write_language(spec.config, spec.out_dir)
+        log.info("wrote language %s to %s", spec.config.type, spec.out_dir)
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    run: str
+    model: Any  # tinylang.models.ModelConfig
+    train: Any  # tinylang.training.TrainConfig
+    language_dir: Path
+    checkpoints_dir: Path
+    train_log: Path
+    status: Path | None = None
+    device: str = "auto"
+    threads: int = 1
+    progress: bool = True
+    log: Path | None = None
+
+    @classmethod
+    def from_job(cls, job: Job) -> TrainSpec:
+        from tinylang.models import ModelConfig
+        from tinylang.training import TrainConfig
+
+        return cls(job.wildcards.run, ModelConfig(**job.params.model), TrainConfig(**job.params.train),
+                   Path(job.input.language), Path(job.output.checkpoints), Path(job.output.log),
+                   Path(job.output.status), job.params.device, job.threads, log=log_file(job))
+
+
+def train(spec: TrainSpec) -> dict[str, Any]:
+    """Train one run. Works in ``<run>/partial`` (which survives a killed job, so a rerun
+    resumes from its last resumable state) and moves the finished outputs into place.
+
+    With ``spec.status``, a run whose loss became NaN or infinite is a *failed run*, not a failed
+    stage: its checkpoints before the fault and its log so far are moved into place and the
+    status file says so (``tinylang.training.status``). Without it the fault is raised
+    (``TrainingDiverged``). Returns the status."""
+    from tinylang.training import train_run
+    from tinylang.training.loop import TrainingDiverged
+    from tinylang.training.status import write_run_status
+
+    with stage_context(spec.log, spec.device, spec.threads):
+        partial = spec.checkpoints_dir.parent / "partial"
+        result: dict[str, Any] = {"run": spec.run, "status": "ok"}
+        try:
+            train_run(spec.model, spec.train, spec.language_dir, partial, device=spec.device, run_name=spec.run,
+                      progress=spec.progress)
+        except TrainingDiverged as fault:
+            if spec.status is None:
+                raise
+            result.update(status="failed", step=fault.step, lr=fault.lr, reason=fault.reason,
+                          checkpoints=fault.checkpoints)
+        if spec.checkpoints_dir.exists():
+            shutil.rmtree(spec.checkpoints_dir)
+        os.replace(partial / "checkpoints", spec.checkpoints_dir)
+        os.replace(partial / "train_log.parquet", spec.train_log)
+        shutil.rmtree(partial, ignore_errors=True)
+        if spec.status is not None:
+            write_run_status(result, spec.status)
+            if result["status"] == "failed":
+                log.warning("run %s is marked failed in %s; the workflow goes on without its later checkpoints",
+                            spec.run, spec.status)
+        return result
+
+
+@dataclass(frozen=True)
+class EvaluateSpec:
+    run: str
+    step: int
+    evaluator: str
+    options: Any  # the evaluator's validated options (tinylang.evaluation.evaluators)
+    checkpoints_dir: Path
+    language_dir: Path
+    out: Path
+    status: Path | None = None
+    device: str = "auto"
+    threads: int = 1
+    log: Path | None = None
+
+    @classmethod
+    def from_job(cls, job: Job) -> EvaluateSpec:
+        return cls.build(job.wildcards.run, int(job.wildcards.step), job.wildcards.evaluator, job.params.options,
+                         Path(job.input.checkpoints), Path(job.input.language), Path(job.output[0]),
+                         status=Path(job.input.status), device=job.params.device, threads=job.threads,
+                         log=log_file(job))
+
+    @classmethod
+    def build(cls, run: str, step: int, evaluator: str, options: dict[str, Any] | None, *args: Any,
+              **kwargs: Any) -> EvaluateSpec:
+        """The spec with ``options`` validated by the evaluator (a KeyError names the allowed ones)."""
+        from tinylang.evaluation.evaluators import parse_evaluator_options
+
+        return cls(run, step, evaluator, parse_evaluator_options(evaluator, options), *args, **kwargs)
+
+
+def evaluate(spec: EvaluateSpec) -> pd.DataFrame:
+    """Evaluator ``spec.evaluator`` on one checkpoint: its table with ``run``, ``step`` and
+    ``split`` columns in front. When the run's status says it failed before ``spec.step``, so
+    that checkpoint was never written, the table is empty, with the columns the evaluator gives
+    (found by running it on the run's first checkpoint, the untrained model, and keeping no rows)."""
+    from tinylang.evaluation.evaluators import EVALUATORS
+
+    with stage_context(spec.log, spec.device, spec.threads):
+        evaluator, options = EVALUATORS.get(spec.evaluator), spec.options
+        read_step, empty = _step_to_read(spec)
+        if empty:
+            options = options.model_copy(update={"splits": (options.splits or _language_splits(spec.language_dir))[:1]})
+        model, data, meta = _checkpoint_and_data(spec.checkpoints_dir, read_step, spec.language_dir, options.splits,
+                                                 options.num_examples, spec.device)
+        if not evaluator.applies_to(model.model_config):
+            raise ValueError(f"evaluator {spec.evaluator!r} does not apply to mixer {model.model_config.mixer!r}")
+        tables = []
+        for split, tensors in data.items():
+            table = evaluator.run(model, tensors, meta, options)
+            table.insert(0, "split", split)
+            tables.append(table)
+            if not empty:
+                log.info("%s: %s on %d %s examples of checkpoint %s", spec.run, spec.evaluator, len(tensors), split,
+                         spec.step)
+        table = pd.concat(tables, ignore_index=True)
+        table = table.iloc[:0].copy() if empty else table
+        table.insert(0, "step", int(spec.step))
+        table.insert(0, "run", spec.run)
+        write_table(table, spec.out)
+        return table
+
+
+def _step_to_read(spec: EvaluateSpec) -> tuple[int, bool]:
+    """The checkpoint to load, and whether the table is to be empty (a failed run's missing one)."""
+    from tinylang.models import checkpoint_path
+    from tinylang.training.status import read_run_status
+
+    if spec.status is None or checkpoint_path(spec.checkpoints_dir, spec.step).exists():
+        return spec.step, False
+    status = read_run_status(spec.status)
+    if status["status"] != "failed" or spec.step < int(status["step"]):
+        return spec.step, False
+    first = sorted(status.get("checkpoints") or [0])[0]
+    log.warning("%s: the run failed at step %s (%s), so checkpoint %s does not exist; writing an empty %s table "
+                "(columns from checkpoint %s)", spec.run, status["step"], status.get("reason"), spec.step,
+                spec.evaluator, first)
+    return first, True
+
+
+def _language_splits(language_dir: Path) -> list[str]:
+    from tinylang.languages import read_meta
+
+    return list(read_meta(language_dir)["splits"])
+
+
+def _checkpoint_and_data(checkpoints_dir, step, language_dir, splits, max_examples, device):
+    """The checkpoint's model, the first ``max_examples`` of each split (None: every split) as
+    tensors, and the language's meta; a split the language lacks is an error before any model is loaded."""
+    import torch
+
+    from tinylang.device import resolve_device
+    from tinylang.languages import read_meta
+    from tinylang.languages.dataset import load_tensors
+    from tinylang.models import checkpoint_path, load_checkpoint
+
+    meta = read_meta(language_dir)
+    splits = list(meta["splits"]) if splits is None else splits
+    unknown = [split for split in splits if split not in meta["splits"]]
+    if unknown:
+        raise ValueError(f"split(s) {unknown} not in the language's splits {list(meta['splits'])}")
+    model, _ = load_checkpoint(checkpoint_path(checkpoints_dir, step), device=resolve_device(device))
+    data = {}
+    for split in splits:
+        tensors = load_tensors(language_dir, split)
+        data[split] = tensors.subset(torch.arange(min(len(tensors), max_examples)))
+    return model, data, meta
+
+
+__all__ = ["EvaluateSpec", "LanguageSpec", "TrainSpec", "evaluate", "generate_language", "train"]

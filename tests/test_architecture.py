@@ -1,0 +1,102 @@
+"""The package's shape: layers import only downward, no import circle, and every workflow
+script is one call of a ``tinylang.stages`` function."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "tinylang"
+SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
+
+# Lowest first: a module may import its own layer's and lower layers' modules only.
+LAYERS = [
+    {"registry", "tables", "device", "environment"},
+    {"languages", "models"},
+    {"training", "evaluation"},
+    {"figures", "sweep"},
+    {"config", "targets"},
+    {"stages"},
+    {"cli"},
+]
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> set[str]:
+    """The tinylang modules ``path`` imports, at module level or inside functions (not those
+    under ``if TYPE_CHECKING:``, which never run)."""
+    found, package = set(), module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            node.body = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("tinylang")}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            if base.startswith("tinylang"):
+                found.add(base)
+                found |= {f"{base}.{alias.name}" for alias in node.names}
+    return found
+
+
+MODULES = {module_name(p): p for p in SRC.rglob("*.py")}
+GRAPH = {name: {m for m in imports(path) if m in MODULES and m != name} for name, path in MODULES.items()}
+
+
+def layer(module: str) -> int:
+    top = module.split(".")[1] if "." in module else ""
+    for index, names in enumerate(LAYERS):
+        if top in names:
+            return index
+    raise AssertionError(f"{module} is in no layer: add its top-level name to LAYERS")
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m != "tinylang"))
+def test_a_module_imports_only_its_own_and_lower_layers(module):
+    upward = sorted(m for m in GRAPH[module] if m != "tinylang" and layer(m) > layer(module))
+    assert not upward, f"{module} (layer {layer(module)}) imports a higher layer: {upward}"
+
+
+def test_there_is_no_import_circle_between_modules():
+    def is_package_face(child: str, parent: str) -> bool:  # a package's __init__ re-exporting its modules
+        return child.startswith(parent + ".")
+
+    state: dict[str, int] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in GRAPH[module]:
+            if is_package_face(target, module) or is_package_face(module, target):
+                continue
+            if state.get(target) == 1:
+                raise AssertionError(" -> ".join([*path[path.index(target):], target]))
+            if not state.get(target):
+                visit(target, [*path, target])
+        state[module] = 2
+
+    for module in sorted(GRAPH):
+        if not state.get(module):
+            visit(module, [module])
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS.glob("*.py")), ids=lambda p: p.name)
+def test_every_workflow_script_is_one_call_of_a_stage(script):
+    tree = ast.parse(script.read_text())
+    body = [node for node in tree.body if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))]
+    imports_, calls = body[:-1], body[-1:]
+    assert all(isinstance(node, ast.ImportFrom) and node.module == "tinylang.stages" for node in imports_), script.name
+    assert len(calls) == 1 and isinstance(calls[0], ast.Expr) and isinstance(calls[0].value, ast.Call), script.name
+    from tinylang import stages
+
+    assert calls[0].value.func.id in stages.__all__, script.name
