@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from tinylang.figures.study_tables import run_table, seed_interval, select_best, selection_splits
+from tinylang.study import build_study_tables
+from tinylang.study.runs import run_statuses, run_table
+from tinylang.study.selection import seed_interval, select_best, selection_splits
 
 
 def coords(mixer, lr, seed, language="ar"):
@@ -82,8 +84,6 @@ def behaviour_table(skip=(), early=()):
 
 
 def study_tables(tmp_path, behaviour, statuses=None):
-    from tinylang.figures.study_tables import build_study_tables
-
     path = tmp_path / "behaviour.parquet"
     behaviour.to_parquet(path)
     runs = [coords(mixer, lr, seed) for mixer, lr, seed in ACCURACY]
@@ -130,8 +130,6 @@ def test_a_failed_run_is_reported_kept_with_nan_and_its_learning_rate_never_sele
 def test_status_files_are_read_and_every_run_needs_one(tmp_path):
     import json
 
-    from tinylang.figures.study_tables import run_statuses
-
     path = tmp_path / "runs" / FAILED / "status.json"
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"status": "failed", "step": 7, "lr": 1.0, "reason": "loss is inf"}))
@@ -150,8 +148,6 @@ HAND_ACCURACY = {"over": 0.9, "hurts": 0.5, "flat": 0.2}
 
 def hand_study_tables(tmp_path, min_gap=None):
     from test_attribution import hand_interventions
-
-    from tinylang.figures.study_tables import build_study_tables
 
     runs = [{"run": run, "language": "ar", "mixer": mixer, "d_model": 16, "n_layers": 2, "pos_embed": False,
              "lr": lr, "seed": 0} for run, (mixer, lr) in HAND_COORDS.items()]
@@ -210,8 +206,6 @@ def test_the_gap_threshold_is_an_option(tmp_path):
 
 def test_a_run_evaluated_on_dev_and_test_has_the_attrib_of_each_and_is_dropped_per_split(tmp_path):
     from test_attribution import HAND_ATTRIB, two_split_interventions
-
-    from tinylang.figures.study_tables import build_study_tables
 
     runs = [{"run": "x", "language": "gen", "mixer": "mamba", "d_model": 16, "n_layers": 2, "pos_embed": False,
              "lr": 0.001, "seed": 0}]

@@ -12,9 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from tinylang.study import run_tables as tables  # noqa: E402
 from tinylang.tables import write_table  # noqa: E402
-
-from . import tables  # noqa: E402
 
 PathLike = str | os.PathLike
 

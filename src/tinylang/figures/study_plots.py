@@ -1,4 +1,4 @@
-"""A study's figures, drawn from its aggregate tables (``.study_tables``).
+"""A study's figures, drawn from its aggregate tables (``tinylang.study``).
 
 Each function takes one tidy table, ``table_out`` (a Parquet path) and ``figure_outs``
 (PNG/PDF paths), checks the columns it needs (a ValueError names the missing ones),
@@ -51,7 +51,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.patheffects import withStroke
 
-from tinylang.figures.tables import report_split
+from tinylang.study.run_tables import report_split
 from tinylang.tables import write_table
 
 PathLike = str | os.PathLike

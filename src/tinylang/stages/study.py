@@ -83,7 +83,7 @@ def study_tables(spec: StudyTablesSpec) -> dict[str, pd.DataFrame]:
     """The study's tables (``runs``, ``run_accuracy``, ``selection``, ``curves``, ``mechanism``,
     ``dropped_runs``), each written to ``spec.outputs[name]``; failed runs are reported in
     ``runs`` and never selected."""
-    from tinylang.figures.study_tables import build_study_tables
+    from tinylang.study import build_study_tables
     from tinylang.training.status import read_run_status
 
     with stage_context(spec.log):

@@ -1,4 +1,5 @@
-"""Tidy-table aggregation: the tables figures are drawn from."""
+"""The tables the per-run figures are drawn from (training curves, accuracy, Attrib, language
+statistics), and reading tidy tables back."""
 
 from __future__ import annotations
 
