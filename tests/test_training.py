@@ -147,14 +147,14 @@ def test_state_of_another_configuration_is_not_resumed(language, tmp_path, monke
 
 def preempt_after(monkeypatch, step):
     """Make the run die just after it wrote its resumable state at ``step``."""
-    real = loop_module._write_state
+    real = loop_module.write_state
 
     def write(path, prev, state):
         real(path, prev, state)
         if state["step"] == step:
             raise Preempted
 
-    monkeypatch.setattr(loop_module, "_write_state", write)
+    monkeypatch.setattr(loop_module, "write_state", write)
 
 
 def test_state_every_writes_resumable_states_between_checkpoints(language, tmp_path, monkeypatch, caplog):

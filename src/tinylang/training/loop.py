@@ -25,8 +25,9 @@ Choices worth knowing:
   and ``wall_time_s`` since training started (summed over resumed sessions). The loss is
   accumulated in a device tensor and read only when a row is written, so there is no
   host–device sync per step beyond what boolean-mask indexing itself needs.
-- **Resuming.** At every checkpoint before the last, and every ``state_every`` steps,
-  ``out_dir/train_state.pt`` is written atomically (a temporary file, flushed to disk, then
+- **Resuming** (``tinylang.training.state``). At every checkpoint before the last, and every
+  ``state_every`` steps, ``out_dir/train_state.pt`` is written atomically (a temporary file,
+  flushed to disk, then
   renamed): model, optimiser, scheduler, the shuffling generator's state at the start of the
   current epoch, the global RNG states, the step and the log so far. The state it replaces is
   kept as ``train_state.prev.pt``, so a state file damaged after the fact still leaves one to
@@ -35,7 +36,7 @@ Choices worth knowing:
   uninterrupted run on the CPU); an unreadable one is skipped with a warning naming it, one made
   by a different configuration is ignored (the log says so), and with neither training starts
   over (and removes both). Both are deleted once the final checkpoint and log are written.
-- **Numerical faults.** Each step's loss is also copied into a small device buffer (no extra
+- **Numerical faults** (``tinylang.training.monitor``). Each step's loss is also copied into a small device buffer (no extra
   host sync per step), which is checked for NaN or infinite values whenever a log row,
   checkpoint or state is written (so at least every ``log_every`` steps); checkpoints and
   states are also only written from finite weights. On a fault the run stops at the first
@@ -73,30 +74,14 @@ from tinylang.models import LanguageModel, ModelConfig, build_model, checkpoint_
 from tinylang.tables import write_table
 
 from .config import TrainConfig
+from .monitor import DivergenceMonitor, TrainingDiverged
 from .schedules import lr_lambda
+from .state import fingerprint, read_state, remove_states, state_paths, write_state
 
 log = logging.getLogger("tinylang.training")
 
-STATE_FILE = "train_state.pt"
-PREV_STATE_FILE = "train_state.prev.pt"  # the state STATE_FILE replaced
-STATE_FORMAT = "tinylang-train-state-v1"
 LOG_FILE = "train_log.parquet"
 LOG_COLUMNS = ("step", "epoch", "loss", "lr", "tokens_per_s", "steps_per_s", "wall_time_s")
-STATE_KEYS = ("step", "model", "optimizer", "scheduler", "epoch_generator_state", "epoch", "pos", "torch_rng_state",
-              "rows", "loss_sum", "pending_steps", "wall_time_s")
-# Train-config fields that do not change what is trained: a state written under other values resumes.
-NOT_FINGERPRINTED = {"state_every"}
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss (or the weights) became NaN or infinite: the run stopped at ``step``.
-
-    ``lr`` is the learning rate of that step's update, ``reason`` says what was non-finite and
-    ``checkpoints`` lists the steps of the checkpoints kept (all written before ``step``)."""
-
-    def __init__(self, run: str, step: int, lr: float, reason: str, checkpoints: list[int]):
-        self.run, self.step, self.lr, self.reason, self.checkpoints = run, step, lr, reason, checkpoints
-        super().__init__(f"run {run or '(unnamed run)'}: {reason} at step {step} (learning rate {lr:g})")
 
 
 def train_run(
@@ -117,8 +102,13 @@ def train_run(
     after writing the log so far (the checkpoints before the fault stay).
     """
     language_dir, out_dir = Path(language_dir), Path(out_dir)
+    meta, splits = _check_language(language_dir)  # everything cheap before any expensive work
+    _Trainer(model_config, train_config, language_dir, meta, splits, out_dir, resolve_device(device),
+             run_name).run(progress)
 
-    # Validate everything cheap before any expensive work.
+
+def _check_language(language_dir: Path) -> tuple[dict[str, Any], list[str]]:
+    """The language's meta and splits, once every split file it lists is there."""
     if not language_dir.is_dir():
         raise FileNotFoundError(f"language directory {language_dir} does not exist (the language stage writes it)")
     meta = read_meta(language_dir)  # FileNotFoundError naming meta.json
@@ -129,233 +119,221 @@ def train_run(
         path = language_dir / f"{split}.parquet"
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist although {language_dir / 'meta.json'} lists split {split!r}")
-    dev = resolve_device(device)
+    return meta, splits
 
-    seed = train_config.seed
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
-    train = load_tensors(language_dir, "train")
-    n_train = len(train)
-    if n_train == 0:
-        raise ValueError(f"the train split of {language_dir} is empty")
-    vocab_size = len(meta["vocabulary"])
-    max_len = _max_length(language_dir, splits, train)
-    total = train_config.total_steps(n_train)
-    batch_size = min(train_config.batch_size, n_train)
-    steps_per_epoch = -(-n_train // batch_size)
-    checkpoint_steps = train_config.checkpoint_steps(total)
-    language_hash = meta.get("config_hash")
+class _Trainer:
+    """One training session of a run: the model, optimiser, schedule and data order, restored
+    from the run's resumable state where it has one, then stepped to the end."""
 
-    model = build_model(model_config, vocab_size, max_len).to(dev)
-    model.train()
-    optimizer, fused = _make_optimizer(model, train_config)
-    multiplier = lr_lambda(train_config, total)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
-    generator = torch.Generator().manual_seed(seed)
-    extra = {
-        "run": run_name,
-        "train_config": train_config.model_dump(mode="json"),
-        "language_config_hash": language_hash,
-    }
-    fingerprint = {
-        "model_config": model_config.model_dump(mode="json"),
-        "train_config": train_config.model_dump(mode="json", exclude=NOT_FINGERPRINTED),
-        "language_config_hash": language_hash,
-        "vocab_size": vocab_size,
-        "max_len": max_len,
-        "train_size": n_train,
-    }
+    def __init__(self, model_config: ModelConfig, cfg: TrainConfig, language_dir: Path, meta: dict[str, Any],
+                 splits: list[str], out_dir: Path, dev: torch.device, run_name: str):
+        self.cfg, self.dev, self.out_dir, self.run_name = cfg, dev, out_dir, run_name
+        self.label = run_name or "(unnamed run)"
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        torch.manual_seed(cfg.seed)
+        self.train = load_tensors(language_dir, "train")
+        n_train = len(self.train)
+        if n_train == 0:
+            raise ValueError(f"the train split of {language_dir} is empty")
+        vocab_size, max_len = len(meta["vocabulary"]), _max_length(language_dir, splits, self.train)
+        self.total = cfg.total_steps(n_train)
+        self.batch_size = min(cfg.batch_size, n_train)
+        self.steps_per_epoch = -(-n_train // self.batch_size)
+        self.checkpoint_steps = cfg.checkpoint_steps(self.total)
+        self.model = build_model(model_config, vocab_size, max_len).to(dev)
+        self.model.train()
+        self.optimizer, fused = _make_optimizer(self.model, cfg)
+        self.multiplier = lr_lambda(cfg, self.total)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.multiplier)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        language_hash = meta.get("config_hash")
+        self.extra = {"run": run_name, "train_config": cfg.model_dump(mode="json"),
+                      "language_config_hash": language_hash}
+        self.fingerprint = fingerprint(model_config, cfg, language_hash, vocab_size, max_len, n_train)
+        self.ckpt_dir = out_dir / "checkpoints"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        n_params = sum(p.numel() for p in self.model.parameters())
+        state, resumed_from = read_state(state_paths(out_dir), self.fingerprint, self.label)
+        log.info(
+            "run %s: %s model, %s parameters, on %s; %d steps (batch %d, %d examples, %d batches an epoch), "
+            "lr %g (%s schedule, %d warmup steps), AdamW%s; checkpoints at steps %s",
+            self.label, model_config.mixer, f"{n_params:,}", dev, self.total, self.batch_size, n_train,
+            self.steps_per_epoch, cfg.lr, cfg.schedule, cfg.warmup_steps, " (fused)" if fused else "",
+            self.checkpoint_steps,
+        )
+        self._start(state, resumed_from)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_dir = out_dir / "checkpoints"
-    state_path, prev_path = out_dir / STATE_FILE, out_dir / PREV_STATE_FILE
-    state, resumed_from = _read_state([state_path, prev_path], fingerprint, run_name)
+    def _start(self, state: dict[str, Any] | None, resumed_from: Path | None) -> None:
+        """Counters, log rows and data position: fresh, or as the state left them."""
+        self.rows: list[dict[str, float | int]] = []
+        self.loss_sum = torch.zeros((), device=self.dev)
+        self.pending_steps = 0  # steps whose loss is in loss_sum
+        self.wall_offset = 0.0
+        # ``epoch_state`` is the generator's state just before it drew epoch ``epoch``'s order,
+        # of which ``pos`` batches are done (``pos == steps_per_epoch``: the epoch is complete).
+        self.epoch, self.pos, self.start = 0, 0, 0
+        if state is None:
+            self._clear_earlier_run()
+            self.epoch_state = self.generator.get_state()
+        else:
+            self._restore(state)
+            log.info("run %s: resuming from step %d of %d (%s)", self.label, self.start, self.total, resumed_from)
+        self.step = self.start
 
-    n_params = sum(p.numel() for p in model.parameters())
-    label = run_name or "(unnamed run)"
-    log.info(
-        "run %s: %s model, %s parameters, on %s; %d steps (batch %d, %d examples, %d batches an epoch), "
-        "lr %g (%s schedule, %d warmup steps), AdamW%s; checkpoints at steps %s",
-        label, model_config.mixer, f"{n_params:,}", dev, total, batch_size, n_train, steps_per_epoch,
-        train_config.lr, train_config.schedule, train_config.warmup_steps, " (fused)" if fused else "",
-        checkpoint_steps,
-    )
-
-    rows: list[dict[str, float | int]] = []
-    loss_sum = torch.zeros((), device=dev)
-    pending_steps = 0  # steps whose loss is in loss_sum
-    wall_offset = 0.0
-    if state is None:
+    def _clear_earlier_run(self) -> None:
         # States of another configuration must not resurface later as the "previous" one.
-        for path in (state_path, prev_path):
-            path.unlink(missing_ok=True)
-        stale = sorted(ckpt_dir.glob("step*.pt")) if ckpt_dir.is_dir() else []
+        remove_states(self.out_dir)
+        stale = sorted(self.ckpt_dir.glob("step*.pt")) if self.ckpt_dir.is_dir() else []
         for path in stale:
             path.unlink()
         if stale:
-            log.info("run %s: removed %d checkpoint(s) of an earlier run from %s", label, len(stale), ckpt_dir)
-        start = 0
-        epoch_state = generator.get_state()
-    else:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+            log.info("run %s: removed %d checkpoint(s) of an earlier run from %s", self.label, len(stale),
+                     self.ckpt_dir)
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng_state"])
-        if dev.type == "cuda" and state.get("cuda_rng_state") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng_state"], dev)
-        epoch_state = state["epoch_generator_state"]
-        rows = list(state["rows"])
-        loss_sum = state["loss_sum"].to(dev)
-        pending_steps = int(state["pending_steps"])
-        wall_offset = float(state["wall_time_s"])
-        start = int(state["step"])
-        log.info("run %s: resuming from step %d of %d (%s)", label, start, total, resumed_from)
+        if self.dev.type == "cuda" and state.get("cuda_rng_state") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng_state"], self.dev)
+        self.epoch_state = state["epoch_generator_state"]
+        self.rows = list(state["rows"])
+        self.loss_sum = state["loss_sum"].to(self.dev)
+        self.pending_steps = int(state["pending_steps"])
+        self.wall_offset = float(state["wall_time_s"])
+        self.start = int(state["step"])
+        self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
 
-    if start == 0 and 0 in checkpoint_steps:
-        save_checkpoint(checkpoint_path(ckpt_dir, 0), model, 0, extra)
+    def run(self, progress: bool) -> None:
+        """Step to the end: log rows, checkpoints and states on their steps; then the log."""
+        cfg = self.cfg
+        if self.start == 0 and 0 in self.checkpoint_steps:
+            save_checkpoint(checkpoint_path(self.ckpt_dir, 0), self.model, 0, self.extra)
+        # The data, on the device once; lengths stay on the CPU so batch widths need no sync.
+        self.input_ids, self.labels = self.train.input_ids.to(self.dev), self.train.labels.to(self.dev)
+        self.lengths = self.train.lengths.cpu()
+        self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.monitor = DivergenceMonitor(cfg.log_every, self.params, self.dev)
+        checkpoint_set, state_set = set(self.checkpoint_steps), set(cfg.state_steps(self.total))
+        self.generator.set_state(self.epoch_state)
+        self.order, self.widths, self.tokens = _epoch_order(self.generator, self.lengths, self.batch_size, self.dev,
+                                                            cfg.order)
+        self.t_start = time.perf_counter()
+        self.t_last, self.steps_since, self.tokens_since = self.t_start, 0, 0
+        # Redirected to a file (a cluster log), a bar redrawn ten times a second floods it.
+        refresh = 0.1 if sys.stderr.isatty() else 10.0
+        with tqdm(total=self.total, initial=self.start, disable=not progress, desc=self.run_name or "train",
+                  dynamic_ncols=True, mininterval=refresh) as bar:
+            while self.step < self.total:
+                self._train_step()
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == self.total:
+                    self._check(weights=False)
+                    self._log_row(bar)
+                if self.step in checkpoint_set or self.step in state_set:
+                    self._check(weights=True)
+                    if self.step in checkpoint_set:
+                        save_checkpoint(checkpoint_path(self.ckpt_dir, self.step), self.model, self.step, self.extra)
+                    if self.step in state_set:
+                        write_state(*state_paths(self.out_dir), self._state())
+        self._finish()
 
-    # The data, on the device once; lengths stay on the CPU so batch widths need no sync.
-    input_ids = train.input_ids.to(dev)
-    labels = train.labels.to(dev)
-    lengths = train.lengths.cpu()
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    clip = train_config.grad_clip
-    log_every = train_config.log_every
-    checkpoint_set = set(checkpoint_steps)
-    state_set = set(train_config.state_steps(total))
-    # The losses of the steps since the last check, on the device (a check comes at least every
-    # ``log_every`` steps, at each log row): ``recent[:n_recent]`` are steps ``step - n_recent + 1 ..``.
-    recent = torch.empty(log_every, device=dev)
-    n_recent = 0
+    def _train_step(self) -> None:
+        if self.pos == self.steps_per_epoch:
+            self.epoch, self.pos = self.epoch + 1, 0
+            self.epoch_state = self.generator.get_state()
+            self.order, self.widths, self.tokens = _epoch_order(self.generator, self.lengths, self.batch_size,
+                                                                self.dev, self.cfg.order)
+        index = self.order[self.pos * self.batch_size : (self.pos + 1) * self.batch_size]
+        width = self.widths[self.pos]
+        batch_ids = self.input_ids[:, :width].index_select(0, index)
+        batch_labels = self.labels[:, :width].index_select(0, index)
+        select = batch_labels != IGNORE_INDEX
+        loss = F.cross_entropy(self.model(batch_ids, select=select), batch_labels[select])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.loss_sum += loss.detach()
+        self.monitor.record(loss.detach())
+        self.pending_steps += 1
+        self.steps_since += 1
+        self.tokens_since += self.tokens[self.pos]
+        self.step += 1
+        self.pos += 1
 
-    def check_finite(weights: bool) -> None:
-        """Stop the run (TrainingDiverged) if a loss since the last check, or (``weights``) a
-        weight, is not finite."""
-        nonlocal n_recent
-        losses, n_recent = recent[:n_recent], 0
-        bad = (~torch.isfinite(losses)).nonzero()
-        if len(bad):
-            first = int(bad[0])
-            stop(step - len(losses) + 1 + first, f"loss is {float(losses[first])}")
-        if weights and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
-            stop(step, "weights are not finite after the update")
+    def _log_row(self, bar: tqdm) -> None:
+        now = time.perf_counter()
+        elapsed = max(now - self.t_last, 1e-9)
+        row = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "loss": self.loss_sum.item() / self.pending_steps,
+            "lr": self.cfg.lr * self.multiplier(self.step - 1),
+            "tokens_per_s": self.tokens_since / elapsed,
+            "steps_per_s": self.steps_since / elapsed,
+            "wall_time_s": self.wall_offset + now - self.t_start,
+        }
+        self.rows.append(row)
+        bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", refresh=False)
+        self.loss_sum.zero_()
+        self.pending_steps = 0
+        self.t_last, self.steps_since, self.tokens_since = now, 0, 0
 
-    def stop(fault: int, reason: str) -> None:
-        lr_at = train_config.lr * multiplier(fault - 1)
-        removed = [p for p in ckpt_dir.glob("step*.pt") if _step_of(p) is not None and _step_of(p) >= fault]
-        for path in removed:  # written by an earlier session that got further: not this trajectory
-            path.unlink()
-        kept = sorted(s for s in map(_step_of, ckpt_dir.glob("step*.pt")) if s is not None)
-        _write_log(rows, out_dir / LOG_FILE)
-        for path in (state_path, prev_path):
-            path.unlink(missing_ok=True)
+    def _state(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "step": self.step,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch_generator_state": self.epoch_state,
+            "epoch": self.epoch,
+            "pos": self.pos,
+            "torch_rng_state": torch.get_rng_state(),
+            "cuda_rng_state": torch.cuda.get_rng_state(self.dev) if self.dev.type == "cuda" else None,
+            "rows": self.rows,
+            "loss_sum": self.loss_sum.detach().cpu(),
+            "pending_steps": self.pending_steps,
+            "wall_time_s": self.wall_offset + time.perf_counter() - self.t_start,
+        }
+
+    def _check(self, weights: bool) -> None:
+        """Stop the run at a fault since the last check (``TrainingDiverged``): the checkpoints
+        from the fault on and the state files removed, the log so far written."""
+        fault = self.monitor.fault(self.step, weights)
+        if fault is None:
+            return
+        step, reason = fault
+        lr_at = self.cfg.lr * self.multiplier(step - 1)
+        for path in self.ckpt_dir.glob("step*.pt"):  # later ones: written by an earlier session that got further
+            if _step_of(path) is not None and _step_of(path) >= step:
+                path.unlink()
+        kept = sorted(s for s in map(_step_of, self.ckpt_dir.glob("step*.pt")) if s is not None)
+        _write_log(self.rows, self.out_dir / LOG_FILE)
+        remove_states(self.out_dir)
         log.error(
             "run %s: %s at step %d (learning rate %g); training stopped. Kept the checkpoints at steps %s "
             "(the last good one: step %s) and the train log's %d rows (to step %s)",
-            label, reason, fault, lr_at, kept, kept[-1] if kept else "none", len(rows), rows[-1]["step"] if rows else 0,
+            self.label, reason, step, lr_at, kept, kept[-1] if kept else "none", len(self.rows),
+            self.rows[-1]["step"] if self.rows else 0,
         )
-        raise TrainingDiverged(run_name, fault, lr_at, reason, kept)
+        raise TrainingDiverged(self.run_name, step, lr_at, reason, kept)
 
-    step = start
-    # ``epoch_state`` is the generator's state just before it drew epoch ``epoch``'s order,
-    # of which ``pos`` batches are done (``pos == steps_per_epoch``: the epoch is complete).
-    epoch, pos = (0, 0) if state is None else (int(state["epoch"]), int(state["pos"]))
-    generator.set_state(epoch_state)
-    order, widths, tokens = _epoch_order(generator, lengths, batch_size, dev, train_config.order)
-
-    t_start = time.perf_counter()
-    t_last, steps_since, tokens_since = t_start, 0, 0
-    # Redirected to a file (a cluster log), a bar redrawn ten times a second floods it.
-    refresh = 0.1 if sys.stderr.isatty() else 10.0
-    with tqdm(total=total, initial=start, disable=not progress, desc=run_name or "train", dynamic_ncols=True,
-              mininterval=refresh) as bar:
-        while step < total:
-            if pos == steps_per_epoch:
-                epoch, pos = epoch + 1, 0
-                epoch_state = generator.get_state()
-                order, widths, tokens = _epoch_order(generator, lengths, batch_size, dev, train_config.order)
-            index = order[pos * batch_size : (pos + 1) * batch_size]
-            width = widths[pos]
-            batch_ids = input_ids[:, :width].index_select(0, index)
-            batch_labels = labels[:, :width].index_select(0, index)
-            select = batch_labels != IGNORE_INDEX
-            logits = model(batch_ids, select=select)
-            loss = F.cross_entropy(logits, batch_labels[select])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip is not None:
-                nn.utils.clip_grad_norm_(params, clip)
-            optimizer.step()
-            scheduler.step()
-
-            loss_sum += loss.detach()
-            recent[n_recent] = loss.detach()
-            n_recent += 1
-            pending_steps += 1
-            steps_since += 1
-            tokens_since += tokens[pos]
-            step += 1
-            pos += 1
-            bar.update(1)
-
-            if step % log_every == 0 or step == total:
-                check_finite(weights=False)
-                now = time.perf_counter()
-                elapsed = max(now - t_last, 1e-9)
-                row = {
-                    "step": step,
-                    "epoch": epoch,
-                    "loss": loss_sum.item() / pending_steps,
-                    "lr": train_config.lr * multiplier(step - 1),
-                    "tokens_per_s": tokens_since / elapsed,
-                    "steps_per_s": steps_since / elapsed,
-                    "wall_time_s": wall_offset + now - t_start,
-                }
-                rows.append(row)
-                bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", refresh=False)
-                loss_sum.zero_()
-                pending_steps = 0
-                t_last, steps_since, tokens_since = now, 0, 0
-
-            if step in checkpoint_set or step in state_set:
-                check_finite(weights=True)
-                if step in checkpoint_set:
-                    save_checkpoint(checkpoint_path(ckpt_dir, step), model, step, extra)
-                if step in state_set:
-                    _write_state(
-                        state_path,
-                        prev_path,
-                        {
-                            "format": STATE_FORMAT,
-                            "fingerprint": fingerprint,
-                            "step": step,
-                            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                            "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(),
-                            "epoch_generator_state": epoch_state,
-                            "epoch": epoch,
-                            "pos": pos,
-                            "torch_rng_state": torch.get_rng_state(),
-                            "cuda_rng_state": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
-                            "rows": rows,
-                            "loss_sum": loss_sum.detach().cpu(),
-                            "pending_steps": pending_steps,
-                            "wall_time_s": wall_offset + time.perf_counter() - t_start,
-                        },
-                    )
-
-    _write_log(rows, out_dir / LOG_FILE)
-    for path in (state_path, prev_path):
-        path.unlink(missing_ok=True)
-    took = time.perf_counter() - t_start
-    done = step - start
-    log.info(
-        "run %s: finished %d steps%s in %.1f s (%.1f steps/s), final loss %.4f; wrote %s and %d checkpoints",
-        label, total, f" ({done} in this session)" if start else "", took, done / max(took, 1e-9),
-        rows[-1]["loss"] if rows else float("nan"), out_dir / LOG_FILE, len(checkpoint_steps),
-    )
+    def _finish(self) -> None:
+        _write_log(self.rows, self.out_dir / LOG_FILE)
+        remove_states(self.out_dir)
+        took, done = time.perf_counter() - self.t_start, self.step - self.start
+        log.info(
+            "run %s: finished %d steps%s in %.1f s (%.1f steps/s), final loss %.4f; wrote %s and %d checkpoints",
+            self.label, self.total, f" ({done} in this session)" if self.start else "", took, done / max(took, 1e-9),
+            self.rows[-1]["loss"] if self.rows else float("nan"), self.out_dir / LOG_FILE, len(self.checkpoint_steps),
+        )
 
 
 def _max_length(language_dir: Path, splits: list[str], train) -> int:
@@ -414,61 +392,6 @@ def _step_of(path: Path) -> int | None:
     """The step of a checkpoint file ``step{N}.pt`` (None for any other name)."""
     digits = path.name.removeprefix("step").removesuffix(".pt")
     return int(digits) if path.name.startswith("step") and path.suffix == ".pt" and digits.isdigit() else None
-
-
-def _write_state(path: Path, prev: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically, keeping the state it replaces as ``prev``."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    if path.exists():
-        os.replace(path, prev)
-    os.replace(tmp, path)
-
-
-def _read_state(paths: list[Path], fingerprint: dict[str, Any], label: str) -> tuple[dict[str, Any] | None, Path | None]:
-    """The first of ``paths`` (newest first) holding a readable state of this configuration, and its path."""
-    label = label or "(unnamed run)"
-    for path in paths:
-        if not path.exists():
-            continue
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # torch raises many types for corrupt or truncated files
-            log.warning("run %s: train state %s is unreadable (%s: %s); ignoring it",
-                        label, path, type(err).__name__, str(err).splitlines()[0] if str(err) else "")
-            continue
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            log.warning("run %s: %s is not a %s file; ignoring it", label, path, STATE_FORMAT)
-            continue
-        missing = [key for key in STATE_KEYS if key not in state]
-        if missing:
-            log.warning("run %s: train state %s lacks %s; ignoring it", label, path, ", ".join(missing))
-            continue
-        saved = state.get("fingerprint", {})
-        if saved != fingerprint:
-            log.warning(
-                "run %s: %s was made by a different configuration (differs in %s); ignoring it",
-                label, path, ", ".join(_differences(saved, fingerprint)) or "format",
-            )
-            continue
-        return state, path
-    if any(path.exists() for path in paths):
-        log.warning("run %s: no usable train state in %s; starting over", label, paths[0].parent)
-    return None, None
-
-
-def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}: {a!r} → {b!r}")
-    return out
 
 
 def _write_log(rows: list[dict[str, float | int]], path: Path) -> None:

@@ -1,0 +1,109 @@
+"""The resumable training state: what a killed run resumes from.
+
+``train_state.pt`` is written atomically (a temporary file, flushed to disk, then renamed) and
+the state it replaces is kept as ``train_state.prev.pt``, so a state file damaged after the fact
+still leaves one to resume from. A state carries a *fingerprint* of what it was trained on (the
+model config, the train config except fields that do not change what is trained, the language's
+config hash and sizes); a run resumes only from a state of its own fingerprint."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger("tinylang.training")
+
+STATE_FILE = "train_state.pt"
+PREV_STATE_FILE = "train_state.prev.pt"  # the state STATE_FILE replaced
+STATE_FORMAT = "tinylang-train-state-v1"
+STATE_KEYS = ("step", "model", "optimizer", "scheduler", "epoch_generator_state", "epoch", "pos", "torch_rng_state",
+              "rows", "loss_sum", "pending_steps", "wall_time_s")
+# Train-config fields that do not change what is trained: a state written under other values resumes.
+NOT_FINGERPRINTED = {"state_every"}
+
+
+def state_paths(out_dir: Path) -> list[Path]:
+    """The run's state files, newest first."""
+    return [out_dir / STATE_FILE, out_dir / PREV_STATE_FILE]
+
+
+def fingerprint(model_config: Any, train_config: Any, language_hash: str | None, vocab_size: int, max_len: int,
+                train_size: int) -> dict[str, Any]:
+    """What a state must have been trained on to be resumed."""
+    return {
+        "model_config": model_config.model_dump(mode="json"),
+        "train_config": train_config.model_dump(mode="json", exclude=NOT_FINGERPRINTED),
+        "language_config_hash": language_hash,
+        "vocab_size": vocab_size,
+        "max_len": max_len,
+        "train_size": train_size,
+    }
+
+
+def write_state(path: Path, prev: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically, keeping the state it replaces as ``prev``."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save({"format": STATE_FORMAT, **state}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    if path.exists():
+        os.replace(path, prev)
+    os.replace(tmp, path)
+
+
+def remove_states(out_dir: Path) -> None:
+    for path in state_paths(out_dir):
+        path.unlink(missing_ok=True)
+
+
+def read_state(paths: list[Path], expected: dict[str, Any], label: str) -> tuple[dict[str, Any] | None, Path | None]:
+    """The first of ``paths`` (newest first) holding a readable state of fingerprint
+    ``expected``, and its path; each one skipped is logged with the reason."""
+    for path in paths:
+        if path.exists() and (state := _usable(path, expected, label)) is not None:
+            return state, path
+    if any(path.exists() for path in paths):
+        log.warning("run %s: no usable train state in %s; starting over", label, paths[0].parent)
+    return None, None
+
+
+def _usable(path: Path, expected: dict[str, Any], label: str) -> dict[str, Any] | None:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for corrupt or truncated files
+        log.warning("run %s: train state %s is unreadable (%s: %s); ignoring it",
+                    label, path, type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+        return None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        log.warning("run %s: %s is not a %s file; ignoring it", label, path, STATE_FORMAT)
+        return None
+    missing = [key for key in STATE_KEYS if key not in state]
+    if missing:
+        log.warning("run %s: train state %s lacks %s; ignoring it", label, path, ", ".join(missing))
+        return None
+    saved = state.get("fingerprint", {})
+    if saved != expected:
+        log.warning("run %s: %s was made by a different configuration (differs in %s); ignoring it",
+                    label, path, ", ".join(_differences(saved, expected)) or "format")
+        return None
+    return state
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} → {b!r}")
+    return out
+
+
+__all__ = ["NOT_FINGERPRINTED", "PREV_STATE_FILE", "STATE_FILE", "STATE_FORMAT", "fingerprint", "read_state",
+           "remove_states", "state_paths", "write_state"]
