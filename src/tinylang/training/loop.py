@@ -27,8 +27,7 @@ Choices worth knowing:
   host–device sync per step beyond what boolean-mask indexing itself needs.
 - **Resuming** (``tinylang.training.state``). At every checkpoint before the last, and every
   ``state_every`` steps, ``out_dir/train_state.pt`` is written atomically (a temporary file,
-  flushed to disk, then
-  renamed): model, optimiser, scheduler, the shuffling generator's state at the start of the
+  flushed to disk, then renamed): model, optimiser, scheduler, the shuffling generator's state at the start of the
   current epoch, the global RNG states, the step and the log so far. The state it replaces is
   kept as ``train_state.prev.pt``, so a state file damaged after the fact still leaves one to
   resume from. A run resumes from the newer of the two that is readable and was made by the
