@@ -4,12 +4,16 @@
 import os
 import sys
 
+from snakemake.utils import min_version
+
 import tinylang
 from tinylang.config import ConfigError, load_study
 from tinylang.device import wants_gpu
 from tinylang.evaluation.evaluators import EVALUATORS
 from tinylang.figures.registry import study_figure
 from tinylang.environment import export_package_path
+
+min_version("9.0")  # as pyproject.toml requires
 
 # Jobs, also in the rules' conda environments (which don't install tinylang), run this code.
 export_package_path()
@@ -42,6 +46,18 @@ wildcard_constraints:
     step=r"\d+",
     evaluator="|".join(EVALUATORS.names()),
     figure=r"[A-Za-z0-9_.]+",
+
+
+# Cheap jobs that read a few tables: on a cluster they run in the submitting process, not as jobs.
+localrules:
+    all,
+    language_stats,
+    training_curves,
+    accuracy,
+    attribution,
+    intervention_heatmap,
+    study_tables,
+    study_figure,
 
 
 include: "workflow/rules/common.smk"

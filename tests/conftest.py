@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import copy
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,6 +50,36 @@ TINY_STUDY = {
 def tiny_study() -> dict:
     """A fresh copy of the tiny study config, safe to modify."""
     return copy.deepcopy(TINY_STUDY)
+
+
+def run_snakemake(workdir: Path, study: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Snakemake on ``study`` (written to ``workdir/study.yaml``) in ``workdir``, with 2 cores;
+    with ``check``, a failed run is an assertion error showing the end of its output."""
+    configfile = workdir / "study.yaml"
+    configfile.write_text(yaml.safe_dump(study))
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+         "--configfile", str(configfile), "--cores", "2", *args],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="session")
+def finished_tiny_study(tmp_path_factory) -> Path:
+    """``TINY_STUDY`` run to completion once for the whole session: the workdir of the one
+    end-to-end study the workflow tests share. A test that changes its files works on a copy
+    (``copy_finished_study``)."""
+    workdir = tmp_path_factory.mktemp("finished_tiny_study")
+    run_snakemake(workdir, TINY_STUDY)
+    return workdir
+
+
+def copy_finished_study(workdir: Path, dest: Path) -> Path:
+    """A copy of a finished study's workdir (modification times kept, so nothing is stale)."""
+    return Path(shutil.copytree(workdir, dest, symlinks=True))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -1,4 +1,4 @@
-"""The code passes the project's ruff configuration (pyproject.toml [tool.ruff])."""
+"""The code passes the project's ruff configuration (pyproject.toml [tool.ruff]) and Snakemake's linter."""
 
 from __future__ import annotations
 
@@ -19,3 +19,10 @@ def test_ruff_finds_nothing():
     proc = subprocess.run([ruff, "check", "src", "tests", "benchmarks", "workflow/scripts"], cwd=REPO,
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def test_snakemakes_linter_finds_nothing(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "-s", str(REPO / "Snakefile"), "-d",
+                           str(tmp_path)], capture_output=True, text=True, check=False, timeout=120)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "good condition" in output, output[-4000:]

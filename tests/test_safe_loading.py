@@ -7,22 +7,19 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-import yaml
+from conftest import copy_finished_study, run_snakemake
 
 from tinylang.languages import load_tensors, parse_language_config, read_meta, read_split, to_tensors, write_language
 from tinylang.languages.base import LanguageDataError
 from tinylang.models import CheckpointError, ModelConfig, build_model, load_checkpoint, read_checkpoint, save_checkpoint
 from tinylang.models.checkpoint import FORMAT
 
-REPO = Path(__file__).resolve().parents[1]
 SMALL_AR = {"type": "ar", "num_kv": 16, "min_pairs": 2, "max_pairs": 3, "seed": 0, "splits": {"train": 64, "test": 16}}
 
 
@@ -168,37 +165,24 @@ def test_to_tensors_checks_ids_only_when_given_a_vocabulary(language):
 # --- the workflow -------------------------------------------------------------------------
 
 
-def snakemake(workdir: Path, study: dict, *args: str) -> subprocess.CompletedProcess:
-    configfile = workdir / "study.yaml"
-    configfile.write_text(yaml.safe_dump(study))
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-         "--configfile", str(configfile), "--cores", "2", *args],
-        capture_output=True, text=True, timeout=600, check=False,
-    )
-
-
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
             for p in root.rglob("*") if p.is_file() and "logs" not in p.parts}
 
 
 @pytest.mark.slow
-def test_a_truncated_checkpoint_fails_only_its_job_and_the_log_names_it(tmp_path, tiny_study):
-    """A finished study, then a checkpoint truncated on disk: the next run that needs it fails
-    in that job, whose log names the file and the remedy; no other output is lost, and
-    following the remedy re-plans training of that run only."""
-    tiny_study["evaluators"] = {"behaviour": {"checkpoints": "all", "num_examples": 32},
-                                "interventions": {"checkpoints": "final", "num_examples": 8}}
-    first = snakemake(tmp_path, tiny_study)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+def test_a_truncated_checkpoint_fails_only_its_job_and_the_log_names_it(tmp_path, tiny_study, finished_tiny_study):
+    """A finished study (a copy of the session's), then a checkpoint truncated on disk: the next
+    run that needs it fails in that job, whose log names the file and the remedy; no other
+    output is lost, and following the remedy re-plans training of that run only."""
+    tmp_path = copy_finished_study(finished_tiny_study, tmp_path / "study")
     out = tmp_path / "results" / "tiny"
     bad = out / "runs" / "attention" / "checkpoints" / "step12.pt"
     truncate(bad, keep=0.1)
     before = snapshot(out)
 
     tiny_study["evaluators"]["interventions"]["num_examples"] = 6  # re-plans the interventions tables
-    second = snakemake(tmp_path, tiny_study)
+    second = run_snakemake(tmp_path, tiny_study, check=False)
     assert second.returncode != 0
     job_log = (out / "logs" / "interventions" / "attention" / "step12.log").read_text()
     assert f"CheckpointError: checkpoint {bad.relative_to(tmp_path)}" in job_log
@@ -215,8 +199,7 @@ def test_a_truncated_checkpoint_fails_only_its_job_and_the_log_names_it(tmp_path
             assert after[path] == stat, path  # untouched, the truncated checkpoint included
 
     shutil.rmtree(bad.parent)  # the remedy the message gives
-    plan = snakemake(tmp_path, tiny_study, "-n")
-    assert plan.returncode == 0, plan.stdout[-3000:] + plan.stderr[-3000:]
+    plan = run_snakemake(tmp_path, tiny_study, "-n")
     trained = set(re.findall(r"rule train:\n(?:.*\n)*?\s+wildcards: run=(\S+)", plan.stdout + plan.stderr))
     assert trained == {"attention"}
     assert "rule language:" not in plan.stdout + plan.stderr

@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-
-REPO = Path(__file__).resolve().parents[1]
+from conftest import TINY_STUDY, run_snakemake
 
 pytestmark = pytest.mark.slow
 
 
 def snakemake(workdir: Path, study: dict, *args: str) -> str:
-    configfile = workdir / "study.yaml"
-    configfile.write_text(yaml.safe_dump(study))
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-         "--configfile", str(configfile), "--cores", "2", *args],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    """A successful Snakemake run's output (stdout and stderr)."""
+    proc = run_snakemake(workdir, study, *args)
     return proc.stdout + proc.stderr
 
 
@@ -43,14 +35,10 @@ def planned(output: str) -> set[tuple[str, str]]:
     return jobs
 
 
-@pytest.fixture(scope="module")
-def finished_study(tmp_path_factory):
-    """The tiny study, run to completion once for the whole module."""
-    from conftest import TINY_STUDY
-
-    workdir = tmp_path_factory.mktemp("study")
-    snakemake(workdir, TINY_STUDY)
-    return workdir, TINY_STUDY
+@pytest.fixture
+def finished_study(finished_tiny_study):
+    """The session's finished tiny study (its workdir) and its config."""
+    return finished_tiny_study, copy.deepcopy(TINY_STUDY)
 
 
 def test_complete_run_writes_every_output(finished_study):
@@ -113,8 +101,6 @@ def test_changing_one_evaluators_options_replans_only_its_tables(finished_study)
 
 
 def test_gpu_rules_declare_a_gpu_when_the_study_runs_on_cuda(tmp_path):
-    from conftest import TINY_STUDY
-
     study = yaml.safe_load(yaml.safe_dump(TINY_STUDY))
     study["device"] = "cuda"  # planning needs no GPU, e.g. on a cluster's login node
     out = snakemake(tmp_path, study, "-n")
