@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from tinylang.evaluation.runtime import eval_mode
 from tinylang.models.backbone import HOOK_POINTS, LanguageModel
 
 from .behaviour import batches, trimmed
@@ -92,9 +93,7 @@ def collect(model: LanguageModel, tensors, points: Sequence[Point], positions: S
 
     device = model.device
     parts: dict[Point, list[torch.Tensor]] = {point: [] for point in points}
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for idx in batches(len(tensors), batch_size):
             ids = trimmed(tensors.input_ids[idx], tensors.lengths[idx]).to(device)
             pos = index[:, idx].to(device)
@@ -103,8 +102,6 @@ def collect(model: LanguageModel, tensors, points: Sequence[Point], positions: S
                 model(ids)
             for point in points:
                 parts[point].append(store[point].float().cpu())
-    finally:
-        model.train(was_training)
     d_model = model.config.d_model
     return {point: torch.cat(chunks, dim=1) if chunks else torch.zeros(len(positions), 0, d_model)
             for point, chunks in parts.items()}

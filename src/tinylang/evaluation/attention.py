@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from tinylang.evaluation.runtime import eval_mode
+
 from .behaviour import batches, select_mask, trimmed
 
 PREDICTS_ANSWER = "predicts_answer"
@@ -50,17 +52,15 @@ def storing_attention(model, layers: Sequence[int]) -> Iterator[None]:
     """Eval mode with ``store_attention`` on in ``layers``; flags, mode and memory restored on exit."""
     mixers = [model.layers[i].mixer for i in layers]
     flags = [m.store_attention for m in mixers]
-    was_training = model.training
-    model.eval()
-    try:
-        for m in mixers:
-            m.store_attention = True
-        yield
-    finally:
-        for m, flag in zip(mixers, flags):
-            m.store_attention = flag
-            m.attention_probs = None
-        model.train(was_training)
+    with eval_mode(model):
+        try:
+            for m in mixers:
+                m.store_attention = True
+            yield
+        finally:
+            for m, flag in zip(mixers, flags):
+                m.store_attention = flag
+                m.attention_probs = None
 
 
 def _mixer_name(model) -> str:

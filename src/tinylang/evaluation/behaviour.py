@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from tinylang.evaluation.runtime import eval_mode
 from tinylang.models.backbone import LanguageModel
 
 METRICS = ("loss", "accuracy", "answer_prob")
@@ -91,10 +92,8 @@ def evaluate_behaviour(model: LanguageModel, tensors_by_split: dict, batch_size:
     Columns ``split, query_type, metric, value, n``; every split also gets a row per
     metric with ``query_type == "ALL"`` (all its examples). ``n`` counts examples.
     """
-    was_training = model.training
-    model.eval()
     frames = []
-    try:
+    with eval_mode(model):
         for split, tensors in tensors_by_split.items():
             scores = example_scores(model, tensors, batch_size)
             metrics = [c for c in scores.columns if c != "query_type"]
@@ -106,7 +105,5 @@ def evaluate_behaviour(model: LanguageModel, tensors_by_split: dict, batch_size:
             long["n"] = long["query_type"].map(counts).astype(int)
             long.insert(0, "split", split)
             frames.append(long)
-    finally:
-        model.train(was_training)
     columns = ["split", "query_type", "metric", "value", "n"]
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)

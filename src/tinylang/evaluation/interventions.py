@@ -29,6 +29,8 @@ with contextlib.redirect_stdout(io.StringIO()):  # pyvene prints a notice about 
     import pyvene as pv
 from pyvene.models.constants import CONST_INPUT_HOOK, CONST_OUTPUT_HOOK
 
+from tinylang.evaluation.runtime import eval_mode
+
 REFERENCE_METRICS = ("p_clean", "p_corrupted", "logit_clean", "logit_corrupted", "kl_clean_corrupted")
 PATCH_METRICS = ("p_patched", "logit_patched", "p_diff", "logit_diff", "kl_patched_corrupted")
 COLUMNS = ["example", "query_type", "corrupted", "layer", "component", "position", "metric", "value"]
@@ -203,15 +205,12 @@ def interchange(
     absent = locations < 0
     locations = torch.where(absent, read_pos[None], locations)  # any valid index; masked below
 
-    was_training = model.training
-    grad_flags = [p.requires_grad for p in model.parameters()]
-    model.eval()
     cells = (k, n_layers, len(components), n_pos, n)
     out = {name: torch.zeros(shape, dtype=torch.float64, device=device) for name, shape in [
         ("p_source", (n,)), ("logit_source", (n,)), ("p_base", (k, n)), ("logit_base", (k, n)),
         ("kl_source_base", (k, n)), ("p_patched", cells), ("logit_patched", cells), ("kl_patched_base", cells)]}
     out["ran"] = torch.zeros(cells, dtype=torch.bool, device=device)
-    try:
+    with eval_mode(model, restore_grad_flags=True):
         intervenables = {}
         for layer, component in points:  # one IntervenableModel per (layer, component), reused for every batch
             intervenable = pv.IntervenableModel({"layer": layer, "component": component, "unit": "pos"}, model)
@@ -272,10 +271,6 @@ def interchange(
                     out["logit_patched"][at] = logit.view(n_pos, b)
                     out["kl_patched_base"][at] = kl.view(n_pos, b)
                     out["ran"][at] = run.view(n_pos, b)
-    finally:
-        model.train(was_training)
-        for param, flag in zip(model.parameters(), grad_flags):
-            param.requires_grad_(flag)
     out = {name: value.cpu() for name, value in out.items()}
     for name in ("p_patched", "logit_patched", "kl_patched_base"):
         out[name][absent[None, None, None].expand_as(out[name])] = float("nan")
