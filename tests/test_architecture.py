@@ -13,7 +13,7 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 
 # Lowest first: a module may import its own layer's and lower layers' modules only.
 LAYERS = [
-    {"registry", "tables", "device", "environment"},
+    {"registry", "files", "tables", "device", "environment"},
     {"languages", "models"},
     {"training", "evaluation"},
     {"study", "sweep"},

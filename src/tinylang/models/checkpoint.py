@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from tinylang.files import atomic_file
+
 from .backbone import LanguageModel, build_model
 from .config import ModelConfig
 
@@ -36,9 +38,8 @@ def save_checkpoint(path: Path, model: LanguageModel, step: int, extra: dict[str
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "extra": extra or {},
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def _remedy(path: Path) -> str:

@@ -9,11 +9,12 @@ config hash and sizes); a run resumes only from a state of its own fingerprint."
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from tinylang.files import atomic_file
 
 log = logging.getLogger("tinylang.training")
 
@@ -46,14 +47,8 @@ def fingerprint(model_config: Any, train_config: Any, language_hash: str | None,
 
 def write_state(path: Path, prev: Path, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` atomically, keeping the state it replaces as ``prev``."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save({"format": STATE_FORMAT, **state}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    if path.exists():
-        os.replace(path, prev)
-    os.replace(tmp, path)
+    with atomic_file(path, durable=True, previous=prev) as tmp:
+        torch.save({"format": STATE_FORMAT, **state}, tmp)
 
 
 def remove_states(out_dir: Path) -> None:

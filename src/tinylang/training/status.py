@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tinylang.files import atomic_file
+
 STATUSES = ("ok", "failed")
 
 
@@ -16,11 +18,8 @@ def write_run_status(status: dict[str, Any], path: str | os.PathLike) -> None:
     """Write ``status`` to ``path`` atomically (a killed job leaves the old file or none)."""
     if status.get("status") not in STATUSES:
         raise ValueError(f"a run status is one of {STATUSES}, not {status.get('status')!r}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(status, indent=2) + "\n")
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(status, indent=2) + "\n")
 
 
 def read_run_status(path: str | os.PathLike) -> dict[str, Any]:
