@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.patheffects import withStroke
@@ -95,100 +96,52 @@ def generalisation(
             len(row_order), len(col_order), 3.2, 3.2, sharex=True, sharey=True
         )
         for (row, col), panel in draw.groupby(["_row", "_col"], sort=False):
-            ax = axes[row_order.index(row), col_order.index(col)]
-            for (mixer, pos, variant, chosen), points in panel.groupby(
-                ["mixer", "pos_embed", "_variant", "_selected"], sort=False
-            ):
-                colour = palette[mixer]
-                face = "none" if pos else colour
-                if not chosen:
-                    ax.scatter(
-                        points[x_split],
-                        points[y_split],
-                        s=9,
-                        marker=markers[variant],
-                        facecolors=face,
-                        edgecolors=colour,
-                        linewidths=0.6,
-                        alpha=0.3,
-                        zorder=2,
-                    )
-                    continue
-                ax.scatter(
-                    points[x_split],
-                    points[y_split],
-                    s=12,
-                    marker=markers[variant],
-                    facecolors=face,
-                    edgecolors=colour,
-                    linewidths=0.8,
-                    alpha=0.6,
-                    zorder=3,
-                )
-                means = (
-                    points.groupby("d_model")[[x_split, y_split]].mean().sort_index()
-                )
-                ax.plot(
-                    means[x_split],
-                    means[y_split],
-                    color=colour,
-                    linestyle="--" if pos else "-",
-                    linewidth=1.2,
-                    marker=markers[variant],
-                    markersize=4,
-                    markerfacecolor="white" if pos else colour,
-                    zorder=4,
-                )
-                ends = means.iloc[[0, -1]] if len(means) > 1 else means
-                for d_model, (mx, my) in ends.iterrows():
-                    ax.annotate(
-                        _fmt(d_model),
-                        (mx, my),
-                        xytext=(4, -6),
-                        textcoords="offset points",
-                        fontsize=6,
-                        color=colour,
-                        zorder=5,
-                        path_effects=[withStroke(linewidth=2, foreground="white")],
-                    )
-        for ax in axes.flat:
-            ax.plot([0, 1], [0, 1], **_REFERENCE)
-            ax.set_xlim(-0.03, 1.03)
-            ax.set_ylim(-0.03, 1.03)
-            ax.set_aspect("equal")
-        for ax in axes[-1, :]:
-            ax.set_xlabel(f"{metric} ({x_split})")
-        for ax in axes[:, 0]:
-            ax.set_ylabel(f"{metric} ({y_split})")
+            _draw_panel(axes[row_order.index(row), col_order.index(col)], panel, palette, markers, x_split, y_split)
+        _unit_square_axes(axes, metric, x_split, y_split)
         _set_titles(axes, row_order, col_order)
-        runs = [
-            _header(""),
-            Line2D(
-                [],
-                [],
-                color="0.2",
-                marker="o",
-                linestyle="-",
-                markersize=4,
-                label="selected lr: runs, and\nseed means by d_model",
-            ),
-            Line2D(
-                [],
-                [],
-                color="0.2",
-                marker="o",
-                linestyle="none",
-                alpha=0.3,
-                markersize=3,
-                label="other learning rates",
-            ),
-        ]
-        _legend(
-            fig,
-            table["mixer"],
-            positions=table["pos_embed"],
-            variants=markers,
-            lines=False,
-            extra=runs,
-        )
+        _legend(fig, table["mixer"], positions=table["pos_embed"], variants=markers, lines=False, extra=_run_legend())
         return _save(fig, table, table_out, figure_outs)
+
+
+def _draw_panel(ax: object, panel: pd.DataFrame, palette: dict[str, str], markers: dict[str, str], x_split: str,
+                y_split: str) -> None:
+    """One panel: faint points for the other learning rates; for the selected ones points and a
+    line through their seed means by width, its end widths written beside it."""
+    for (mixer, pos, variant, chosen), points in panel.groupby(["mixer", "pos_embed", "_variant", "_selected"],
+                                                               sort=False):
+        colour = palette[mixer]
+        face = "none" if pos else colour
+        ax.scatter(points[x_split], points[y_split], s=12 if chosen else 9, marker=markers[variant], facecolors=face,
+                   edgecolors=colour, linewidths=0.8 if chosen else 0.6, alpha=0.6 if chosen else 0.3,
+                   zorder=3 if chosen else 2)
+        if not chosen:
+            continue
+        means = points.groupby("d_model")[[x_split, y_split]].mean().sort_index()
+        ax.plot(means[x_split], means[y_split], color=colour, linestyle="--" if pos else "-", linewidth=1.2,
+                marker=markers[variant], markersize=4, markerfacecolor="white" if pos else colour, zorder=4)
+        ends = means.iloc[[0, -1]] if len(means) > 1 else means
+        for d_model, (mx, my) in ends.iterrows():
+            ax.annotate(_fmt(d_model), (mx, my), xytext=(4, -6), textcoords="offset points", fontsize=6, color=colour,
+                        zorder=5, path_effects=[withStroke(linewidth=2, foreground="white")])
+
+
+def _unit_square_axes(axes: np.ndarray, metric: str, x_split: str, y_split: str) -> None:
+    """Both axes from 0 to 1 with the diagonal, labelled by the metric and split."""
+    for ax in axes.flat:
+        ax.plot([0, 1], [0, 1], **_REFERENCE)
+        ax.set_xlim(-0.03, 1.03)
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_aspect("equal")
+    for ax in axes[-1, :]:
+        ax.set_xlabel(f"{metric} ({x_split})")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"{metric} ({y_split})")
+
+
+def _run_legend() -> list[object]:
+    return [
+        _header(""),
+        Line2D([], [], color="0.2", marker="o", linestyle="-", markersize=4,
+               label="selected lr: runs, and\nseed means by d_model"),
+        Line2D([], [], color="0.2", marker="o", linestyle="none", alpha=0.3, markersize=3, label="other learning rates"),
+    ]
