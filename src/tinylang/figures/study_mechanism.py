@@ -209,24 +209,7 @@ def mechanism_boxes(
         readouts = [r for r in READOUTS if r in set(table["readout"])] + sorted(
             set(table["readout"]) - set(READOUTS)
         )
-        if by is None:
-            hue, hue_order = table["mixer"], mixer_order(table["mixer"])
-            palette = mixer_palette(table["mixer"])
-            rows_, row_order = _labels(table, ["language"])
-            cols, col_order = _labels(table, ["n_layers"])
-        else:
-            hue, hue_order = _by_labels(table, by)
-            colours = sns.color_palette("viridis", len(hue_order)).as_hex()
-            palette = {
-                h: ("#9e9e9e" if h == "n/a" else c) for h, c in zip(hue_order, colours)
-            }
-            rows_, row_order = _labels(
-                table, [c for c in ("language", "n_layers") if c != by]
-            )
-            cols, col_order = _labels(table, ["mixer"])
-            if col_order == [""]:  # one mixer: still name it
-                cols = pd.Series(table["mixer"].astype(str), index=table.index)
-                col_order = [str(table["mixer"].iloc[0])]
+        hue, hue_order, palette, (rows_, row_order), (cols, col_order) = _box_layout(table, by)
         draw = table.assign(_row=rows_, _col=cols, _hue=hue)
         width = 0.9 + 0.35 * len(readouts) * len(hue_order)
         fig, axes = _subplots(
@@ -238,24 +221,7 @@ def mechanism_boxes(
             sharey=True,
         )
         for (row, col), panel in draw.groupby(["_row", "_col"], sort=False):
-            ax = axes[row_order.index(row), col_order.index(col)]
-            # seaborn 0.13 passes `vert`, deprecated in matplotlib 3.11
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", "vert: bool was deprecated")
-                sns.boxplot(
-                    panel,
-                    x="readout",
-                    y="attrib",
-                    hue="_hue",
-                    order=readouts,
-                    hue_order=[h for h in hue_order if h in set(panel["_hue"])],
-                    palette=palette,
-                    fliersize=1,
-                    linewidth=0.7,
-                    width=0.8,
-                    legend=False,
-                    ax=ax,
-                )
+            _boxes(axes[row_order.index(row), col_order.index(col)], panel, readouts, hue_order, palette)
         paper = None
         if by is None:
             paper = _paper_rows(reference, table, "attrib")
@@ -278,6 +244,33 @@ def mechanism_boxes(
             ]
             _figure_legend(fig, handles)
         return _save(fig, table, table_out, figure_outs)
+
+
+def _box_layout(table: pd.DataFrame, by: str | None):
+    """Colours and facets of the mechanism boxes: ``(hue, hue_order, palette, rows, cols)``,
+    rows and cols as ``(labels, order)``. By mixer (rows by language, columns by layers), or
+    by ``by`` (viridis, "n/a" grey; one column per mixer)."""
+    if by is None:
+        return (table["mixer"], mixer_order(table["mixer"]), mixer_palette(table["mixer"]),
+                _labels(table, ["language"]), _labels(table, ["n_layers"]))
+    hue, hue_order = _by_labels(table, by)
+    colours = sns.color_palette("viridis", len(hue_order)).as_hex()
+    palette = {h: ("#9e9e9e" if h == "n/a" else c) for h, c in zip(hue_order, colours)}
+    rows = _labels(table, [c for c in ("language", "n_layers") if c != by])
+    cols, col_order = _labels(table, ["mixer"])
+    if col_order == [""]:  # one mixer: still name it
+        cols, col_order = pd.Series(table["mixer"].astype(str), index=table.index), [str(table["mixer"].iloc[0])]
+    return hue, hue_order, palette, rows, (cols, col_order)
+
+
+def _boxes(ax: object, panel: pd.DataFrame, readouts: list[str], hue_order: list[str],
+           palette: dict[str, str]) -> None:
+    # seaborn 0.13 passes `vert`, deprecated in matplotlib 3.11
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "vert: bool was deprecated")
+        sns.boxplot(panel, x="readout", y="attrib", hue="_hue", order=readouts,
+                    hue_order=[h for h in hue_order if h in set(panel["_hue"])], palette=palette, fliersize=1,
+                    linewidth=0.7, width=0.8, legend=False, ax=ax)
 
 
 def mechanism_layers(
