@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
 
@@ -53,20 +54,8 @@ def accuracy_vs_width(
     report split or none named), at their widths (which join the axis). Saves and returns
     the rows drawn (``selection`` restricted to that metric; with a reference, followed by
     the paper's rows and marked by ``source``)."""
-    _require(
-        selection,
-        [
-            "language",
-            "mixer",
-            "d_model",
-            "n_layers",
-            "pos_embed",
-            "mean",
-            "ci_low",
-            "ci_high",
-        ],
-        "selection",
-    )
+    _require(selection, ["language", "mixer", "d_model", "n_layers", "pos_embed", "mean", "ci_low", "ci_high"],
+             "selection")
     table, metric = _one_metric(selection, metric, "selection")
     with _style():
         if table.empty:
@@ -78,9 +67,7 @@ def accuracy_vs_width(
         variants, markers = _variants(table)
         draw = table.assign(_row=rows, _col=cols, _variant=variants)
         palette = mixer_palette(table["mixer"])
-        paper = _paper_rows(reference, table, metric)
-        if paper is not None and "report_split" in table:
-            paper = paper[paper["split"].isna() | paper["split"].isin(table["report_split"])]
+        paper = _paper_at_report_split(_paper_rows(reference, table, metric), table)
         paper_widths = [] if paper is None else paper["d_model"].dropna().astype(int).tolist()
         widths = sorted({int(w) for w in table["d_model"].unique()} | set(paper_widths))
         fig, axes = _subplots(
@@ -88,29 +75,12 @@ def accuracy_vs_width(
         )
         for (row, col), panel in draw.groupby(["_row", "_col"], sort=False):
             ax = axes[row_order.index(row), col_order.index(col)]
-            for (mixer, pos, variant), line in panel.groupby(
-                ["mixer", "pos_embed", "_variant"], sort=False
-            ):
+            for (mixer, pos, variant), line in panel.groupby(["mixer", "pos_embed", "_variant"], sort=False):
                 _band_line(ax, line, "d_model", ("ci_low", "ci_high"), palette[mixer], pos,
                            marker=markers[variant], markersize=4)
-        for i, j, row in _paper_panels(paper, draw, row_order, col_order):
-            ax, colour = axes[i, j], palette[row["mixer"]]
-            if row["statistic"] == "max_over_widths":
-                ax.axhline(row["value"], color=colour, **_PAPER_MAX_LINE)
-            else:
-                _paper_point(ax, row["d_model"], row, colour)
-        split = (
-            ", ".join(dict.fromkeys(table["report_split"]))
-            if "report_split" in table
-            else ""
-        )
-        for ax in axes.flat:
-            _width_axis(ax, widths)
-            ax.set_ylim(0, 1.02)
-        for ax in axes[-1, :]:
-            ax.set_xlabel("d_model")
-        for ax in axes[:, 0]:
-            ax.set_ylabel(f"{metric} ({split})" if split else metric)
+        _draw_paper(axes, paper, draw, row_order, col_order, palette)
+        split = ", ".join(dict.fromkeys(table["report_split"])) if "report_split" in table else ""
+        _width_axes(axes, widths, f"{metric} ({split})" if split else metric)
         _set_titles(axes, row_order, col_order)
         ci = Patch(
             color="0.3", alpha=_CI_ALPHA * 2, linewidth=0, label="95% CI over seeds"
@@ -123,3 +93,31 @@ def accuracy_vs_width(
             extra=[_header(""), ci, *_paper_legend(paper)],
         )
         return _save(fig, _with_paper(table, paper, "mean"), table_out, figure_outs)
+
+
+def _paper_at_report_split(paper: pd.DataFrame | None, table: pd.DataFrame) -> pd.DataFrame | None:
+    """The paper's rows read on the split we report on (or on no split named)."""
+    if paper is None or "report_split" not in table:
+        return paper
+    return paper[paper["split"].isna() | paper["split"].isin(table["report_split"])]
+
+
+def _draw_paper(axes: np.ndarray, paper: pd.DataFrame | None, draw: pd.DataFrame, row_order: list[str],
+                col_order: list[str], palette: dict[str, str]) -> None:
+    """The paper's values: a point at its width, or a line for a best-over-widths value."""
+    for i, j, row in _paper_panels(paper, draw, row_order, col_order):
+        ax, colour = axes[i, j], palette[row["mixer"]]
+        if row["statistic"] == "max_over_widths":
+            ax.axhline(row["value"], color=colour, **_PAPER_MAX_LINE)
+        else:
+            _paper_point(ax, row["d_model"], row, colour)
+
+
+def _width_axes(axes: np.ndarray, widths: list[int], ylabel: str) -> None:
+    for ax in axes.flat:
+        _width_axis(ax, widths)
+        ax.set_ylim(0, 1.02)
+    for ax in axes[-1, :]:
+        ax.set_xlabel("d_model")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
