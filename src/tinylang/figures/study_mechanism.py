@@ -88,44 +88,24 @@ def mechanism_scatter(
     @Query are 0 by construction there: ``mechanism_layers`` reads those models.
 
     Saves and returns the points (``mechanism_points``)."""
-    _require(
-        mechanism, [*COORDINATES, "layer", "readout", "attrib", "kept"], "mechanism"
-    )
+    _require(mechanism, [*COORDINATES, "layer", "readout", "attrib", "kept"], "mechanism")
     table = mechanism_points(mechanism)
     xcol, ycol = f"attrib{x}", f"attrib{y}"
     with _style():
         if table.empty or xcol not in table or ycol not in table:
-            return _save(
-                _empty(f"no kept runs with Attrib at {x} and {y}"),
-                table,
-                table_out,
-                figure_outs,
-            )
+            return _save(_empty(f"no kept runs with Attrib at {x} and {y}"), table, table_out, figure_outs)
         rows, row_order = _labels(table, ["language"])
         cols, col_order = _labels(table, ["n_layers"])
         variants, markers = _variants(table)
         draw = table.assign(_row=rows, _col=cols, _variant=variants)
         palette = mixer_palette(table["mixer"])
-        fig, axes = _subplots(
-            len(row_order), len(col_order), 2.7, 2.5, sharex=True, sharey=True
-        )
+        fig, axes = _subplots(len(row_order), len(col_order), 2.7, 2.5, sharex=True, sharey=True)
         for (row, col), panel in draw.groupby(["_row", "_col"], sort=False):
             ax = axes[row_order.index(row), col_order.index(col)]
-            for (mixer, pos, variant), points in panel.groupby(
-                ["mixer", "pos_embed", "_variant"], sort=False
-            ):
+            for (mixer, pos, variant), points in panel.groupby(["mixer", "pos_embed", "_variant"], sort=False):
                 colour = palette[mixer]
-                ax.scatter(
-                    points[xcol],
-                    points[ycol],
-                    s=22,
-                    marker=markers[variant],
-                    linewidths=1.0,
-                    facecolors="none" if pos else colour,
-                    edgecolors=colour,
-                    alpha=0.8,
-                    zorder=3,
-                )
+                ax.scatter(points[xcol], points[ycol], s=22, marker=markers[variant], linewidths=1.0,
+                           facecolors="none" if pos else colour, edgecolors=colour, alpha=0.8, zorder=3)
         _dropped_notes(axes, _headline_rows(mechanism, kept_only=False), row_order, col_order)
         for ax in axes.flat:
             _references(ax, x=True, y=True)
@@ -134,13 +114,7 @@ def mechanism_scatter(
         for ax in axes[:, 0]:
             ax.set_ylabel(f"Attrib {y}")
         _set_titles(axes, row_order, col_order)
-        _legend(
-            fig,
-            table["mixer"],
-            positions=table["pos_embed"],
-            variants=markers,
-            lines=False,
-        )
+        _legend(fig, table["mixer"], positions=table["pos_embed"], variants=markers, lines=False)
         return _save(fig, table, table_out, figure_outs)
 
 
@@ -190,36 +164,20 @@ def mechanism_boxes(
     Saves and returns the rows drawn: the kept runs' rows at their last layer (every layer
     with ``by="layer"``), NaN Attrib left out; with a reference (``by=None``), followed by
     the paper's rows and marked by ``source``."""
-    _require(
-        mechanism, [*COORDINATES, "layer", "readout", "attrib", "kept"], "mechanism"
-    )
-    if by is not None:
-        _require(mechanism, [by], "mechanism")
-        if by in ("mixer", "readout", "attrib", "example", "run", "selected", "kept"):
-            raise ValueError(f"mechanism_boxes cannot split by {by!r}")
+    _require(mechanism, [*COORDINATES, "layer", "readout", "attrib", "kept"], "mechanism")
+    _check_by(mechanism, by)
     rows = _headline_rows(mechanism, every_split=by == "split")
     if by != "layer":
         rows = _last_layer(rows)
     table = rows[rows["attrib"].notna()]
     with _style():
         if table.empty:
-            return _save(
-                _empty("no kept runs with Attrib"), table, table_out, figure_outs
-            )
-        readouts = [r for r in READOUTS if r in set(table["readout"])] + sorted(
-            set(table["readout"]) - set(READOUTS)
-        )
+            return _save(_empty("no kept runs with Attrib"), table, table_out, figure_outs)
+        readouts = [r for r in READOUTS if r in set(table["readout"])] + sorted(set(table["readout"]) - set(READOUTS))
         hue, hue_order, palette, (rows_, row_order), (cols, col_order) = _box_layout(table, by)
         draw = table.assign(_row=rows_, _col=cols, _hue=hue)
         width = 0.9 + 0.35 * len(readouts) * len(hue_order)
-        fig, axes = _subplots(
-            len(row_order),
-            len(col_order),
-            max(2.6, width),
-            2.5,
-            sharex=True,
-            sharey=True,
-        )
+        fig, axes = _subplots(len(row_order), len(col_order), max(2.6, width), 2.5, sharex=True, sharey=True)
         for (row, col), panel in draw.groupby(["_row", "_col"], sort=False):
             _boxes(axes[row_order.index(row), col_order.index(col)], panel, readouts, hue_order, palette)
         paper = None
@@ -237,13 +195,16 @@ def mechanism_boxes(
             _dropped_notes(axes, _headline_rows(mechanism, kept_only=False), row_order, col_order)
             _legend(fig, table["mixer"], lines=False, extra=_paper_legend(paper))
             return _save(fig, _with_paper(table, paper, "attrib"), table_out, figure_outs)
-        else:
-            handles = [_header(by.rsplit(".", 1)[-1])]
-            handles += [
-                Patch(facecolor=palette[h], edgecolor="0.3", label=h) for h in hue_order
-            ]
-            _figure_legend(fig, handles)
+        _figure_legend(fig, [_header(by.rsplit(".", 1)[-1]),
+                             *(Patch(facecolor=palette[h], edgecolor="0.3", label=h) for h in hue_order)])
         return _save(fig, table, table_out, figure_outs)
+
+
+def _check_by(mechanism: pd.DataFrame, by: str | None) -> None:
+    if by is not None:
+        _require(mechanism, [by], "mechanism")
+        if by in ("mixer", "readout", "attrib", "example", "run", "selected", "kept"):
+            raise ValueError(f"mechanism_boxes cannot split by {by!r}")
 
 
 def _box_layout(table: pd.DataFrame, by: str | None):
@@ -290,9 +251,7 @@ def mechanism_layers(
     this is the one place the context reaches the query, so the readout is not a no-op.
 
     Saves and returns the rows drawn (NaN Attrib left out)."""
-    _require(
-        mechanism, [*COORDINATES, "layer", "readout", "attrib", "kept"], "mechanism"
-    )
+    _require(mechanism, [*COORDINATES, "layer", "readout", "attrib", "kept"], "mechanism")
     every = _headline_rows(mechanism, component, kept_only=False)
     every = every[every["readout"] == readout]
     table = every[every["kept"].astype(bool) & every["attrib"].notna()]
