@@ -143,16 +143,13 @@ def mechanism_boxes(
     reference: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The paper's Attrib at @Key, @Query and @Value of every run the gap filter kept (over
-    all learning rates, widths and seeds) as box plots over runs (median, quartiles), read
-    at the last layer's block input with the in-context key corrupted; reference lines at 0
-    (nothing restored) and 1 (all restored).
+    all learning rates, widths and seeds) as box plots over runs, read at the last layer's
+    block input with the in-context key corrupted; reference lines at 0 and 1.
 
     ``by=None``: x = readout, colour = mixer, at each run's last layer; columns by
-    ``n_layers``, rows by ``language`` (where they vary).
-
-    ``reference``: the paper's Attrib values (``tinylang.figures.reference``), drawn with
-    ``by=None`` beside the boxes of their mixer and readout where the language, mixer and
-    layer count match.
+    ``n_layers``, rows by ``language`` (where they vary); ``reference`` (the paper's Attrib,
+    ``tinylang.figures.reference``) beside the boxes of its mixer and readout where the
+    language, mixer and layer count match.
 
     ``by="<column>"`` splits on that column instead: colour = its values (missing
     values, such as an argument a mixer does not have, shown as "n/a"), one column of
