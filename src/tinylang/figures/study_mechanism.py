@@ -164,8 +164,7 @@ def mechanism_boxes(
     _require(mechanism, [*COORDINATES, "layer", "readout", "attrib", "kept"], "mechanism")
     _check_by(mechanism, by)
     rows = _headline_rows(mechanism, every_split=by == "split")
-    if by != "layer":
-        rows = _last_layer(rows)
+    rows = rows if by == "layer" else _last_layer(rows)
     table = rows[rows["attrib"].notna()]
     with _style():
         if table.empty:
