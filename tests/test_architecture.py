@@ -107,7 +107,6 @@ MAX_FUNCTION_LINES = 60
 # Long functions still to split (issue: one stage boundary and short parts); a function leaves
 # this list when it is split, and none joins it.
 TO_SPLIT = {
-    "tinylang.evaluation.attention:attention_mass",
     "tinylang.evaluation.interventions:interchange",
     "tinylang.evaluation.probes:fit_probes",
     "tinylang.languages.ar:generate_split",

@@ -118,7 +118,7 @@ def attention_mass(model, tensors, from_positions: Sequence[str] | None = None,
     # Positions whose mass is never "other": all probe positions and the requested to-positions.
     excluded_names = list(dict.fromkeys([*tensors.positions, *to_names]))
     device = model.device
-    n, n_from, n_to = len(tensors), len(from_names), len(to_names) + 1
+    n = len(tensors)
     chunks: list[torch.Tensor] = []  # per batch: [B, layers, H, F, T + 1]
     with storing_attention(model, layers):
         for idx in batches(n, batch_size):
@@ -135,25 +135,32 @@ def attention_mass(model, tensors, from_positions: Sequence[str] | None = None,
             is_other = ~is_probe[:, :width]  # [B, L]; padding is causally invisible from real rows
 
             model(ids, select=select_mask(ids, tensors.predicts_answer[idx].to(device)))
-            per_layer = []
-            for i in layers:
-                probs = model.layers[i].mixer.attention_probs
-                if probs is None:
-                    raise RuntimeError(f"layer {i}'s mixer stored no attention probabilities")
-                b, heads = probs.shape[:2]
-                rows_idx = src.clamp(0, width - 1)[:, None, :, None].expand(b, heads, n_from, width)
-                rows = probs.gather(2, rows_idx)  # [B, H, F, L]
-                cols_idx = dst.clamp(0, width - 1)[:, None, None, :].expand(b, heads, n_from, n_to - 1)
-                mass = torch.cat([rows.gather(3, cols_idx),
-                                  (rows * is_other[:, None, None, :]).sum(-1, keepdim=True)], -1)
-                valid = src_ok[:, None, :, None] & torch.cat([dst_ok, src_ok.new_ones(b, 1)], 1)[:, None, None, :]
-                per_layer.append(mass.float().masked_fill(~valid, float("nan")))
+            per_layer = [_layer_mass(model, i, src, dst, src_ok, dst_ok, is_other) for i in layers]
             if len({p.shape[1] for p in per_layer}) > 1:
                 raise ValueError("layers with different numbers of heads are not supported")
             chunks.append(torch.stack(per_layer, 1).cpu())
     if not chunks:
         return pd.DataFrame(columns=COLUMNS)
-    values = torch.cat(chunks).numpy()  # [N, layers, H, F, T]
+    return _tidy(torch.cat(chunks).numpy(), tensors, layers, from_names, to_names)
+
+
+def _layer_mass(model, i: int, src, dst, src_ok, dst_ok, is_other) -> torch.Tensor:
+    """Layer ``i``'s attention mass [B, H, F, T + 1] from each from-position to each
+    to-position and to the rest ("other"); NaN where either position is absent."""
+    probs = model.layers[i].mixer.attention_probs
+    if probs is None:
+        raise RuntimeError(f"layer {i}'s mixer stored no attention probabilities")
+    (b, heads), n_from, width, n_to = probs.shape[:2], src.shape[1], is_other.shape[1], dst.shape[1] + 1
+    rows_idx = src.clamp(0, width - 1)[:, None, :, None].expand(b, heads, n_from, width)
+    rows = probs.gather(2, rows_idx)  # [B, H, F, L]
+    cols_idx = dst.clamp(0, width - 1)[:, None, None, :].expand(b, heads, n_from, n_to - 1)
+    mass = torch.cat([rows.gather(3, cols_idx), (rows * is_other[:, None, None, :]).sum(-1, keepdim=True)], -1)
+    valid = src_ok[:, None, :, None] & torch.cat([dst_ok, src_ok.new_ones(b, 1)], 1)[:, None, None, :]
+    return mass.float().masked_fill(~valid, float("nan"))
+
+
+def _tidy(values: np.ndarray, tensors, layers: list[int], from_names: list[str], to_names: list[str]) -> pd.DataFrame:
+    """The [N, layers, H, F, T] mass array as the tidy table."""
     grid = np.indices(values.shape).reshape(5, -1)
     to_labels = np.array([*to_names, OTHER], dtype=object)
     return pd.DataFrame({
