@@ -90,47 +90,74 @@ def fit_probes(features: torch.Tensor, labels: torch.Tensor, train: torch.Tensor
     mode: an optimistic constant baseline).
     """
     squeeze_p, squeeze_t = features.dim() == 2, labels.dim() == 1
-    features = features[None] if squeeze_p else features
+    features, labels, train = _probe_inputs(features, labels, train)
+    test = ~train
+    x = _standardise(features, train)
+    x_train, x_test = x[:, train], x[:, test]
+    y_train, y_test = labels[:, train], labels[:, test]
+    cls, valid, target = _train_classes(y_train)
+    weight, bias = _fit(x_train, target, valid, l2, max_iter)
+    P, T = weight.shape[:2]
+    with torch.no_grad():
+        mode_freq = np.array([torch.unique(y, return_counts=True)[1].max().item() / len(y) for y in y_test])
+        out = {
+            "accuracy": _accuracy(weight, bias, valid, cls, x_test, y_test),
+            "train_accuracy": _accuracy(weight, bias, valid, cls, x_train, y_train),
+            "chance": np.broadcast_to(mode_freq[None], (P, T)).copy(),
+        }
+    if squeeze_p:
+        out = {k: v[0] for k, v in out.items()}
+    if squeeze_t:
+        out = {k: v[..., 0] for k, v in out.items()}
+    return out
+
+
+def _probe_inputs(features: torch.Tensor, labels: torch.Tensor, train: torch.Tensor):
+    """``(P, N, d)`` features, ``(T, N)`` long labels and an ``(N,)`` bool train mask, checked."""
+    features = features[None] if features.dim() == 2 else features
     labels = torch.as_tensor(labels, dtype=torch.long)
-    labels = labels[None] if squeeze_t else labels
+    labels = labels[None] if labels.dim() == 1 else labels
     train = torch.as_tensor(train, dtype=torch.bool)
-    (P, N, d), T = features.shape, labels.shape[0]
+    N = features.shape[1]
     if labels.shape[1] != N or train.shape != (N,):
         raise ValueError(f"features {tuple(features.shape)}, labels {tuple(labels.shape)} and train "
                          f"{tuple(train.shape)} disagree on the number of examples")
     if not train.any() or train.all():
         raise ValueError("train must select some but not all examples")
-    test = ~train
+    return features, labels, train
 
-    x = _standardise(features, train)
-    x_train, x_test = x[:, train], x[:, test]
-    y_train, y_test = labels[:, train], labels[:, test]
 
-    # Per label set t: its train classes, padded to a common width C with a validity mask.
+def _train_classes(y_train: torch.Tensor):
+    """Per label set t: its train classes ``cls`` (T, C), padded to a common width C with the
+    mask ``valid``, and each train example's class index ``target`` (T, n_train)."""
     classes = [torch.unique(y) for y in y_train]
-    C = max(len(c) for c in classes)
+    T, C = len(classes), max(len(c) for c in classes)
     cls = torch.full((T, C), -1, dtype=torch.long)
     valid = torch.zeros(T, C, dtype=torch.bool)
     for t, c in enumerate(classes):
         cls[t, : len(c)], valid[t, : len(c)] = c, True
-    target = (y_train[:, :, None] == cls[:, None, :]).long().argmax(-1)  # (T, n_train) class index
+    target = (y_train[:, :, None] == cls[:, None, :]).long().argmax(-1)
+    return cls, valid, target
 
+
+def _logits(weight: torch.Tensor, bias: torch.Tensor, valid: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    """(P, n, d) → (P, T, n, C), invalid classes at -inf."""
+    out = torch.einsum("pnd,ptdc->ptnc", xs, weight) + bias[:, :, None, :]
+    return out.masked_fill((~valid)[None, :, None, :], float("-inf"))
+
+
+def _fit(x_train: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, l2: float, max_iter: int):
+    """Every probe's weight (P, T, d, C) and bias (P, T, C), by one full-batch L-BFGS run."""
+    (P, n_train, d), (T, C) = x_train.shape, valid.shape
     weight = torch.zeros(P, T, d, C, dtype=torch.float64)
     bias = torch.zeros(P, T, C, dtype=torch.float64)
-    mask = (~valid)[None, :, None, :]  # (1, T, 1, C)
-
-    def logits(xs: torch.Tensor) -> torch.Tensor:  # (P, n, d) → (P, T, n, C)
-        out = torch.einsum("pnd,ptdc->ptnc", xs, weight) + bias[:, :, None, :]
-        return out.masked_fill(mask, float("-inf"))
-
-    n_train = int(train.sum())
     onehot = torch.zeros(T, n_train, C, dtype=torch.float64).scatter_(-1, target[..., None], 1.0)
     target_index = target[None, :, :, None].expand(P, T, n_train, 1)
 
     def closure() -> torch.Tensor:
         # The objective and its gradient in closed form (no autograd graph: L-BFGS calls this
         # a few hundred times, and the graph would cost more than the arithmetic).
-        logp = logits(x_train).log_softmax(-1)  # (P, T, n, C)
+        logp = _logits(weight, bias, valid, x_train).log_softmax(-1)  # (P, T, n, C)
         nll = -logp.gather(-1, target_index).sum() / n_train
         residual = (logp.exp() - onehot) / n_train  # d nll / d logits; 0 on invalid classes
         weight.grad = (torch.einsum("pnd,ptnc->ptdc", x_train, residual) + l2 * weight).contiguous()
@@ -141,24 +168,14 @@ def fit_probes(features: torch.Tensor, labels: torch.Tensor, train: torch.Tensor
                                   tolerance_grad=1e-6, tolerance_change=1e-9,
                                   line_search_fn="strong_wolfe")
     optimiser.step(closure)
+    return weight, bias
 
-    with torch.no_grad():
-        def accuracy(xs: torch.Tensor, ys: torch.Tensor) -> np.ndarray:
-            predicted = cls[None, :, None, :].expand(P, T, xs.shape[1], C).gather(
-                -1, logits(xs).argmax(-1, keepdim=True)).squeeze(-1)  # (P, T, n) label ids
-            return (predicted == ys[None]).double().mean(-1).numpy()
 
-        mode_freq = np.array([torch.unique(y, return_counts=True)[1].max().item() / len(y) for y in y_test])
-        out = {
-            "accuracy": accuracy(x_test, y_test),
-            "train_accuracy": accuracy(x_train, y_train),
-            "chance": np.broadcast_to(mode_freq[None], (P, T)).copy(),
-        }
-    if squeeze_p:
-        out = {k: v[0] for k, v in out.items()}
-    if squeeze_t:
-        out = {k: v[..., 0] for k, v in out.items()}
-    return out
+def _accuracy(weight, bias, valid, cls, xs: torch.Tensor, ys: torch.Tensor) -> np.ndarray:
+    P, T, _, C = weight.shape
+    predicted = cls[None, :, None, :].expand(P, T, xs.shape[1], C).gather(
+        -1, _logits(weight, bias, valid, xs).argmax(-1, keepdim=True)).squeeze(-1)  # (P, T, n) label ids
+    return (predicted == ys[None]).double().mean(-1).numpy()
 
 
 def run_probes(
