@@ -192,28 +192,7 @@ class AssociativeRecall(Language):
         """
         cfg, m = self.config, self.num_keys
         rng = split_rng(cfg.seed, split)
-        n, keys, values = self._draw(rng, rows)
-        eligible = self._eligible(split, n, keys, values)
-        if self.held_out is None:
-            pair = rng.integers(0, n)  # every pair is eligible: uniform in [0, n)
-        else:
-            todo = np.flatnonzero(~eligible.any(axis=1))
-            for _ in range(MAX_RESAMPLE_ROUNDS):
-                if not todo.size:
-                    break
-                n[todo], keys[todo], values[todo] = self._draw(rng, todo.size)
-                eligible[todo] = self._eligible(split, n[todo], keys[todo], values[todo])
-                todo = todo[~eligible[todo].any(axis=1)]
-            if todo.size:
-                wanted = "held-out" if split == "test" else "non-held-out"
-                raise ValueError(
-                    f"train_test_split: after {MAX_RESAMPLE_ROUNDS} rounds of redrawing, {todo.size} of {rows} "
-                    f"{split!r} examples still had no {wanted} pair to query (train_test_split = "
-                    f"{cfg.train_test_split}, min_pairs = {cfg.min_pairs}, max_pairs = {cfg.max_pairs}); "
-                    "such examples are too rare: change train_test_split or raise min_pairs"
-                )
-            scores = np.where(eligible, rng.random(eligible.shape), -1.0)
-            pair = scores.argmax(axis=1)
+        n, keys, values, eligible, pair = self._draw_queried(split, rng, rows)
         keys = keys + FIRST_ID
         values = values + FIRST_ID + m
 
@@ -232,6 +211,38 @@ class AssociativeRecall(Language):
         seq[r, divider + 2] = answer = seq[r, target_orig]
         seq[r, divider + 3] = EOS
 
+        return self._table(seq, length, answer, query_orig, target_orig, divider, n, eligible)
+
+    def _draw_queried(self, split: str, rng: np.random.Generator, rows: int):
+        """``rows`` drawn examples (pair counts, keys, values), which pairs each may query, and
+        the queried pair: uniform among the eligible ones. Examples with none are redrawn, all
+        at once, for up to ``MAX_RESAMPLE_ROUNDS`` rounds."""
+        cfg = self.config
+        n, keys, values = self._draw(rng, rows)
+        eligible = self._eligible(split, n, keys, values)
+        if self.held_out is None:
+            return n, keys, values, eligible, rng.integers(0, n)  # every pair is eligible: uniform in [0, n)
+        todo = np.flatnonzero(~eligible.any(axis=1))
+        for _ in range(MAX_RESAMPLE_ROUNDS):
+            if not todo.size:
+                break
+            n[todo], keys[todo], values[todo] = self._draw(rng, todo.size)
+            eligible[todo] = self._eligible(split, n[todo], keys[todo], values[todo])
+            todo = todo[~eligible[todo].any(axis=1)]
+        if todo.size:
+            wanted = "held-out" if split == "test" else "non-held-out"
+            raise ValueError(
+                f"train_test_split: after {MAX_RESAMPLE_ROUNDS} rounds of redrawing, {todo.size} of {rows} "
+                f"{split!r} examples still had no {wanted} pair to query (train_test_split = "
+                f"{cfg.train_test_split}, min_pairs = {cfg.min_pairs}, max_pairs = {cfg.max_pairs}); "
+                "such examples are too rare: change train_test_split or raise min_pairs"
+            )
+        scores = np.where(eligible, rng.random(eligible.shape), -1.0)
+        return n, keys, values, eligible, scores.argmax(axis=1)
+
+    def _table(self, seq, length, answer, query_orig, target_orig, divider, n, eligible) -> pd.DataFrame:
+        """The split's rows (the schema's columns) from the padded token matrix and positions."""
+        cfg, rows = self.config, len(seq)
         flat = seq[np.arange(seq.shape[1]) < length[:, None]]
         offsets = np.concatenate([[0], np.cumsum(length)]).astype(np.int32)
         query_item = divider + 1
