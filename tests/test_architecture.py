@@ -108,7 +108,6 @@ MAX_FUNCTION_LINES = 60
 # this list when it is split, and none joins it.
 TO_SPLIT = {
     "tinylang.evaluation.interventions:interchange",
-    "tinylang.languages.atr:sample_trees",
     "tinylang.languages.atr:_table",
 }
 

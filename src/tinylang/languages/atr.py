@@ -316,6 +316,22 @@ def _transparent_heads(T: int, N: int) -> np.ndarray:
     return head_p
 
 
+def _kept_trees(ex: np.ndarray, sym: np.ndarray, hid: np.ndarray, cid: np.ndarray, depth: np.ndarray, count: int,
+                n_constituents: int, max_length: int) -> _Trees:
+    """The sampled sentences of ``MIN_SENTENCE`` to ``max_length`` terminals, renumbered, with
+    each terminal's parent (the position of the head of the constituent it depends on)."""
+    length = np.bincount(ex, minlength=count)
+    keep_ex = (length >= MIN_SENTENCE) & (length <= max_length)
+    keep = keep_ex[ex]
+    ex, sym, hid, cid, depth = ex[keep], sym[keep], hid[keep], cid[keep], depth[keep]
+    ex = (np.cumsum(keep_ex) - 1)[ex]
+    length = length[keep_ex]
+    pos_of_cid = np.full(n_constituents, -1)
+    heads = cid >= 0
+    pos_of_cid[cid[heads]] = np.flatnonzero(heads)
+    parent = np.where(hid >= 0, pos_of_cid[np.maximum(hid, 0)], -1)
+    return _Trees(ex, sym, parent, depth, heads, length, _group_starts(length))
+
 def _sample_rows(cdf: np.ndarray, rows: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Per i, the index drawn from the cumulative distribution ``cdf[rows[i]]`` with uniform ``u[i]``."""
     width = cdf.shape[1]
@@ -628,18 +644,7 @@ class AssociativeTreecall(Language):
             if not keep.all():
                 sym, ex, hid, cid, depth = sym[keep], ex[keep], hid[keep], cid[keep], depth[keep]
 
-        length = np.bincount(ex, minlength=count)
-        keep_ex = (length >= MIN_SENTENCE) & (length <= cfg.max_length)
-        keep = keep_ex[ex]
-        ex, sym, hid, cid, depth = ex[keep], sym[keep], hid[keep], cid[keep], depth[keep]
-        renumber = np.cumsum(keep_ex) - 1
-        ex = renumber[ex]
-        length = length[keep_ex]
-        pos_of_cid = np.full(next_cid, -1)
-        heads = cid >= 0
-        pos_of_cid[cid[heads]] = np.flatnonzero(heads)
-        parent = np.where(hid >= 0, pos_of_cid[np.maximum(hid, 0)], -1)
-        return _Trees(ex, sym, parent, depth, heads, length, _group_starts(length))
+        return _kept_trees(ex, sym, hid, cid, depth, count, next_cid, cfg.max_length)
 
     def eligible_pairs(self, t: _Trees, split: str) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per enabled query type, flat ``(query, target)`` index arrays, grouped by example."""
