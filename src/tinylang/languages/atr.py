@@ -332,6 +332,12 @@ def _kept_trees(ex: np.ndarray, sym: np.ndarray, hid: np.ndarray, cid: np.ndarra
     parent = np.where(hid >= 0, pos_of_cid[np.maximum(hid, 0)], -1)
     return _Trees(ex, sym, parent, depth, heads, length, _group_starts(length))
 
+def _ragged(values: np.ndarray, groups: np.ndarray, count: int) -> pa.Array:
+    """``values`` as ``count`` lists, grouped by their (sorted) ``groups``."""
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(groups, minlength=count))]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.astype(np.int32)))
+
+
 def _sample_rows(cdf: np.ndarray, rows: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Per i, the index drawn from the cumulative distribution ``cdf[rows[i]]`` with uniform ``u[i]``."""
     width = cdf.shape[1]
@@ -587,6 +593,46 @@ class AssociativeTreecall(Language):
             return self.generate_legacy()
         return {split: self.generate_split(split, n) for split, n in self.config.splits.items()}
 
+    def _answer_sets(self, t: _Trees, ex_of, pq, pt, pe, q_item):
+        """Every valid target of any eligible occurrence of the query's label: its flat items
+        and examples, and per example the distinct answers (keys ``example * V + label``) and
+        their counts."""
+        same = t.label[pq] == t.label[q_item][pe]
+        is_a = np.zeros(t.ex.size, dtype=bool)
+        is_a[pt[same]] = True
+        all_t = np.flatnonzero(is_a)
+        all_e = ex_of[all_t]
+        akey, acount = np.unique(all_e * self.num_symbols + t.label[all_t], return_counts=True)
+        return all_t, all_e, akey, acount, akey // self.num_symbols
+
+    def _tokens(self, t: _Trees, usable, chosen, kept, ke, local, L, s_start, q_item, t_item):
+        """The examples' tokens, flat with offsets ``off``: BOS, the sentence, EOS, the query,
+        its type token where types are told apart, the answer, EOS; and the positions."""
+        cfg, B = self.config, usable.size
+        qt_ids = self.query_type_ids
+        tail = 5 if qt_ids else 4
+        tok_len = L + 1 + tail
+        off = np.concatenate([[0], np.cumsum(tok_len)])
+        tokens = np.empty(off[-1], dtype=np.int32)
+        tokens[off[:-1]] = BOS
+        tokens[off[ke] + local] = t.label[kept] + FIRST_ID
+        divider = L + 1
+        answer = t.label[t_item] + FIRST_ID
+        query_item = divider + 1
+        tokens[off[:-1] + divider] = EOS
+        tokens[off[:-1] + query_item] = t.label[q_item] + FIRST_ID
+        type_names = np.array(cfg.query_types, dtype=object)[chosen]
+        if qt_ids:
+            type_tok = np.array([qt_ids[q] for q in cfg.query_types], dtype=np.int32)[chosen]
+            tokens[off[:-1] + query_item + 1] = type_tok
+            query_type_item = query_item + 1
+        else:
+            query_type_item = np.full(B, -1)
+        target_item = query_item + (2 if qt_ids else 1)
+        tokens[off[:-1] + target_item] = answer
+        tokens[off[1:] - 1] = EOS
+        return tokens, off, tok_len, divider, query_item, query_type_item, target_item, type_names, answer
+
     def sample_trees(self, rng: np.random.Generator, count: int) -> _Trees:
         """Sample ``count`` sentences; those outside ``[3, max_length]`` terminals are dropped.
 
@@ -784,21 +830,13 @@ class AssociativeTreecall(Language):
         """The examples of sentences ``usable`` of ``t``: query type index ``chosen``, the flat
         (query, target) items ``q_item``/``t_item``, and the chosen type's eligible pairs
         ``pq``/``pt`` (flat indices)."""
-        cfg = self.config
         B = usable.size
         n = t.ex.size
         ex_of = _kept_example_of(t, usable)
         pe = ex_of[pq]
         queries, targets = _distinct(pq, n), _distinct(pt, n)
 
-        # Every valid target of any eligible occurrence of the query's label.
-        same = t.label[pq] == t.label[q_item][pe]
-        is_a = np.zeros(n, dtype=bool)
-        is_a[pt[same]] = True
-        all_t = np.flatnonzero(is_a)
-        all_e = ex_of[all_t]
-        akey, acount = np.unique(all_e * self.num_symbols + t.label[all_t], return_counts=True)
-        aset_e = akey // self.num_symbols
+        all_t, all_e, akey, acount, aset_e = self._answer_sets(t, ex_of, pq, pt, pe, q_item)
 
         # Sentences of kept examples.
         kept = np.flatnonzero(ex_of >= 0)
@@ -809,30 +847,9 @@ class AssociativeTreecall(Language):
         par = t.parent[kept]
         parents = np.where(par >= 0, par - s_start[ke] + 1, 0)
 
-        qt_ids = self.query_type_ids
-        tail = 5 if qt_ids else 4
-        tok_len = L + 1 + tail
-        off = np.concatenate([[0], np.cumsum(tok_len)])
-        tokens = np.empty(off[-1], dtype=np.int32)
-        tokens[off[:-1]] = BOS
-        tokens[off[ke] + local] = t.label[kept] + FIRST_ID
-        divider = L + 1
-        q_orig = q_item - s_start + 1
-        t_orig = t_item - s_start + 1
-        answer = t.label[t_item] + FIRST_ID
-        query_item = divider + 1
-        tokens[off[:-1] + divider] = EOS
-        tokens[off[:-1] + query_item] = t.label[q_item] + FIRST_ID
-        type_names = np.array(cfg.query_types, dtype=object)[chosen]
-        if qt_ids:
-            type_tok = np.array([qt_ids[q] for q in cfg.query_types], dtype=np.int32)[chosen]
-            tokens[off[:-1] + query_item + 1] = type_tok
-            query_type_item = query_item + 1
-        else:
-            query_type_item = np.full(B, -1)
-        target_item = query_item + (2 if qt_ids else 1)
-        tokens[off[:-1] + target_item] = answer
-        tokens[off[1:] - 1] = EOS
+        tokens, off, tok_len, divider, query_item, query_type_item, target_item, type_names, answer = self._tokens(
+            t, usable, chosen, kept, ke, local, L, s_start, q_item, t_item)
+        q_orig, t_orig = q_item - s_start + 1, t_item - s_start + 1
 
         # Statistics.
         depth = np.maximum.reduceat(t.depth[kept], _group_starts(L))
@@ -840,8 +857,7 @@ class AssociativeTreecall(Language):
         distinct = np.bincount(np.unique(ke * self.num_symbols + t.label[kept]) // self.num_symbols, minlength=B)
 
         def ragged(values: np.ndarray, groups: np.ndarray) -> pa.Array:
-            offsets = np.concatenate([[0], np.cumsum(np.bincount(groups, minlength=B))]).astype(np.int32)
-            return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.astype(np.int32)))
+            return _ragged(values, groups, B)
 
         columns = {
             "tokens": pa.ListArray.from_arrays(pa.array(off.astype(np.int32)), pa.array(tokens)),
