@@ -233,17 +233,13 @@ def interchange(
             sites = (torch.arange(b, device=device).expand(n_pos, b), loc)
 
             with capture(model, points, *sites) as source_acts:
-                logits_source = query_logits(model, source, query).double()  # (b, V)
-            logp_source = logits_source.log_softmax(-1)
-            out["p_source"][idx] = logp_source.gather(-1, ans[:, None]).squeeze(-1).exp()
-            out["logit_source"][idx] = logits_source.gather(-1, ans[:, None]).squeeze(-1)
+                logits_source = query_logits(model, source, query)  # (b, V)
+            logp_source, out["p_source"][idx], out["logit_source"][idx] = _answer_scores(logits_source, ans[:, None])
             for kk in range(k):
                 base = base_ids[kk, idx, :width].to(device)
                 with capture(model, points if skip_noops else [], *sites) as base_acts:
-                    logits_base = query_logits(model, base, query).double()
-                logp_base = logits_base.log_softmax(-1)
-                p_base = logp_base.gather(-1, ans[:, None]).squeeze(-1).exp()
-                logit_base = logits_base.gather(-1, ans[:, None]).squeeze(-1)
+                    logits_base = query_logits(model, base, query)
+                logp_base, p_base, logit_base = _answer_scores(logits_base, ans[:, None])
                 out["p_base"][kk, idx], out["logit_base"][kk, idx] = p_base, logit_base
                 out["kl_source_base"][kk, idx] = kl_divergence(logp_source, logp_base)
 
@@ -261,10 +257,7 @@ def interchange(
                             {"input_ids": base[rows[chosen]], "select": select[chosen]},
                             unit_locations={"sources->base": ([where[chosen, None].tolist()],) * 2},
                             source_representations=patch[chosen])
-                        logits = logits.double()
-                        logp = logits.log_softmax(-1)
-                        p[chosen] = logp.gather(-1, answer_rows[chosen]).squeeze(-1).exp()
-                        logit[chosen] = logits.gather(-1, answer_rows[chosen]).squeeze(-1)
+                        logp, p[chosen], logit[chosen] = _answer_scores(logits, answer_rows[chosen])
                         kl[chosen] = kl_divergence(logp, logp_base[rows[chosen]])
                     at = (kk, layer, components.index(component), slice(None), idx)
                     out["p_patched"][at] = p.view(n_pos, b)
@@ -275,6 +268,14 @@ def interchange(
     for name in ("p_patched", "logit_patched", "kl_patched_base"):
         out[name][absent[None, None, None].expand_as(out[name])] = float("nan")
     return out
+
+
+def _answer_scores(logits: torch.Tensor, answers: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``(log-probabilities, the answer's probability, its logit)`` of next-token ``logits``
+    (float64) for ``answers`` ``[n, 1]``."""
+    logits = logits.double()
+    logp = logits.log_softmax(-1)
+    return logp, logp.gather(-1, answers).squeeze(-1).exp(), logits.gather(-1, answers).squeeze(-1)
 
 
 def run_interventions(
