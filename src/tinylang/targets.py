@@ -8,6 +8,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from tinylang.figures.registry import BY_PREFIX
+from tinylang.study.runs import COORDINATES
 
 if TYPE_CHECKING:
     from tinylang.config import StudyConfig
@@ -17,7 +18,6 @@ if TYPE_CHECKING:
 MAX_RUNS_PER_FIGURE = 16
 STUDY_TABLES = ("runs", "run_accuracy", "selection", "curves")
 MECHANISM_TABLES = ("mechanism", "dropped_runs")
-CORE_COORDINATES = {"run", "language", "mixer", "d_model", "n_layers", "pos_embed", "lr", "seed"}
 
 
 class StudyTargets:
@@ -73,7 +73,7 @@ class StudyTargets:
         names += ["mechanism_scatter", "mechanism_boxes", "mechanism_layers"]
         if any(study.run(run).model.n_layers > 1 for run in study.run_names):
             names.append(f"{BY_PREFIX}layer")
-        extra = {axis for run in study.run_names for axis in study.run(run).coords() if axis not in CORE_COORDINATES}
+        extra = {axis for run in study.run_names for axis in study.run(run).coords() if axis not in COORDINATES}
         names += [f"{BY_PREFIX}{axis}" for axis in sorted(extra)]
         if len(self.intervention_splits()) > 1:
             names.append(f"{BY_PREFIX}split")

@@ -18,20 +18,11 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from tinylang.study.run_tables import report_split
+from tinylang.study.runs import COORDINATES
 from tinylang.tables import write_table
 
 PathLike = str | os.PathLike
 
-COORDINATES = (
-    "run",
-    "language",
-    "mixer",
-    "d_model",
-    "n_layers",
-    "pos_embed",
-    "lr",
-    "seed",
-)
 
 
 READOUTS = ("@Key", "@Query", "@Value")

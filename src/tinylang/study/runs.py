@@ -11,6 +11,8 @@ from typing import Any
 
 import pandas as pd
 
+# The coordinates every run has (``Run.coords()`` adds any other swept axis).
+COORDINATES = ("run", "language", "mixer", "d_model", "n_layers", "pos_embed", "lr", "seed")
 NOT_CONFIGURATION = ("run", "lr", "seed")
 
 def run_table(coords: Iterable[Mapping[str, object]]) -> pd.DataFrame:
@@ -56,4 +58,4 @@ def with_status(runs: pd.DataFrame, statuses: Mapping[str, Mapping[str, Any]] | 
     return table
 
 
-__all__ = ["NOT_CONFIGURATION", "STATUS_COLUMNS", "configuration_columns", "run_statuses", "run_table", "with_status"]
+__all__ = ["COORDINATES", "NOT_CONFIGURATION", "STATUS_COLUMNS", "configuration_columns", "run_statuses", "run_table", "with_status"]
