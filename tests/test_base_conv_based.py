@@ -12,6 +12,7 @@ from torch import nn
 
 from tinylang.models import MIXERS, ModelConfig, build_model
 from tinylang.models.describe import describe_model
+from tinylang.models.mixers import RecurrenceUnavailable, has_recurrence
 from tinylang.models.mixers._implicit_conv import ImplicitLongConv, positional_table
 from tinylang.models.mixers._shortconv import ShortConv
 from tinylang.models.mixers.base_conv import BaseConv, ExplicitLongConv
@@ -56,8 +57,8 @@ def randomise(module: nn.Module, std: float = 0.5) -> None:
 def test_base_conv_layers_alternate_short_and_implicit_long_filters():
     kinds = [layer("base_conv", i).conv for i in range(4)]
     for i in (0, 2):
-        assert isinstance(kinds[i], ShortConv) and isinstance(kinds[i].conv, nn.Conv1d)
-        assert kinds[i].conv.weight.shape == (16, 1, 3) and kinds[i].conv.bias is not None
+        assert isinstance(kinds[i], ShortConv) and isinstance(kinds[i], nn.Conv1d)
+        assert kinds[i].weight.shape == (16, 1, 3) and kinds[i].bias is not None
     for i in (1, 3):
         assert isinstance(kinds[i], ImplicitLongConv) and kinds[i].l_max == 1024
     assert layer("base_conv", 0).out_proj is None  # zoology's BaseConv has no output projection
@@ -85,7 +86,7 @@ def test_a_two_layer_based_alternates_base_conv_and_linear_attention():
         assert isinstance(mixer, Based)
         if i % 2 == 0:
             assert isinstance(mixer.base_conv, BaseConv) and mixer.attention is None
-            assert isinstance(mixer.base_conv.conv, ShortConv) and mixer.base_conv.conv.kernel_size == 3
+            assert isinstance(mixer.base_conv.conv, ShortConv) and mixer.base_conv.conv.width == 3
         else:
             assert mixer.base_conv is None and isinstance(mixer.attention, TaylorLinearAttention)
             att = mixer.attention
@@ -142,7 +143,7 @@ def test_short_base_conv_is_projection_times_conv_plus_u():
     randomise(mixer)
     u = torch.randn(2, 6, 4, dtype=torch.float64)
     W, b = mixer.projection.weight, mixer.projection.bias
-    w, b_conv = mixer.conv.conv.weight[:, 0], mixer.conv.conv.bias  # (C, 3), the last tap on the current token
+    w, b_conv = mixer.conv.weight[:, 0], mixer.conv.bias  # (C, 3), the last tap on the current token
     conv = causal_conv_loop(u, w.flip(-1)) + b_conv
     torch.testing.assert_close(mixer(u), (u @ W.T + b) * conv + u)
 
@@ -205,15 +206,6 @@ def test_linear_attention_layer_is_the_quadratic_taylor_form(chunk_size):
 # -- recurrent forms ---------------------------------------------------------------------------
 
 
-def run_steps(mixer, x):
-    state = mixer.initial_state(x.shape[0], x.device, x.dtype)
-    ys = []
-    for t in range(x.shape[1]):
-        y, state = mixer.step(x[:, t], state)
-        ys.append(y)
-    return torch.stack(ys, 1), state
-
-
 @pytest.mark.parametrize("name, layer_idx, options", [
     ("based", 1, {}), ("based", 1, {"chunk_size": 3, "n_heads": 2, "feature_dim": 4}),
     ("base_conv", 0, {}), ("base_conv", 2, {"kernel_size": [3, -1, 4]}),
@@ -224,7 +216,7 @@ def test_parallel_matches_recurrent_on_layers_with_a_recurrent_form(name, layer_
     x = torch.randn(3, 10, 16, dtype=torch.float64)
     with torch.no_grad():
         parallel = mixer(x)
-        stepped, last = run_steps(mixer, x)
+        stepped, last = mixer.step_through(x)
         first, state = mixer.forward_with_state(x[:, :4])
         second, state = mixer.forward_with_state(x[:, 4:], state)
     torch.testing.assert_close(stepped, parallel, atol=1e-10, rtol=1e-10)
@@ -239,10 +231,15 @@ def test_parallel_matches_recurrent_on_layers_with_a_recurrent_form(name, layer_
 ])
 def test_long_filter_layers_have_no_recurrent_form(name, layer_idx, options):
     """The long filter is a finite impulse response as long as ``l_max``: no compact state, so no
-    ``step``; tests and ``describe_model`` see that through ``hasattr``."""
+    ``step``; the state methods say so, and ``describe_model`` reports no state size."""
     mixer = layer(name, layer_idx, **options)
-    for method in ("initial_state", "step", "forward_with_state"):
-        assert not hasattr(mixer, method)
+    assert not has_recurrence(mixer) and "long filter" in mixer.recurrence_missing()
+    x = torch.randn(2, 5, 16, dtype=torch.float64)
+    for call in (lambda: mixer.initial_state(2), lambda: mixer.step(x[:, 0], ()),
+                 lambda: mixer.forward_with_state(x)):
+        with pytest.raises(RecurrenceUnavailable, match=rf"\(layer {layer_idx}\) has no recurrent form: a long filter"):
+            call()
+    assert mixer(x).shape == x.shape  # the parallel form still runs
     model = build_model(ModelConfig(mixer="base_conv", d_model=16, n_layers=2), 20, 8)
     table = describe_model(model)
     sizes = table[table.part.str.startswith("mixer")].state_size

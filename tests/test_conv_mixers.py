@@ -63,7 +63,7 @@ def test_short_conv_agrees_with_a_loop_and_its_recurrence(kernel_size, activatio
     conv = ShortConv(4, kernel_size, activation=activation).double()
     x = torch.randn(2, 9, 4, dtype=torch.float64)
     state = torch.randn(2, 4, kernel_size - 1, dtype=torch.float64)
-    w, b = conv.conv.weight[:, 0], conv.conv.bias  # (C, K), the last tap on the current token
+    w, b = conv.weight[:, 0], conv.bias  # (C, K), the last tap on the current token
     full = torch.cat([state, x.transpose(1, 2)], dim=-1)
     expected = torch.stack([
         b + sum(w[:, j] * full[..., t + j] for j in range(kernel_size)) for t in range(9)
@@ -87,27 +87,31 @@ def test_short_conv_zero_bias_init():
     taps = torch.empty(6, 3).uniform_(-3**-0.5, 3**-0.5)  # newest tap first, as drawn
     torch.manual_seed(0)
     conv = ShortConv(6, 3, init="zero_bias")
-    torch.testing.assert_close(conv.conv.weight[:, 0], taps.flip(-1))
-    assert conv.conv.weight.shape == (6, 1, 3) and not conv.conv.bias.any()
+    torch.testing.assert_close(conv.weight[:, 0], taps.flip(-1))
+    assert conv.weight.shape == (6, 1, 3) and not conv.bias.any()
 
 
+def _old_layout(state: dict, prefix: str, layout: str) -> dict:
+    """``state`` with the short filter at ``prefix`` stored as an earlier version stored it."""
+    old = dict(state)
+    weight, bias = old.pop(prefix + "weight"), old.pop(prefix + "bias")
+    if layout == "taps":  # before the merge into ShortConv: (C, K), newest tap first
+        old[prefix + "weight"], old[prefix + "bias"] = weight[:, 0].flip(-1), bias
+    else:  # ShortConv wrapping an nn.Conv1d
+        old[prefix + "conv.weight"], old[prefix + "conv.bias"] = weight, bias
+    return old
+
+
+@pytest.mark.parametrize("layout", ["taps", "wrapped"])
 @pytest.mark.parametrize("name, options, prefix", [
     ("hyena", {}, "short_filter."), ("base_conv", {"kernel_size": 3}, "conv."),
 ])
-def test_checkpoints_with_the_old_short_filter_layout_load(name, options, prefix):
-    """Before the merge Hyena's and BaseConv's short filter was ``weight`` ``(C, K)``, newest tap
-    first, and ``bias``; such state dicts load into ``conv.weight`` ``(C, 1, K)``/``conv.bias``."""
+def test_checkpoints_with_an_old_short_filter_layout_load(name, options, prefix, layout):
+    """Earlier versions stored the short filter as ``weight`` ``(C, K)``, newest tap first, and
+    ``bias``, then as ``conv.weight`` ``(C, 1, K)``/``conv.bias``; both load."""
     model = mixer(name, **options)
-    old = {}
-    for key, value in model.state_dict().items():
-        if key == prefix + "conv.weight":
-            old[prefix + "weight"] = value[:, 0].flip(-1)
-        elif key == prefix + "conv.bias":
-            old[prefix + "bias"] = value
-        else:
-            old[key] = value
     fresh = MIXERS.get(name)(16, MIXERS.get(name).Options(**options)).eval()
-    fresh.load_state_dict(old)
+    fresh.load_state_dict(_old_layout(model.state_dict(), prefix, layout))
     x = torch.randn(2, SHORT, 16)
     torch.testing.assert_close(fresh(x), model(x))
 

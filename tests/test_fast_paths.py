@@ -151,7 +151,7 @@ def mixer(name, d_model=32, **options):
 def test_short_conv_fast_branch_matches_the_reference(fake_conv, kernel_size, bias, activation):
     conv = ShortConv(6, kernel_size, bias=bias, activation=activation).double()
     with torch.no_grad():
-        conv.conv.weight.normal_()  # distinct taps, so a flipped filter would show
+        conv.weight.normal_()  # distinct taps, so a flipped filter would show
     x = torch.randn(2, 11, 6, dtype=torch.float64, requires_grad=True)
     assert_branches_agree(conv, x)
     assert fake_conv.calls == 1  # on the fast branch, not on the reference
@@ -206,6 +206,16 @@ def test_mixer_short_conv_fast_branch_matches_the_reference(fake_conv, name, opt
     x = torch.randn(2, 13, 32, dtype=torch.float64, requires_grad=True)
     assert_branches_agree(model, x)
     assert fake_conv.calls == (3 if name == "deltanet" else 1)
+
+
+@pytest.mark.parametrize("name, calls", [("mamba", 1), ("mamba2", 1), ("mamba_conv1d", 0)])
+def test_mamba_convs_take_the_fused_kernel_unless_the_ablation_forbids_it(fake_conv, name, calls):
+    """Mamba's and Mamba-2's short convolutions are ``ShortConv``s; ``mamba_conv1d`` (the
+    paper's plain-``nn.Conv1d`` ablation) never runs causal-conv1d."""
+    model = mixer(name)
+    x = torch.randn(2, 13, 32, dtype=torch.float64, requires_grad=True)
+    assert_branches_agree(model, x)
+    assert fake_conv.calls == calls
 
 
 @pytest.mark.parametrize("name, options, path", SHORT_CONV_MIXERS[:3])

@@ -69,7 +69,7 @@ def direct_long_conv(z: torch.Tensor, h: torch.Tensor, skip: torch.Tensor) -> to
 def direct_hyena(model, x: torch.Tensor) -> torch.Tensor:
     d, length = model.d_model, x.shape[1]
     p = model.in_proj(x).transpose(1, 2)  # (B, streams, L)
-    w, b = model.short_filter.conv.weight[:, 0], model.short_filter.conv.bias  # last tap: current token
+    w, b = model.short_filter.weight[:, 0], model.short_filter.bias  # last tap: current token
     k = w.shape[-1]
     padded = torch.nn.functional.pad(p, (k - 1, 0))
     u = torch.stack([b + sum(w[:, j] * padded[..., t + j] for j in range(k)) for t in range(length)], -1)

@@ -39,15 +39,6 @@ def build(name: str, d_model: int = D_MODEL, dtype=torch.float64, **options):
     return cls(d_model, cls.Options(**options), layer_idx=0).to(dtype)
 
 
-def run_steps(mixer, x, state=None):
-    state = mixer.initial_state(x.shape[0], x.device, x.dtype) if state is None else state
-    ys = []
-    for t in range(x.shape[1]):
-        y, state = mixer.step(x[:, t], state)
-        ys.append(y)
-    return torch.stack(ys, dim=1), state
-
-
 def assert_states_close(a, b):
     assert len(a) == len(b)
     for s, t in zip(a, b):
@@ -94,7 +85,7 @@ def test_parallel_matches_recurrent(name, options):
     x = torch.randn(3, 10, D_MODEL, dtype=torch.float64)
     with torch.no_grad():
         parallel = mixer(x)
-        stepped, last = run_steps(mixer, x)
+        stepped, last = mixer.step_through(x)
         whole, state = mixer.forward_with_state(x)
     assert parallel.abs().mean() > 1e-3  # a comparison of non-trivial outputs
     torch.testing.assert_close(stepped, parallel, atol=1e-10, rtol=1e-10)
@@ -111,7 +102,7 @@ def test_forward_with_state_continues_a_sequence(name, options):
         whole, whole_state = mixer.forward_with_state(x)
         first, state = mixer.forward_with_state(x[:, :2])  # shorter than the conv kernels
         second, state = mixer.forward_with_state(x[:, 2:7], state)
-        third, _ = run_steps(mixer, x[:, 7:9], state)  # the recurrent form picks it up
+        third, _ = mixer.step_through(x[:, 7:9], state)  # the recurrent form picks it up
         _, state = mixer.forward_with_state(x[:, 7:9], state)
         fourth, state = mixer.forward_with_state(x[:, 9:], state)
     torch.testing.assert_close(torch.cat([first, second, third, fourth], 1), whole, atol=1e-10, rtol=1e-10)
@@ -123,7 +114,7 @@ def test_float32_parallel_matches_recurrent(name, options):
     mixer = build(name, dtype=torch.float32, **options)
     x = torch.randn(2, 9, D_MODEL)
     with torch.no_grad():
-        torch.testing.assert_close(run_steps(mixer, x)[0], mixer(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(mixer.step_through(x)[0], mixer(x), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name, options", VARIANTS, ids=IDS)
@@ -219,7 +210,7 @@ def test_rwkv_is_stable_for_huge_keys(wkv):
         k = mixer.key(shifted * (1 - mixer.time_mix_k) + x * mixer.time_mix_k)
         assert k.abs().max() > 200
         y32 = mixer(x)
-        stepped, _ = run_steps(mixer, x)
+        stepped, _ = mixer.step_through(x)
         y64 = mixer.double()(x.double())
     assert torch.isfinite(y32).all() and torch.isfinite(stepped).all()
     torch.testing.assert_close(y32.double(), y64, atol=1e-4, rtol=1e-4)

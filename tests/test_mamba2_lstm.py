@@ -31,15 +31,6 @@ def perturb(mixer) -> None:
             mixer.conv1d.weight.normal_()
 
 
-def run_steps(mixer, x, state=None):
-    state = mixer.initial_state(x.shape[0], x.device, x.dtype) if state is None else state
-    ys = []
-    for t in range(x.shape[1]):
-        y_t, state = mixer.step(x[:, t], state)
-        ys.append(y_t)
-    return torch.stack(ys, dim=1), state
-
-
 # -- options and parameters ------------------------------------------------------------------
 
 
@@ -184,7 +175,7 @@ def test_mamba2_chunked_equals_sequential_equals_step(options, monkeypatch):
     x = torch.randn(3, 10, D_MODEL, **F64)  # 10 is not a multiple of 3, 4 or 64
     with torch.no_grad():
         chunked = mixer(x)
-        steps, _ = run_steps(mixer, x)
+        steps, _ = mixer.step_through(x)
         calls = []
 
         def sequential_scan(x, dt, A, B, C, chunk_size, h0):
@@ -203,7 +194,7 @@ def test_mamba2_float32_step_matches_forward():
     perturb(mixer)
     x = torch.randn(2, 13, D_MODEL)
     with torch.no_grad():
-        torch.testing.assert_close(run_steps(mixer, x)[0], mixer(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(mixer.step_through(x)[0], mixer(x), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["mamba2", "lstm"])
@@ -215,12 +206,12 @@ def test_forward_with_state_continues_a_sequence(name):
         whole = mixer(x)
         first, state = mixer.forward_with_state(x[:, :5])
         second, state = mixer.forward_with_state(x[:, 5:], state)
-        _, ref_state = run_steps(mixer, x)
+        _, ref_state = mixer.step_through(x)
         short, short_state = mixer.forward_with_state(x[:, :2])  # shorter than the conv kernel
     torch.testing.assert_close(torch.cat([first, second], dim=1), whole)
     for got, ref in zip(state, ref_state):
         torch.testing.assert_close(got, ref)
-    for got, ref in zip(short_state, run_steps(mixer, x[:, :2])[1]):
+    for got, ref in zip(short_state, mixer.step_through(x[:, :2])[1]):
         torch.testing.assert_close(got, ref)
 
 
@@ -228,7 +219,7 @@ def test_lstm_step_equals_forward():
     mixer = build("lstm")
     x = torch.randn(3, 9, D_MODEL)
     with torch.no_grad():
-        steps, (h, c) = run_steps(mixer, x)
+        steps, (h, c) = mixer.step_through(x)
         parallel, (h_ref, c_ref) = mixer.lstm(x)
     torch.testing.assert_close(steps, mixer(x), atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(steps, parallel, atol=1e-6, rtol=1e-5)
@@ -236,7 +227,7 @@ def test_lstm_step_equals_forward():
     torch.testing.assert_close(c, c_ref[0], atol=1e-6, rtol=1e-5)
     no_bias = build("lstm", bias=False)
     with torch.no_grad():
-        torch.testing.assert_close(run_steps(no_bias, x)[0], no_bias(x), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(no_bias.step_through(x)[0], no_bias(x), atol=1e-6, rtol=1e-5)
 
 
 # -- a tiny associative-recall task ------------------------------------------------------------

@@ -11,9 +11,11 @@ from tinylang.models import (
     CheckpointError,
     ModelConfig,
     build_model,
+    describe,
     load_checkpoint,
     save_checkpoint,
 )
+from tinylang.models.mixers import RecurrenceUnavailable, RecurrentMixer, has_recurrence, stores_attention
 
 VOCAB, LENGTH = 20, 12
 
@@ -126,3 +128,43 @@ def test_mamba_logs_which_path_it_took(caplog):
         mixer(torch.randn(1, 5, 16))
         mixer(torch.randn(1, 5, 16))
     assert caplog.text.count("mamba (layer 3): pure-PyTorch reference") == 1  # once, on the CPU
+
+
+# -- the mixer contracts ---------------------------------------------------------------------
+
+
+def _layers(name: str) -> list[torch.nn.Module]:
+    """Layers 0 and 1 of ``name`` at width 16 in float64 (hybrids differ by layer)."""
+    cls = MIXERS.get(name)
+    torch.manual_seed(0)
+    return [cls(16, cls.Options(), layer_idx=i).double().eval() for i in (0, 1)]
+
+
+@pytest.mark.parametrize("name", MIXERS.names())
+def test_recurrent_mixers_agree_in_every_form(name):
+    """Where a layer has a recurrent form, ``forward``, ``forward_with_state`` over two segments
+    and ``step`` token by token compute the same; elsewhere the state methods refuse."""
+    x = torch.randn(2, 9, 16, dtype=torch.float64)
+    for layer in _layers(name):
+        if not has_recurrence(layer):
+            assert describe.recurrent_state_size(layer) is None
+            if isinstance(layer, RecurrentMixer):
+                with pytest.raises(RecurrenceUnavailable):
+                    layer.forward_with_state(x)
+            continue
+        with torch.no_grad():
+            whole = layer(x)
+            first, state = layer.forward_with_state(x[:, :4])
+            second, state = layer.forward_with_state(x[:, 4:], state)
+            stepped, stepped_state = layer.step_through(x)
+        torch.testing.assert_close(torch.cat([first, second], 1), whole)
+        torch.testing.assert_close(stepped, whole)
+        for a, b in zip(state, stepped_state, strict=True):
+            torch.testing.assert_close(a, b)
+        assert describe.recurrent_state_size(layer) > 0
+
+
+def test_which_mixers_have_a_recurrent_form_and_attention_probabilities():
+    recurrent = {n for n in MIXERS.names() if any(has_recurrence(layer) for layer in _layers(n))}
+    assert recurrent == set(MIXERS.names()) - {"attention", "hyena"}
+    assert {n for n in MIXERS.names() if stores_attention(MIXERS.get(n))} == {"attention"}

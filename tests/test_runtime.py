@@ -1,11 +1,12 @@
-"""The evaluators' eval-mode guard restores the model however the block ends."""
+"""The evaluators' eval-mode guard and inference context restore the model however the block ends."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 from torch import nn
 
-from tinylang.evaluation.runtime import eval_mode
+from tinylang.evaluation.runtime import eval_mode, inference
 
 
 def test_eval_mode_restores_the_mode_and_on_request_the_grad_flags_after_an_error():
@@ -23,3 +24,19 @@ def test_eval_mode_restores_the_mode_and_on_request_the_grad_flags_after_an_erro
     with eval_mode(model):
         model[0].weight.requires_grad_(False)
     assert not model[0].weight.requires_grad  # flags are left alone unless asked
+
+
+def test_inference_is_eval_mode_without_gradients_and_restores_both():
+    model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5)).train()
+    with pytest.raises(RuntimeError), inference(model, restore_grad_flags=True):
+        assert not model.training and not torch.is_grad_enabled()
+        assert not model(torch.ones(1, 2)).requires_grad
+        model[0].weight.requires_grad_(False)
+        raise RuntimeError("an evaluator failed")
+    assert model.training and torch.is_grad_enabled() and model[0].weight.requires_grad
+    # no_grad, not inference_mode: what an evaluator returns can still feed an autograd graph
+    with inference(model):
+        features = model[0](torch.ones(3, 2))
+    probe = nn.Linear(2, 1)
+    probe(features).sum().backward()
+    assert probe.weight.grad is not None

@@ -2,9 +2,12 @@
 
 ``evaluators.EVALUATORS`` maps the names a study's ``evaluators`` block uses to these analyses.
 
-The interventions module imports pyvene (slow: it pulls in transformers), so it is
-loaded only when one of its names is first used.
+The interventions module imports pyvene (slow: it pulls in transformers) through
+``pyvene_adapter``, so both are loaded only when one of their names is first used; that
+import also registers ``LanguageModel`` with pyvene.
 """
+
+from importlib import import_module
 
 from .attention import attention_mass, attention_summary, has_attention
 from .attribution import attribution_summary, example_attributions
@@ -12,8 +15,11 @@ from .behaviour import evaluate_behaviour
 from .probes import run_probes
 from .restoration import restoration_summary
 
-_LAZY = {"RANDOM", "corrupt", "interchange", "kl_divergence", "patch_locations", "random_positions",
-         "register_with_pyvene", "run_interventions"}
+_LAZY = {
+    **dict.fromkeys(["RANDOM", "corrupt", "interchange", "kl_divergence", "patch_locations", "random_positions",
+                     "run_interventions"], "interventions"),
+    **dict.fromkeys(["intervenable_model", "register_with_pyvene"], "pyvene_adapter"),
+}
 
 __all__ = [
     "attention_mass", "attention_summary", "attribution_summary", "evaluate_behaviour", "example_attributions",
@@ -23,7 +29,5 @@ __all__ = [
 
 def __getattr__(name: str):
     if name in _LAZY:
-        from . import interventions
-
-        return getattr(interventions, name)
+        return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

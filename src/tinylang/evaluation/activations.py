@@ -12,10 +12,10 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from tinylang.evaluation.runtime import eval_mode
 from tinylang.models.backbone import HOOK_POINTS, LanguageModel
 
-from .behaviour import batches, trimmed
+from .batching import batches, trimmed
+from .runtime import inference
 
 Point = tuple[int, str]
 """A hook point: ``(layer, component)`` with ``component`` a key of ``HOOK_POINTS``."""
@@ -64,7 +64,6 @@ def capture(model: LanguageModel, points: Sequence[Point], rows: torch.Tensor,
             handle.remove()
 
 
-@torch.no_grad()
 def collect(model: LanguageModel, tensors, points: Sequence[Point], positions: Sequence[str],
             batch_size: int = 256) -> dict[Point, torch.Tensor]:
     """Activations at every ``(layer, component)`` of ``points`` and every probe position of
@@ -93,7 +92,7 @@ def collect(model: LanguageModel, tensors, points: Sequence[Point], positions: S
 
     device = model.device
     parts: dict[Point, list[torch.Tensor]] = {point: [] for point in points}
-    with eval_mode(model):
+    with inference(model):
         for idx in batches(len(tensors), batch_size):
             ids = trimmed(tensors.input_ids[idx], tensors.lengths[idx]).to(device)
             pos = index[:, idx].to(device)

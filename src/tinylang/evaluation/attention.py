@@ -26,20 +26,24 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tinylang.evaluation.runtime import eval_mode
+from tinylang.models.mixers import stores_attention
 
-from .behaviour import batches, select_mask, trimmed
+from .batching import batches, select_mask, trimmed
+from .runtime import inference
 
 PREDICTS_ANSWER = "predicts_answer"
 """From-position name of the answer-predicting position, added when no probe position is it."""
 OTHER = "other"
 """To-position name of the mass on all remaining positions."""
-COLUMNS = ["example", "query_type", "layer", "head", "from_position", "to_position", "value"]
+SCHEMA = {"example": "int64", "query_type": "str", "layer": "int64", "head": "int64", "from_position": "str",
+          "to_position": "str", "value": "float32"}
+"""The table's columns and their pandas dtypes."""
+COLUMNS = list(SCHEMA)
 
 
 def attention_layers(model) -> list[int]:
-    """Indices of the layers whose mixer can store attention probabilities (``store_attention``)."""
-    return [i for i, layer in enumerate(model.layers) if hasattr(layer.mixer, "store_attention")]
+    """Indices of the layers whose mixer can store attention probabilities (an ``AttentionMixer``)."""
+    return [i for i, layer in enumerate(model.layers) if stores_attention(layer.mixer)]
 
 
 def has_attention(model) -> bool:
@@ -49,10 +53,10 @@ def has_attention(model) -> bool:
 
 @contextmanager
 def storing_attention(model, layers: Sequence[int]) -> Iterator[None]:
-    """Eval mode with ``store_attention`` on in ``layers``; flags, mode and memory restored on exit."""
+    """``inference`` with ``store_attention`` on in ``layers``; flags, mode and memory restored on exit."""
     mixers = [model.layers[i].mixer for i in layers]
     flags = [m.store_attention for m in mixers]
-    with eval_mode(model):
+    with inference(model):
         try:
             for m in mixers:
                 m.store_attention = True
@@ -96,7 +100,6 @@ def _stack(named: dict[str, torch.Tensor], names: list[str], idx: slice, device)
     return torch.stack([named[k][idx] for k in names], 1).to(device)
 
 
-@torch.no_grad()
 def attention_mass(model, tensors, from_positions: Sequence[str] | None = None,
                    to_positions: Sequence[str] | None = None, batch_size: int = 64) -> pd.DataFrame:
     """Attention mass per example, layer, head and ``(from, to)`` probe-position pair.

@@ -2,36 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pandas as pd
 import torch
 
-from tinylang.evaluation.runtime import eval_mode
 from tinylang.models.backbone import LanguageModel
+
+from .batching import batches, select_mask, trimmed
+from .runtime import inference
 
 METRICS = ("loss", "accuracy", "answer_prob")
 TARGET_METRICS = ("kl_target", "set_accuracy")
 """Extra metrics for tasks with a target distribution over several valid answers (ATR)."""
-
-
-def batches(n: int, batch_size: int) -> Iterator[slice]:
-    """Consecutive slices covering ``range(n)``."""
-    for start in range(0, n, batch_size):
-        yield slice(start, min(start + batch_size, n))
-
-
-def trimmed(input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """``input_ids`` without the padding columns no row of this batch needs."""
-    return input_ids[:, : int(lengths.max())]
-
-
-def select_mask(input_ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """Boolean ``(B, L)`` mask, True at one position per row (for ``model(select=...)``)."""
-    mask = torch.zeros(input_ids.shape, dtype=torch.bool, device=input_ids.device)
-    mask[torch.arange(len(pos), device=pos.device), pos] = True
-    return mask
+SCHEMA = {"query_type": "str", "metric": "str", "value": "float64", "n": "int64"}
+"""The columns of one split's table and their pandas dtypes (``evaluate_behaviour`` puts ``split`` first)."""
 
 
 def answer_scores(logits: torch.Tensor, answer: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,7 +27,7 @@ def answer_scores(logits: torch.Tensor, answer: torch.Tensor) -> tuple[torch.Ten
 
 @torch.no_grad()
 def query_logits(model: LanguageModel, input_ids: torch.Tensor, query_pos: torch.Tensor) -> torch.Tensor:
-    """Logits ``(B, V)`` at each row's query position (the LM head runs only there)."""
+    """Logits ``(B, V)`` at each row's query position, without gradients (the LM head runs only there)."""
     return model(input_ids, select=select_mask(input_ids, query_pos))
 
 
@@ -60,7 +44,6 @@ def target_scores(logits: torch.Tensor, answer_set: torch.Tensor, weights: torch
     return terms.sum(-1), in_set.float()
 
 
-@torch.no_grad()
 def example_scores(model: LanguageModel, tensors, batch_size: int = 256) -> pd.DataFrame:
     """One row per example: ``query_type``, ``loss``, ``accuracy``, ``answer_prob``, and for
     tasks with several valid answers ``kl_target`` and ``set_accuracy`` (see ``target_scores``)."""
@@ -68,18 +51,20 @@ def example_scores(model: LanguageModel, tensors, batch_size: int = 256) -> pd.D
     query = tensors.predicts_answer
     has_target = tensors.answer_set is not None
     scores: dict[str, list[torch.Tensor]] = {m: [] for m in METRICS + (TARGET_METRICS if has_target else ())}
-    for idx in batches(len(tensors), batch_size):
-        ids = trimmed(tensors.input_ids[idx], tensors.lengths[idx]).to(device)
-        answer = tensors.answer[idx].to(device)
-        logits = query_logits(model, ids, query[idx].to(device))
-        logp, _ = answer_scores(logits, answer)
-        scores["loss"].append(-logp)
-        scores["accuracy"].append((logits.argmax(-1) == answer).float())
-        scores["answer_prob"].append(logp.exp())
-        if has_target:
-            kl, in_set = target_scores(logits, tensors.answer_set[idx].to(device), tensors.answer_weights[idx].to(device))
-            scores["kl_target"].append(kl)
-            scores["set_accuracy"].append(in_set)
+    with inference(model):
+        for idx in batches(len(tensors), batch_size):
+            ids = trimmed(tensors.input_ids[idx], tensors.lengths[idx]).to(device)
+            answer = tensors.answer[idx].to(device)
+            logits = query_logits(model, ids, query[idx].to(device))
+            logp, _ = answer_scores(logits, answer)
+            scores["loss"].append(-logp)
+            scores["accuracy"].append((logits.argmax(-1) == answer).float())
+            scores["answer_prob"].append(logp.exp())
+            if has_target:
+                kl, in_set = target_scores(logits, tensors.answer_set[idx].to(device),
+                                           tensors.answer_weights[idx].to(device))
+                scores["kl_target"].append(kl)
+                scores["set_accuracy"].append(in_set)
     cat = lambda xs: torch.cat(xs).cpu().numpy() if xs else np.zeros(0)  # noqa: E731
     return pd.DataFrame({"query_type": np.asarray(tensors.query_type, dtype=object),
                          **{metric: cat(values) for metric, values in scores.items()}})
@@ -93,17 +78,18 @@ def evaluate_behaviour(model: LanguageModel, tensors_by_split: dict, batch_size:
     metric with ``query_type == "ALL"`` (all its examples). ``n`` counts examples.
     """
     frames = []
-    with eval_mode(model):
-        for split, tensors in tensors_by_split.items():
-            scores = example_scores(model, tensors, batch_size)
-            metrics = [c for c in scores.columns if c != "query_type"]
-            per_type = scores.groupby("query_type", sort=True)[metrics]
-            stats = pd.concat([per_type.mean(), scores[metrics].mean().to_frame("ALL").T])
-            counts = pd.concat([per_type.size(), pd.Series({"ALL": len(scores)})])
-            long = stats.rename_axis("query_type").reset_index().melt(
-                id_vars="query_type", var_name="metric", value_name="value")
-            long["n"] = long["query_type"].map(counts).astype(int)
-            long.insert(0, "split", split)
-            frames.append(long)
-    columns = ["split", "query_type", "metric", "value", "n"]
+    for split, tensors in tensors_by_split.items():
+        scores = example_scores(model, tensors, batch_size)
+        metrics = [c for c in scores.columns if c != "query_type"]
+        per_type = scores.groupby("query_type", sort=True)[metrics]
+        stats = pd.concat([per_type.mean(), scores[metrics].mean().to_frame("ALL").T])
+        counts = pd.concat([per_type.size(), pd.Series({"ALL": len(scores)})])
+        long = stats.rename_axis("query_type").reset_index().melt(
+            id_vars="query_type", var_name="metric", value_name="value")
+        # pandas' groupby mean of float32 is float64 for one group, float32 for several: the declared type always
+        long["value"] = long["value"].astype(SCHEMA["value"])
+        long["n"] = long["query_type"].map(counts).astype(int)
+        long.insert(0, "split", split)
+        frames.append(long)
+    columns = ["split", *SCHEMA]
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)

@@ -8,9 +8,9 @@ A study's ``evaluators`` block names the evaluators to run and their options, e.
       probes: {checkpoints: [1000, 3000]}
 
 Each evaluator has an ``Options`` model (validated once, with the study), decides which models
-it applies to (attention analysis needs attention probabilities), and maps a model plus the
-evaluation data to one tidy table; the workflow writes one Parquet file per
-(run, checkpoint, evaluator), so each is cached and re-run on its own.
+it applies to (attention analysis needs attention probabilities), declares its table's columns
+and their dtypes, and maps a model plus the evaluation data to that table; the workflow writes
+one Parquet file per (run, checkpoint, evaluator), so each is cached and re-run on its own.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from tinylang.models import MIXERS, ModelConfig
+from tinylang.models.mixers import stores_attention
 from tinylang.registry import Registry
 
 CheckpointSelection = Literal["all", "final"] | list[int]
@@ -49,6 +50,12 @@ class Evaluator:
         return True
 
     @classmethod
+    def columns(cls, options: EvaluatorOptions) -> dict[str, str]:
+        """The columns of ``run``'s table, in order, and their pandas dtypes (e.g. ``"float64"``,
+        ``"str"``); known without a model, so a failed run's missing checkpoint gets an empty table."""
+        raise NotImplementedError
+
+    @classmethod
     def run(cls, model, tensors, meta: dict[str, Any], options: EvaluatorOptions) -> pd.DataFrame:
         """The tidy table for ``model`` on one split (``TokenTensors``); the caller adds ``split``."""
         raise NotImplementedError
@@ -56,6 +63,11 @@ class Evaluator:
 
 EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator")
 DEFAULT_EVALUATORS: dict[str, dict[str, Any]] = {"behaviour": {}, "interventions": {}}
+
+
+def empty_table(columns: dict[str, str]) -> pd.DataFrame:
+    """A table without rows with ``columns`` (name → pandas dtype)."""
+    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in columns.items()})
 
 
 def parse_evaluator_options(name: str, raw: dict[str, Any] | None) -> EvaluatorOptions:
@@ -76,6 +88,12 @@ class Behaviour(Evaluator):
 
     Options = BehaviourOptions
     uses_threads = False
+
+    @classmethod
+    def columns(cls, options):
+        from .behaviour import SCHEMA
+
+        return dict(SCHEMA)
 
     @classmethod
     def run(cls, model, tensors, meta, options):
@@ -99,6 +117,12 @@ class Interventions(Evaluator):
     Options = InterventionOptions
 
     @classmethod
+    def columns(cls, options):
+        from .interventions import SCHEMA  # imports pyvene: seconds, still far less than a checkpoint's evaluation
+
+        return dict(SCHEMA)
+
+    @classmethod
     def run(cls, model, tensors, meta, options):
         from .interventions import run_interventions
 
@@ -113,7 +137,13 @@ class Attention(Evaluator):
 
     @classmethod
     def applies_to(cls, model: ModelConfig) -> bool:
-        return MIXERS.get(model.mixer).has_attention_probs
+        return stores_attention(MIXERS.get(model.mixer))
+
+    @classmethod
+    def columns(cls, options):
+        from .attention import SCHEMA
+
+        return dict(SCHEMA)
 
     @classmethod
     def run(cls, model, tensors, meta, options):
@@ -135,6 +165,12 @@ class Probes(Evaluator):
     """Linear probes per layer × probe position for the query and target items."""
 
     Options = ProbeOptions
+
+    @classmethod
+    def columns(cls, options):
+        from .probes import SCHEMA
+
+        return dict(SCHEMA)
 
     @classmethod
     def run(cls, model, tensors, meta, options):

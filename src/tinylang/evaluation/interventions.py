@@ -12,44 +12,31 @@ every layer × component × probe position (plus a random control position), as 
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-from tinylang.models.backbone import HOOK_POINTS, LanguageModel
+from tinylang.models.backbone import LanguageModel
 
 from .activations import capture
-from .behaviour import batches, query_logits, select_mask
-
-with contextlib.redirect_stdout(io.StringIO()):  # pyvene prints a notice about nnsight on import
-    import pyvene as pv
-from pyvene.models.constants import CONST_INPUT_HOOK, CONST_OUTPUT_HOOK
-
-from tinylang.evaluation.runtime import eval_mode
+from .batching import batches, select_mask
+from .behaviour import query_logits
+from .pyvene_adapter import intervenable_model, patched_logits
+from .runtime import inference
 
 REFERENCE_METRICS = ("p_clean", "p_corrupted", "logit_clean", "logit_corrupted", "kl_clean_corrupted")
 PATCH_METRICS = ("p_patched", "logit_patched", "p_diff", "logit_diff", "kl_patched_corrupted")
-COLUMNS = ["example", "query_type", "corrupted", "layer", "component", "position", "metric", "value"]
+SCHEMA = {"example": "int64", "query_type": "str", "corrupted": "str", "layer": "int64", "component": "str",
+          "position": "str", "metric": "str", "value": "float32"}
+"""The table's columns and their pandas dtypes."""
+COLUMNS = list(SCHEMA)
 
 RANDOM = "random"
 """Name of the control position: per example, a seeded uniformly random position before the
 answer-predicting one that is no probe position (see ``random_positions``)."""
-
-
-def register_with_pyvene() -> None:
-    """Tell pyvene where ``LanguageModel``'s hook points are and how wide they are."""
-    hook = {"input": CONST_INPUT_HOOK, "output": CONST_OUTPUT_HOOK}
-    pv.type_to_module_mapping[LanguageModel] = {
-        name: (path, hook[kind]) for name, (path, kind) in HOOK_POINTS.items()
-    }
-    pv.type_to_dimension_mapping[LanguageModel] = {name: ("d_model",) for name in HOOK_POINTS}
-
-
-register_with_pyvene()
 
 
 CORRUPTIONS = ("paper", "unused")
@@ -147,7 +134,6 @@ def kl_divergence(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
     return (logp.exp() * (logp - logq)).sum(-1).clamp_min(0.0)
 
 
-@torch.no_grad()
 def interchange(
     model: LanguageModel,
     source_ids: torch.Tensor,
@@ -187,87 +173,112 @@ def interchange(
     once (shared by the K bases), one pass per base runs it unpatched (capturing the same
     sites), and each (base, layer, component) runs one patched pass over the P × ``batch_size``
     cells (all locations stacked) that are not no-ops. Results stay on the model's device
-    until the end. The model runs in eval mode without gradients; its mode and
-    ``requires_grad`` flags are restored afterwards.
+    until the end. The model runs in ``inference``, its ``requires_grad`` flags restored after.
     """
+    components, base_ids = _checked_inputs(model, source_ids, base_ids, locations, components)
+    n_layers, device = model.config.n_layers, model.device
+    (k, n, _), n_pos = base_ids.shape, len(locations)
+    absent = locations < 0
+    locations = torch.where(absent, read_pos[None], locations)  # any valid index; masked below
+    out = _zero_results(k, (n_layers, len(components), n_pos), n, device)
+    with inference(model, restore_grad_flags=True):
+        intervenables = {(layer, c): intervenable_model(model, layer, c)
+                         for layer in range(n_layers) for c in components}
+        for idx in batches(n, batch_size):
+            width = int(lengths[idx].max())
+            batch = _Batch.of(source_ids[idx, :width].to(device), read_pos[idx].to(device), answer[idx].to(device),
+                              locations[:, idx].to(device), ~absent[:, idx].to(device))
+            bases = base_ids[:, idx, :width].to(device)
+            _interchange_batch(model, intervenables, components, batch, bases, skip_noops, out, idx)
+    out = {name: value.cpu() for name, value in out.items()}
+    for name in ("p_patched", "logit_patched", "kl_patched_base"):
+        out[name][absent[None, None, None].expand_as(out[name])] = float("nan")
+    return out
+
+
+def _checked_inputs(model, source_ids, base_ids, locations, components) -> tuple[list[str], torch.Tensor]:
+    """The components (default: all the model has) and ``base_ids`` as ``[K, N, L]``, both checked."""
     components = list(components or model.components)
     missing = [c for c in components if c not in model.components]
     if missing:
         raise ValueError(f"model has no component(s) {missing}; it has {model.components}")
     if base_ids.dim() == 2:
         base_ids = base_ids.unsqueeze(0)
-    n_layers, device = model.config.n_layers, model.device
-    (k, n, _), (n_pos, n_loc) = base_ids.shape, locations.shape
-    if source_ids.shape != base_ids.shape[1:] or n_loc != n:
+    if source_ids.shape != base_ids.shape[1:] or locations.shape[1] != base_ids.shape[1]:
         raise ValueError(f"shapes disagree: source {tuple(source_ids.shape)}, bases {tuple(base_ids.shape)}, "
                          f"locations {tuple(locations.shape)}")
-    points = [(layer, c) for layer in range(n_layers) for c in components]
-    absent = locations < 0
-    locations = torch.where(absent, read_pos[None], locations)  # any valid index; masked below
+    return components, base_ids
 
-    cells = (k, n_layers, len(components), n_pos, n)
+
+def _zero_results(k: int, grid: tuple[int, ...], n: int, device) -> dict[str, torch.Tensor]:
+    """``interchange``'s results, zero: per example, per (base, example) and per (base, *grid, example) cell."""
+    cells = (k, *grid, n)
     out = {name: torch.zeros(shape, dtype=torch.float64, device=device) for name, shape in [
         ("p_source", (n,)), ("logit_source", (n,)), ("p_base", (k, n)), ("logit_base", (k, n)),
         ("kl_source_base", (k, n)), ("p_patched", cells), ("logit_patched", cells), ("kl_patched_base", cells)]}
     out["ran"] = torch.zeros(cells, dtype=torch.bool, device=device)
-    with eval_mode(model, restore_grad_flags=True):
-        intervenables = {}
-        for layer, component in points:  # one IntervenableModel per (layer, component), reused for every batch
-            intervenable = pv.IntervenableModel({"layer": layer, "component": component, "unit": "pos"}, model)
-            intervenable.disable_model_gradients()
-            intervenables[layer, component] = intervenable
-
-        for idx in batches(n, batch_size):
-            width = int(lengths[idx].max())
-            source = source_ids[idx, :width].to(device)
-            query, ans = read_pos[idx].to(device), answer[idx].to(device)
-            loc = locations[:, idx].to(device)  # (P, b)
-            b = len(source)
-            # The P location variants of the batch, stacked position-major: cell p * b + j
-            # patches example j at location p. The read position is the same for every base.
-            rows = torch.arange(b, device=device).repeat(n_pos)
-            where = loc.reshape(-1)
-            select = select_mask(source, query)[rows]
-            answer_rows = ans[rows, None]
-            wanted = ~absent[:, idx].to(device).reshape(-1)  # no location, nothing to run
-            sites = (torch.arange(b, device=device).expand(n_pos, b), loc)
-
-            with capture(model, points, *sites) as source_acts:
-                logits_source = query_logits(model, source, query)  # (b, V)
-            logp_source, out["p_source"][idx], out["logit_source"][idx] = _answer_scores(logits_source, ans[:, None])
-            for kk in range(k):
-                base = base_ids[kk, idx, :width].to(device)
-                with capture(model, points if skip_noops else [], *sites) as base_acts:
-                    logits_base = query_logits(model, base, query)
-                logp_base, p_base, logit_base = _answer_scores(logits_base, ans[:, None])
-                out["p_base"][kk, idx], out["logit_base"][kk, idx] = p_base, logit_base
-                out["kl_source_base"][kk, idx] = kl_divergence(logp_source, logp_base)
-
-                for (layer, component), intervenable in intervenables.items():
-                    patch = source_acts[layer, component].reshape(n_pos * b, 1, -1)
-                    run = wanted
-                    if skip_noops:
-                        run = run & (source_acts[layer, component] != base_acts[layer, component]).any(-1).reshape(-1)
-                    chosen = run.nonzero().squeeze(1)
-                    p = p_base.repeat(n_pos)  # no-op cells keep the base run's results
-                    logit = logit_base.repeat(n_pos)
-                    kl = torch.zeros(n_pos * b, dtype=torch.float64, device=device)
-                    if len(chosen):
-                        _, logits = intervenable(
-                            {"input_ids": base[rows[chosen]], "select": select[chosen]},
-                            unit_locations={"sources->base": ([where[chosen, None].tolist()],) * 2},
-                            source_representations=patch[chosen])
-                        logp, p[chosen], logit[chosen] = _answer_scores(logits, answer_rows[chosen])
-                        kl[chosen] = kl_divergence(logp, logp_base[rows[chosen]])
-                    at = (kk, layer, components.index(component), slice(None), idx)
-                    out["p_patched"][at] = p.view(n_pos, b)
-                    out["logit_patched"][at] = logit.view(n_pos, b)
-                    out["kl_patched_base"][at] = kl.view(n_pos, b)
-                    out["ran"][at] = run.view(n_pos, b)
-    out = {name: value.cpu() for name, value in out.items()}
-    for name in ("p_patched", "logit_patched", "kl_patched_base"):
-        out[name][absent[None, None, None].expand_as(out[name])] = float("nan")
     return out
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One batch of ``b`` examples and its ``P × b`` cells, stacked position-major: cell
+    ``p * b + j`` patches example ``j`` at location ``p``."""
+
+    source: torch.Tensor  # [b, L]
+    read_pos: torch.Tensor  # [b]
+    answer: torch.Tensor  # [b]
+    sites: tuple[torch.Tensor, torch.Tensor]  # (example, position), each [P, b]: what ``capture`` reads
+    rows: torch.Tensor  # [P * b] each cell's example
+    where: torch.Tensor  # [P * b] each cell's position
+    select: torch.Tensor  # [P * b, L] each cell's read-out mask (the read position is the same for every base)
+    wanted: torch.Tensor  # [P * b] False where the example has no such location: nothing to run
+
+    @classmethod
+    def of(cls, source, read_pos, answer, locations, wanted) -> _Batch:
+        (n_pos, b), device = locations.shape, source.device
+        rows = torch.arange(b, device=device).repeat(n_pos)
+        return cls(source, read_pos, answer, (torch.arange(b, device=device).expand(n_pos, b), locations), rows,
+                   locations.reshape(-1), select_mask(source, read_pos)[rows], wanted.reshape(-1))
+
+
+def _interchange_batch(model, intervenables, components, batch: _Batch, bases, skip_noops, out, idx) -> None:
+    """Fill ``out`` at examples ``idx`` from one source pass, one pass per base and the patched passes."""
+    points = list(intervenables)
+    n_pos, b = batch.sites[1].shape
+    with capture(model, points, *batch.sites) as source_acts:
+        logits_source = query_logits(model, batch.source, batch.read_pos)  # (b, V)
+    answers = batch.answer[:, None]
+    logp_source, out["p_source"][idx], out["logit_source"][idx] = _answer_scores(logits_source, answers)
+    for kk, base in enumerate(bases):
+        with capture(model, points if skip_noops else [], *batch.sites) as base_acts:
+            logits_base = query_logits(model, base, batch.read_pos)
+        logp_base, p_base, logit_base = _answer_scores(logits_base, answers)
+        out["p_base"][kk, idx], out["logit_base"][kk, idx] = p_base, logit_base
+        out["kl_source_base"][kk, idx] = kl_divergence(logp_source, logp_base)
+        for (layer, component), intervenable in intervenables.items():
+            run = batch.wanted
+            if skip_noops:
+                run = run & (source_acts[layer, component] != base_acts[layer, component]).any(-1).reshape(-1)
+            patch = source_acts[layer, component].reshape(n_pos * b, -1)
+            p, logit, kl = _patched_cells(intervenable, batch, base, patch, run, logp_base, p_base, logit_base)
+            at = (kk, layer, components.index(component), slice(None), idx)
+            for name, value in (("p_patched", p), ("logit_patched", logit), ("kl_patched_base", kl), ("ran", run)):
+                out[name][at] = value.view(n_pos, b)
+
+
+def _patched_cells(intervenable, batch: _Batch, base, patch, run, logp_base, p_base, logit_base):
+    """``(p, logit, kl)`` per cell: the patched run's where ``run``, the base run's (KL 0) elsewhere."""
+    n_pos = len(batch.sites[1])
+    chosen = run.nonzero().squeeze(1)
+    p, logit = p_base.repeat(n_pos), logit_base.repeat(n_pos)  # no-op cells keep the base run's results
+    kl = torch.zeros(len(run), dtype=torch.float64, device=run.device)
+    if len(chosen):
+        rows = batch.rows[chosen]
+        logits = patched_logits(intervenable, base[rows], batch.select[chosen], batch.where[chosen], patch[chosen])
+        logp, p[chosen], logit[chosen] = _answer_scores(logits, batch.answer[rows, None])
+        kl[chosen] = kl_divergence(logp, logp_base[rows])
+    return p, logit, kl
 
 
 def _answer_scores(logits: torch.Tensor, answers: torch.Tensor) -> tuple[torch.Tensor, ...]:

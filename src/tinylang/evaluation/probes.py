@@ -39,7 +39,10 @@ from tinylang.models.backbone import LanguageModel
 from .activations import collect
 
 PROBE_METRICS = ("accuracy", "train_accuracy", "chance")
-COLUMNS = ["layer", "component", "position", "target", "metric", "value", "n_train", "n_test"]
+SCHEMA = {"layer": "int64", "component": "str", "position": "str", "target": "str", "metric": "str",
+          "value": "float64", "n_train": "int64", "n_test": "int64"}
+"""The table's columns and their pandas dtypes."""
+COLUMNS = list(SCHEMA)
 
 
 def split_mask(n: int, train_fraction: float = 0.5, seed: int = 0) -> torch.Tensor:

@@ -60,7 +60,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -851,11 +851,6 @@ class AssociativeTreecall(Language):
             t, usable, chosen, kept, ke, local, L, s_start, q_item, t_item)
         q_orig, t_orig = q_item - s_start + 1, t_item - s_start + 1
 
-        # Statistics.
-        depth = np.maximum.reduceat(t.depth[kept], _group_starts(L))
-        constituents = np.bincount(ke, weights=t.is_head[kept], minlength=B)
-        distinct = np.bincount(np.unique(ke * self.num_symbols + t.label[kept]) // self.num_symbols, minlength=B)
-
         def ragged(values: np.ndarray, groups: np.ndarray) -> pa.Array:
             return _ragged(values, groups, B)
 
@@ -879,14 +874,28 @@ class AssociativeTreecall(Language):
             "query_orig_target_orig_dist": np.abs(q_orig - t_orig),
             "query_query_orig_dist": query_item - q_orig,
             "query_target_orig_dist": query_item - t_orig,
-            "branching_factor": (L - 1) / constituents,
-            "depth": depth,
-            "repeated_terminal_share": (L - distinct) / L,
+            **self._tree_statistics(t, kept, ke, L),
             "eligible_pairs": np.bincount(pe, minlength=B),
             "eligible_queries": np.bincount(ex_of[queries], minlength=B),
             "eligible_targets": np.bincount(ex_of[targets], minlength=B),
             "num_answers": np.bincount(aset_e, minlength=B),
         }
+        return self._as_table(columns)
+
+    def _tree_statistics(self, t: _Trees, kept: np.ndarray, ke: np.ndarray, L: np.ndarray) -> dict[str, np.ndarray]:
+        """Per example: the branching factor, depth and repeated-terminal share of its sentence
+        (``kept`` terminals, of example ``ke`` each; ``L`` terminals per sentence)."""
+        B = L.size
+        constituents = np.bincount(ke, weights=t.is_head[kept], minlength=B)
+        distinct = np.bincount(np.unique(ke * self.num_symbols + t.label[kept]) // self.num_symbols, minlength=B)
+        return {
+            "branching_factor": (L - 1) / constituents,
+            "depth": np.maximum.reduceat(t.depth[kept], _group_starts(L)),
+            "repeated_terminal_share": (L - distinct) / L,
+        }
+
+    def _as_table(self, columns: dict[str, Any]) -> pa.Table:
+        """``columns`` (in schema order) cast to the schema's types."""
         assert list(columns) == self.schema.names
         arrays = [
             col if isinstance(col, pa.Array) else pa.array(np.asarray(col).astype(field.type.to_pandas_dtype()))

@@ -6,12 +6,13 @@ import pandas as pd
 import torch
 
 from .backbone import HOOK_POINTS, LanguageModel
+from .mixers import has_recurrence
 
 
 def recurrent_state_size(mixer: torch.nn.Module) -> int | None:
     """Numbers a mixer carries from one token to the next for one sequence, or None for
     mixers without a fixed-size state (attention's cache grows with the sequence)."""
-    if not hasattr(mixer, "initial_state"):
+    if not has_recurrence(mixer):
         return None
     state = mixer.initial_state(1)
     tensors = state if isinstance(state, (tuple, list)) else [state]

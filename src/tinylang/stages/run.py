@@ -131,82 +131,89 @@ class EvaluateSpec:
         return cls(run, step, evaluator, parse_evaluator_options(evaluator, options), *args, **kwargs)
 
 
+RUN_COLUMNS = {"run": "str", "step": "int64", "split": "str"}
+"""The columns ``evaluate`` puts in front of every evaluator's table, and their pandas dtypes."""
+
+
 def evaluate(spec: EvaluateSpec) -> pd.DataFrame:
     """Evaluator ``spec.evaluator`` on one checkpoint: its table with ``run``, ``step`` and
     ``split`` columns in front. When the run's status says it failed before ``spec.step``, so
-    that checkpoint was never written, the table is empty, with the columns the evaluator gives
-    (found by running it on the run's first checkpoint, the untrained model, and keeping no rows)."""
-    from tinylang.evaluation.evaluators import EVALUATORS
+    that checkpoint was never written, the table is empty, with the columns and dtypes the
+    evaluator declares (``Evaluator.columns``); no checkpoint is loaded then."""
+    from tinylang.evaluation.evaluators import EVALUATORS, empty_table
 
     with stage_context(spec.log, spec.device, spec.threads):
-        evaluator, options = EVALUATORS.get(spec.evaluator), spec.options
-        read_step, empty = _step_to_read(spec)
-        if empty:
-            options = options.model_copy(update={"splits": (options.splits or _language_splits(spec.language_dir))[:1]})
-        model, data, meta = _checkpoint_and_data(spec.checkpoints_dir, read_step, spec.language_dir, options.splits,
-                                                 options.num_examples, spec.device)
-        if not evaluator.applies_to(model.model_config):
-            raise ValueError(f"evaluator {spec.evaluator!r} does not apply to mixer {model.model_config.mixer!r}")
-        tables = []
-        for split, tensors in data.items():
-            table = evaluator.run(model, tensors, meta, options)
-            table.insert(0, "split", split)
-            tables.append(table)
-            if not empty:
-                log.info("%s: %s on %d %s examples of checkpoint %s", spec.run, spec.evaluator, len(tensors), split,
-                         spec.step)
-        table = pd.concat(tables, ignore_index=True)
-        table = table.iloc[:0].copy() if empty else table
-        table.insert(0, "step", int(spec.step))
-        table.insert(0, "run", spec.run)
+        evaluator = EVALUATORS.get(spec.evaluator)
+        meta, splits = _meta_and_splits(spec.language_dir, spec.options.splits)
+        if _never_written(spec):
+            table = empty_table({**RUN_COLUMNS, **evaluator.columns(spec.options)})
+        else:
+            table = _evaluated(spec, evaluator, meta, splits)
         write_table(table, spec.out)
         return table
 
 
-def _step_to_read(spec: EvaluateSpec) -> tuple[int, bool]:
-    """The checkpoint to load, and whether the table is to be empty (a failed run's missing one)."""
+def _evaluated(spec: EvaluateSpec, evaluator, meta: dict[str, Any], splits: list[str]) -> pd.DataFrame:
+    """The evaluator's tables of ``splits`` on checkpoint ``spec.step``, with ``run``, ``step``, ``split`` in front."""
+    options = spec.options
+    model, data = _checkpoint_and_data(spec.checkpoints_dir, spec.step, spec.language_dir, splits,
+                                       options.num_examples, spec.device)
+    if not evaluator.applies_to(model.model_config):
+        raise ValueError(f"evaluator {spec.evaluator!r} does not apply to mixer {model.model_config.mixer!r}")
+    tables = []
+    for split, tensors in data.items():
+        table = evaluator.run(model, tensors, meta, options)
+        table.insert(0, "split", split)
+        tables.append(table)
+        log.info("%s: %s on %d %s examples of checkpoint %s", spec.run, spec.evaluator, len(tensors), split, spec.step)
+    table = pd.concat(tables, ignore_index=True)
+    table.insert(0, "step", int(spec.step))
+    table.insert(0, "run", spec.run)
+    return table
+
+
+def _never_written(spec: EvaluateSpec) -> bool:
+    """Whether checkpoint ``spec.step`` is missing because the run failed before it (its table is then empty)."""
     from tinylang.models import checkpoint_path
     from tinylang.training.status import read_run_status
 
     if spec.status is None or checkpoint_path(spec.checkpoints_dir, spec.step).exists():
-        return spec.step, False
+        return False
     status = read_run_status(spec.status)
     if status["status"] != "failed" or spec.step < int(status["step"]):
-        return spec.step, False
-    first = sorted(status.get("checkpoints") or [0])[0]
-    log.warning("%s: the run failed at step %s (%s), so checkpoint %s does not exist; writing an empty %s table "
-                "(columns from checkpoint %s)", spec.run, status["step"], status.get("reason"), spec.step,
-                spec.evaluator, first)
-    return first, True
+        return False
+    log.warning("%s: the run failed at step %s (%s), so checkpoint %s does not exist; writing an empty %s table",
+                spec.run, status["step"], status.get("reason"), spec.step, spec.evaluator)
+    return True
 
 
-def _language_splits(language_dir: Path) -> list[str]:
+def _meta_and_splits(language_dir: Path, splits: list[str] | None) -> tuple[dict[str, Any], list[str]]:
+    """The language's meta and ``splits`` (None: every split of the language), an error if it lacks one."""
     from tinylang.languages import read_meta
 
-    return list(read_meta(language_dir)["splits"])
+    meta = read_meta(language_dir)
+    known = list(meta["splits"])
+    splits = known if splits is None else splits
+    unknown = [split for split in splits if split not in known]
+    if unknown:
+        raise ValueError(f"split(s) {unknown} not in the language's splits {known}")
+    return meta, splits
 
 
 def _checkpoint_and_data(checkpoints_dir, step, language_dir, splits, max_examples, device):
-    """The checkpoint's model, the first ``max_examples`` of each split (None: every split) as
-    tensors, and the language's meta; a split the language lacks is an error before any model is loaded."""
+    """The checkpoint's model and the first ``max_examples`` of each of ``splits`` as tensors."""
     import torch
 
     from tinylang.device import resolve_device
-    from tinylang.languages import read_meta
     from tinylang.languages.dataset import load_tensors
     from tinylang.models import checkpoint_path, load_checkpoint
 
-    meta = read_meta(language_dir)
-    splits = list(meta["splits"]) if splits is None else splits
-    unknown = [split for split in splits if split not in meta["splits"]]
-    if unknown:
-        raise ValueError(f"split(s) {unknown} not in the language's splits {list(meta['splits'])}")
     model, _ = load_checkpoint(checkpoint_path(checkpoints_dir, step), device=resolve_device(device))
     data = {}
     for split in splits:
         tensors = load_tensors(language_dir, split)
         data[split] = tensors.subset(torch.arange(min(len(tensors), max_examples)))
-    return model, data, meta
+    return model, data
 
 
 __all__ = ["EvaluateSpec", "LanguageSpec", "TrainSpec", "evaluate", "generate_language", "train"]

@@ -9,7 +9,15 @@ import pkgutil
 
 from tinylang.registry import Registry
 
-from .base import Mixer, MixerOptions
+from .base import (
+    AttentionMixer,
+    Mixer,
+    MixerOptions,
+    RecurrenceUnavailable,
+    RecurrentMixer,
+    has_recurrence,
+    stores_attention,
+)
 
 MIXERS: Registry[type[Mixer]] = Registry("mixer")
 
@@ -17,4 +25,5 @@ for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     if _module != "base" and not _module.startswith("_"):
         importlib.import_module(f"{__name__}.{_module}")
 
-__all__ = ["MIXERS", "Mixer", "MixerOptions"]
+__all__ = ["MIXERS", "AttentionMixer", "Mixer", "MixerOptions", "RecurrenceUnavailable", "RecurrentMixer",
+           "has_recurrence", "stores_attention"]

@@ -34,52 +34,59 @@ FUSED_WIDTHS = range(2, 5)
 """Kernel sizes causal-conv1d supports."""
 
 
-class ShortConv(nn.Module):
+class ShortConv(nn.Conv1d):
     """Depthwise causal convolution on ``(batch, length, channels)`` inputs, optional SiLU after.
 
-    ``init="conv1d"`` keeps ``nn.Conv1d``'s initialisation (weight and bias uniform in
-    ``±1/sqrt(K)``); ``init="zero_bias"`` draws the same weight distribution, newest tap first,
-    and zeroes the bias (Hyena's and BaseConv's initialisation).
+    A depthwise ``nn.Conv1d`` (its ``weight`` and ``bias``), so an owner's parameter names are
+    those of the original it follows (Mamba's ``conv1d.weight``, BaseConv's ``conv.weight``);
+    only ``forward`` differs, taking and returning the recurrent state. ``init="conv1d"`` keeps
+    ``nn.Conv1d``'s initialisation (weight and bias uniform in ``±1/sqrt(K)``);
+    ``init="zero_bias"`` draws the same weight distribution, newest tap first, and zeroes the
+    bias (Hyena's and BaseConv's initialisation). ``fusable=False`` never takes the fused
+    kernel (Mamba's ``mamba_conv1d`` ablation).
     """
 
     def __init__(self, channels: int, kernel_size: int, bias: bool = True, activation: bool = False,
-                 init: Literal["conv1d", "zero_bias"] = "conv1d"):
-        super().__init__()
+                 init: Literal["conv1d", "zero_bias"] = "conv1d", fusable: bool = True):
         if kernel_size < 1:
             raise ValueError(f"kernel_size must be at least 1, got {kernel_size}")
-        self.channels = channels
-        self.kernel_size = kernel_size
-        self.activation = activation
-        self.use_fast_path = True  # causal-conv1d when installed and on a GPU (set False to compare)
-        if init == "conv1d":
-            self.conv = nn.Conv1d(channels, channels, kernel_size, groups=channels, bias=bias)
-        elif init == "zero_bias":
-            self.conv = nn.utils.skip_init(nn.Conv1d, channels, channels, kernel_size, groups=channels, bias=bias)
-            bound = 1 / math.sqrt(kernel_size)
-            with torch.no_grad():
-                taps = torch.empty(channels, kernel_size).uniform_(-bound, bound)  # taps[:, j]: j steps back
-                self.conv.weight.copy_(taps.flip(-1).unsqueeze(1))
-                if self.conv.bias is not None:
-                    self.conv.bias.zero_()
-        else:
+        if init not in ("conv1d", "zero_bias"):
             raise ValueError(f"unknown init {init!r}")
+        skip = init == "zero_bias"  # draw nothing here: the taps below are the only draw
+        super().__init__(channels, channels, kernel_size, groups=channels, bias=bias,
+                         device="meta" if skip else None)
+        if skip:
+            self.to_empty(device="cpu")
+            self._zero_bias_init()
+        self.channels = channels
+        self.width = kernel_size
+        self.activation = activation
+        self.fusable = fusable
+        self.use_fast_path = True  # causal-conv1d when installed and on a GPU (set False to compare)
         self.act = nn.SiLU() if activation else nn.Identity()
+
+    def _zero_bias_init(self) -> None:
+        bound = 1 / math.sqrt(self.kernel_size[0])
+        with torch.no_grad():
+            taps = torch.empty(self.out_channels, self.kernel_size[0]).uniform_(-bound, bound)  # taps[:, j]: j steps back
+            self.weight.copy_(taps.flip(-1).unsqueeze(1))
+            if self.bias is not None:
+                self.bias.zero_()
 
     @property
     def state_width(self) -> int:
-        return self.kernel_size - 1
+        return self.width - 1
 
     def initial_state(self, batch_size: int, device=None, dtype=None) -> torch.Tensor:
-        weight = self.conv.weight
         return torch.zeros(
             batch_size, self.channels, self.state_width,
-            device=device if device is not None else weight.device,
-            dtype=dtype if dtype is not None else weight.dtype,
+            device=device if device is not None else self.weight.device,
+            dtype=dtype if dtype is not None else self.weight.dtype,
         )
 
     def fused_kernel(self, x: torch.Tensor, state: torch.Tensor | None = None) -> Callable[..., Any] | None:
         """causal-conv1d's kernel if ``forward(x, state)`` runs it, else None."""
-        if state is not None or not self.use_fast_path or self.kernel_size not in FUSED_WIDTHS:
+        if state is not None or not (self.use_fast_path and self.fusable) or self.width not in FUSED_WIDTHS:
             return None
         fn = kernels.causal_conv1d_fn()
         return fn if fn is not None and kernels.fast_path_ok(x) else None
@@ -90,7 +97,7 @@ class ShortConv(nn.Module):
         width = self.state_width
         fused = self.fused_kernel(x, state)
         if fused is not None:
-            y = fused(u.contiguous(), self.conv.weight.squeeze(1), self.conv.bias,
+            y = fused(u.contiguous(), self.weight.squeeze(1), self.bias,
                       activation="silu" if self.activation else None)
             tail = u[..., max(0, u.shape[-1] - width):]
             new_state = F.pad(tail, (width - tail.shape[-1], 0))
@@ -99,26 +106,25 @@ class ShortConv(nn.Module):
             full = F.pad(u, (width, 0))
         else:
             full = torch.cat([state.to(u.dtype), u], dim=-1)  # (B, C, K-1+L)
-        y = F.conv1d(full, self.conv.weight, self.conv.bias, groups=self.channels)
+        y = F.conv1d(full, self.weight, self.bias, groups=self.channels)
         new_state = full[..., full.shape[-1] - width :]
         return self.act(y.transpose(1, 2)), new_state
 
     def step(self, x_t: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One token ``x_t`` ``(B, C)`` → ``(y_t (B, C), new_state)``."""
         window = torch.cat([state, x_t.unsqueeze(-1)], dim=-1)  # (B, C, K)
-        y = (window * self.conv.weight.squeeze(1)).sum(-1)
-        if self.conv.bias is not None:
-            y = y + self.conv.bias
+        y = (window * self.weight.squeeze(1)).sum(-1)
+        if self.bias is not None:
+            y = y + self.bias
         return self.act(y), window[..., 1:]
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Checkpoints from before the merge stored Hyena's and BaseConv's filter as ``weight``
-        # ``(C, K)``, newest tap first, and the bias as ``bias``: move them to ``conv.*``.
-        old = state_dict.pop(prefix + "weight", None)
+        # Earlier layouts: ``conv.weight``/``conv.bias`` (a wrapped nn.Conv1d), and before that
+        # Hyena's and BaseConv's filter as ``weight`` ``(C, K)``, newest tap first.
+        for name in ("weight", "bias"):
+            if prefix + "conv." + name in state_dict:
+                state_dict[prefix + name] = state_dict.pop(prefix + "conv." + name)
+        old = state_dict.get(prefix + "weight")
         if old is not None and old.dim() == 2:
-            state_dict[prefix + "conv.weight"] = old.flip(-1).unsqueeze(1)
-        elif old is not None:
-            state_dict[prefix + "weight"] = old
-        if prefix + "bias" in state_dict and prefix + "conv.bias" not in state_dict:
-            state_dict[prefix + "conv.bias"] = state_dict.pop(prefix + "bias")
+            state_dict[prefix + "weight"] = old.flip(-1).unsqueeze(1)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

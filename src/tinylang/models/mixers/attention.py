@@ -8,7 +8,7 @@ from pydantic import Field
 from torch import nn
 
 from . import MIXERS
-from .base import Mixer, MixerOptions
+from .base import AttentionMixer, MixerOptions
 
 
 class AttentionOptions(MixerOptions):
@@ -18,12 +18,11 @@ class AttentionOptions(MixerOptions):
 
 
 @MIXERS.register("attention")
-class Attention(Mixer):
+class Attention(AttentionMixer):
     """Causal multi-head attention; ``store_attention`` keeps the last probabilities."""
 
     Options = AttentionOptions
     default_state_mixer = "mlp"
-    has_attention_probs = True
     rescaled_projections = ("out_proj",)
 
     def __init__(self, d_model: int, options: AttentionOptions, layer_idx: int = 0):
@@ -33,8 +32,6 @@ class Attention(Mixer):
         self.n_heads = options.n_heads
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=options.bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=options.out_bias)
-        self.store_attention = False
-        self.attention_probs: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, _ = x.shape

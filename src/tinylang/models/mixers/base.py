@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -20,15 +20,14 @@ class Mixer(nn.Module):
 
     Subclasses set ``Options`` (their hyperparameters, validated from the config's
     ``mixer_args``) and ``default_state_mixer`` ("mlp" for Transformer-style blocks,
-    "none" for Mamba-style blocks), optionally ``has_attention_probs``, ``block_kind`` and
-    ``rescaled_projections`` (see ``tinylang.models.init``), and are registered in ``MIXERS`` by config name.
+    "none" for Mamba-style blocks), optionally ``block_kind`` and ``rescaled_projections``
+    (see ``tinylang.models.init``), and are registered in ``MIXERS`` by config name. Mixers with
+    a recurrent form derive from ``RecurrentMixer``, those with attention probabilities from
+    ``AttentionMixer``.
     """
 
     Options: ClassVar[type[MixerOptions]] = MixerOptions
     default_state_mixer: ClassVar[str] = "mlp"
-    # True where the mixer keeps softmax attention probabilities when `store_attention` is set
-    # (``attention_probs`` (B, H, L, L) after a forward), for the attention evaluator.
-    has_attention_probs: ClassVar[bool] = False
     # The paper's block around this mixer: "transformer" (norm → mixer, norm → MLP) or "mamba"
     # (RMSNorm → mixer, no MLP); it picks the norm under ``norm: auto`` and the init scheme.
     block_kind: ClassVar[str] = "transformer"
@@ -46,32 +45,81 @@ class Mixer(nn.Module):
         raise NotImplementedError
 
 
-class PartialRecurrence:
-    """Mixin for mixers with a recurrent form in some configurations only (e.g. a short but not
-    a long filter): ``initial_state``, ``forward_with_state`` and ``step`` delegate to the
-    ``_``-prefixed methods, and raise ``AttributeError`` (so ``hasattr`` is False) where
-    ``recurrence_missing`` names a reason."""
+class RecurrenceUnavailable(NotImplementedError):
+    """This mixer's configuration has no recurrent form (e.g. a long convolution)."""
+
+
+class RecurrentMixer(Mixer):
+    """A mixer that can also run as a recurrence, carrying a fixed-size state token to token.
+
+    Subclasses implement ``mix`` (the parallel form, from an optional state), ``initial_state``
+    and ``step``; ``forward`` and ``forward_with_state`` are written here once, from ``mix``.
+    A mixer with a recurrent form in some configurations only overrides ``recurrence_missing``
+    to name why; ``forward_with_state``, ``initial_state`` and ``step`` then raise
+    ``RecurrenceUnavailable`` (``has_recurrence`` says which).
+    """
+
+    def mix(self, x: torch.Tensor, state: Any, need_state: bool) -> tuple[torch.Tensor, Any]:
+        """``x`` ``(B, L, d)`` from ``state`` (None: the zero state) → ``(y, state after the last
+        token)``; the state may be None when not ``need_state``."""
+        raise NotImplementedError
+
+    def initial_state(self, batch_size: int, device=None, dtype=None) -> Any:
+        """The zero state for ``batch_size`` sequences."""
+        raise NotImplementedError
+
+    def step(self, x_t: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        """One token ``x_t`` ``(B, d)`` → ``(y_t (B, d), new_state)``."""
+        raise NotImplementedError
 
     def recurrence_missing(self) -> str | None:
+        """Why this configuration has no recurrent form, or None when it has one."""
         return None
 
-    def _recurrent(self, method):
+    @property
+    def has_recurrence(self) -> bool:
+        return self.recurrence_missing() is None
+
+    def require_recurrence(self) -> None:
         reason = self.recurrence_missing()
         if reason is not None:
-            raise AttributeError(reason)
-        return method
+            raise RecurrenceUnavailable(f"{type(self).__name__} (layer {self.layer_idx}) has no recurrent form: {reason}")
 
-    @property
-    def initial_state(self):
-        """``initial_state(batch_size, device=None, dtype=None)``: the zero state."""
-        return self._recurrent(self._initial_state)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mix(x, None, need_state=False)[0]
 
-    @property
-    def forward_with_state(self):
-        """``forward_with_state(x, state=None)`` → ``(y, state after the last token)``."""
-        return self._recurrent(self._forward_with_state)
+    def forward_with_state(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        """Like ``forward`` but starting from (and returning) a recurrent state."""
+        self.require_recurrence()
+        return self.mix(x, state, need_state=True)
 
-    @property
-    def step(self):
-        """``step(x_t (B, d), state)`` → ``(y_t (B, d), new_state)``."""
-        return self._recurrent(self._step)
+    def step_through(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        """``x`` one token at a time through ``step`` (a ``mix`` for mixers whose parallel
+        form cannot start from a state)."""
+        state = self.initial_state(x.shape[0], x.device, x.dtype) if state is None else state
+        outputs = []
+        for t in range(x.shape[1]):
+            y_t, state = self.step(x[:, t], state)
+            outputs.append(y_t)
+        return torch.stack(outputs, dim=1), state
+
+
+def has_recurrence(mixer: nn.Module) -> bool:
+    """Whether ``mixer`` offers ``initial_state``, ``step`` and ``forward_with_state``."""
+    return isinstance(mixer, RecurrentMixer) and mixer.has_recurrence
+
+
+class AttentionMixer(Mixer):
+    """A mixer with softmax attention probabilities to show: while ``store_attention`` is set,
+    each forward keeps them in ``attention_probs`` ``(B, H, L, L)`` (for the attention evaluator)."""
+
+    def __init__(self, d_model: int, options: MixerOptions, layer_idx: int = 0):
+        super().__init__(d_model, options, layer_idx)
+        self.store_attention = False
+        self.attention_probs: torch.Tensor | None = None
+
+
+def stores_attention(mixer: nn.Module | type) -> bool:
+    """Whether a mixer (or mixer class) keeps attention probabilities on request."""
+    cls = mixer if isinstance(mixer, type) else type(mixer)
+    return issubclass(cls, AttentionMixer)

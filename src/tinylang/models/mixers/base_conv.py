@@ -29,7 +29,8 @@ mixer mixes channels). Other options:
 
 Recurrent form (``initial_state``/``step``/``forward_with_state``, the short filter's last
 ``k - 1`` inputs): on short-filter layers only. A long-filter layer has none (its filter is as
-long as ``l_max``); there ``hasattr(layer, "step")`` is false.
+long as ``l_max``); there ``has_recurrence`` is false and the state methods raise
+``RecurrenceUnavailable``.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from . import MIXERS
 from ._conv import causal_conv
 from ._implicit_conv import ImplicitLongConv
 from ._shortconv import ShortConv
-from .base import Mixer, MixerOptions, PartialRecurrence
+from .base import MixerOptions, RecurrentMixer
 
 LONG = -1
 """The ``kernel_size`` entry of a long-convolution layer."""
@@ -109,7 +110,7 @@ class ExplicitLongConv(nn.Module):
 
 
 @MIXERS.register("base_conv")
-class BaseConv(PartialRecurrence, Mixer):
+class BaseConv(RecurrentMixer):
     """``(u W + b) ⊙ conv(u) + u`` with a short or a long causal filter, chosen per layer."""
 
     Options = BaseConvOptions
@@ -143,26 +144,24 @@ class BaseConv(PartialRecurrence, Mixer):
             y = self.out_proj(y)
         return y + u if self.identity_skips else y
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def mix(self, x: torch.Tensor, state: BaseConvState | None, need_state: bool):
         if not self.is_short:
-            return self._gate(x, self.conv(x))
-        kernels.log_path_once(self, "base_conv short conv", self.conv.fused_kernel(x) is not None)
-        return self._gate(x, self.conv(x)[0])
-
-    # -- recurrent form (short-filter layers only) ------------------------------------------
-
-    def recurrence_missing(self) -> str | None:
-        return None if self.is_short else f"BaseConv layer {self.layer_idx} has a long filter and no recurrent form"
-
-    def _initial_state(self, batch_size: int, device=None, dtype=None) -> BaseConvState:
-        return (self.conv.initial_state(batch_size, device, dtype),)
-
-    def _forward_with_state(self, x: torch.Tensor, state: BaseConvState | None = None):
+            return self._gate(x, self.conv(x)), None
         conv_state = None if state is None else state[0]
         kernels.log_path_once(self, "base_conv short conv", self.conv.fused_kernel(x, conv_state) is not None)
         u_conv, conv_state = self.conv(x, conv_state)
         return self._gate(x, u_conv), (conv_state,)
 
-    def _step(self, x_t: torch.Tensor, state: BaseConvState):
+    # -- recurrent form (short-filter layers only) ------------------------------------------
+
+    def recurrence_missing(self) -> str | None:
+        return None if self.is_short else "a long filter (as long as l_max) carries no fixed-size state"
+
+    def initial_state(self, batch_size: int, device=None, dtype=None) -> BaseConvState:
+        self.require_recurrence()
+        return (self.conv.initial_state(batch_size, device, dtype),)
+
+    def step(self, x_t: torch.Tensor, state: BaseConvState):
+        self.require_recurrence()
         u_conv, conv_state = self.conv.step(x_t, state[0])
         return self._gate(x_t, u_conv), (conv_state,)

@@ -33,7 +33,7 @@ added. Recurrent form (``step``): the running ``S`` and ``z``.
 
 Recurrent state of a layer: the BaseConv's ``(conv_state,)`` (its last ``kernel_size - 1``
 inputs), the attention's ``(S, z)``, or both in that order (``every_layer``). A layer whose
-BaseConv has the long filter has no recurrent form (``hasattr(layer, "step")`` is false).
+BaseConv has the long filter has no recurrent form (``has_recurrence`` is false).
 
 Fast path: on a GPU with causal-conv1d installed the BaseConv's short filter runs fused; the
 linear attention is always the pure-PyTorch form above.
@@ -48,7 +48,8 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from . import MIXERS
-from .base import Mixer, MixerOptions, PartialRecurrence
+from ._chunks import chunk_layout, in_chunks
+from .base import MixerOptions, RecurrentMixer
 from .base_conv import BaseConv, BaseConvOptions, KernelSize
 
 # ((conv_state (B, d_model, kernel_size - 1),) if a BaseConv) + ((S (B, H, F, head_dim), z (B, H, F)) if
@@ -103,14 +104,9 @@ def based_linear_attention(
     Returns ``y`` ``(B, H, L, dv)`` and, when ``need_state``, the state after the last token.
     """
     length = q.shape[2]
-    n_chunks = max(1, -(-length // chunk_size))
-    size = min(chunk_size, length) if n_chunks == 1 else chunk_size
-    pad = n_chunks * size - length
-    if pad:
-        q, k, v = (torch.nn.functional.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
-    qc = q.unflatten(2, (n_chunks, size))  # (B, H, n, C, f)
-    kc = k.unflatten(2, (n_chunks, size))
-    vc = v.unflatten(2, (n_chunks, size))
+    layout = chunk_layout(length, chunk_size)
+    n_chunks, size, pad = layout
+    qc, kc, vc = (in_chunks(t, 2, layout) for t in (q, k, v))  # (B, H, n, C, .)
 
     causal = torch.ones(size, size, dtype=torch.bool, device=q.device).tril()
     A = taylor_kernel(qc @ kc.transpose(-1, -2)).masked_fill(~causal, 0.0)  # (B, H, n, C, C)
@@ -166,10 +162,11 @@ class TaylorLinearAttention(nn.Module):
                 v.unflatten(-1, (self.n_heads, -1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_with_state(x, None, need_state=False)[0]
+        return self.mix(x, None, need_state=False)[0]
 
-    def forward_with_state(self, x: torch.Tensor, state: AttentionState | None = None,
-                           need_state: bool = True) -> tuple[torch.Tensor, AttentionState | None]:
+    def mix(self, x: torch.Tensor, state: AttentionState | None,
+            need_state: bool) -> tuple[torch.Tensor, AttentionState | None]:
+        """As ``RecurrentMixer.mix``."""
         q, k, v = (t.transpose(1, 2) for t in self._qkv(x))  # (B, H, L, .)
         y, new_state = based_linear_attention(q, k, v, self.eps, self.chunk_size, state, need_state)
         return self.proj_o(y.transpose(1, 2).flatten(2)), new_state
@@ -197,7 +194,7 @@ class TaylorLinearAttention(nn.Module):
 
 
 @MIXERS.register("based")
-class Based(PartialRecurrence, Mixer):
+class Based(RecurrentMixer):
     """A BaseConv or a Taylor linear attention per layer (``hybrid``), or both (``every_layer``)."""
 
     Options = BasedOptions
@@ -219,16 +216,11 @@ class Based(PartialRecurrence, Mixer):
             d_model, n_heads, options.feature_dim, options.eps, options.bias, options.chunk_size,
         ) if has_attention else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.base_conv is not None:
-            x = self.base_conv(x)
-        return x if self.attention is None else self.attention(x)
-
-    # -- recurrent form: the parts' states, concatenated --------------------------------------
+    # -- the parts in turn, their states concatenated ----------------------------------------
 
     def recurrence_missing(self) -> str | None:
-        if self.base_conv is not None and not self.base_conv.is_short:
-            return f"Based layer {self.layer_idx} has a long-filter BaseConv and no recurrent form"
+        if self.base_conv is not None:
+            return self.base_conv.recurrence_missing()
         return None
 
     def _split(self, state: BasedState | None) -> tuple[tuple | None, tuple | None]:
@@ -237,24 +229,29 @@ class Based(PartialRecurrence, Mixer):
         n_conv = 0 if self.base_conv is None else 1
         return state[:n_conv], state[n_conv:]
 
-    def _initial_state(self, batch_size: int, device=None, dtype=None) -> BasedState:
-        state: BasedState = ()
-        for part in (self.base_conv, self.attention):
-            if part is not None:
-                state += tuple(part.initial_state(batch_size, device, dtype))
-        return state
+    def _parts(self) -> list[nn.Module]:
+        return [part for part in (self.base_conv, self.attention) if part is not None]
 
-    def _through_parts(self, method: str, x: torch.Tensor, state: BasedState | None):
-        """Run ``method`` of each part in turn, threading its share of ``state``."""
+    def mix(self, x: torch.Tensor, state: BasedState | None, need_state: bool):
         new_state: BasedState = ()
         for part, part_state in zip((self.base_conv, self.attention), self._split(state)):
             if part is not None:
-                x, part_state = getattr(part, method)(x, part_state)
-                new_state += tuple(part_state)
+                x, part_state = part.mix(x, part_state, need_state)
+                new_state += tuple(part_state or ())
         return x, new_state
 
-    def _forward_with_state(self, x: torch.Tensor, state: BasedState | None = None):
-        return self._through_parts("forward_with_state", x, state)
+    def initial_state(self, batch_size: int, device=None, dtype=None) -> BasedState:
+        self.require_recurrence()
+        state: BasedState = ()
+        for part in self._parts():
+            state += tuple(part.initial_state(batch_size, device, dtype))
+        return state
 
-    def _step(self, x_t: torch.Tensor, state: BasedState):
-        return self._through_parts("step", x_t, state)
+    def step(self, x_t: torch.Tensor, state: BasedState):
+        self.require_recurrence()
+        new_state: BasedState = ()
+        for part, part_state in zip((self.base_conv, self.attention), self._split(state)):
+            if part is not None:
+                x_t, part_state = part.step(x_t, part_state)
+                new_state += tuple(part_state)
+        return x_t, new_state

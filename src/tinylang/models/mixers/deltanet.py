@@ -42,8 +42,9 @@ from torch import nn
 
 from .. import kernels
 from . import MIXERS
+from ._chunks import chunk_layout, in_chunks
 from ._shortconv import ShortConv
-from .base import Mixer, MixerOptions
+from .base import MixerOptions, RecurrentMixer
 
 # (q_conv, k_conv, v_conv each (B, d_model, d_conv-1 or 0), S (B, H, head_dim_v, head_dim_k))
 DeltaNetState = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -75,14 +76,11 @@ def delta_rule_loop(q, k, v, beta, S0):
 def delta_rule_chunk(q, k, v, beta, S0, chunk_size: int):
     """Chunkwise WY form of ``delta_rule_loop`` (same arguments and results)."""
     length, dk = q.shape[2], q.shape[3]
-    n_chunks = max(1, -(-length // chunk_size))
-    size = min(chunk_size, length) if n_chunks == 1 else chunk_size
-    pad = n_chunks * size - length
-    if pad:  # k = 0, beta = 0: padded steps leave the state unchanged
-        q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
-        beta = F.pad(beta, (0, pad))
-    qc, kc, vc = (t.unflatten(2, (n_chunks, size)) for t in (q, k, v))  # (B, H, n, C, .)
-    bc = beta.unflatten(2, (n_chunks, size)).unsqueeze(-1)  # (B, H, n, C, 1)
+    layout = chunk_layout(length, chunk_size)
+    n_chunks, size = layout.n_chunks, layout.size
+    # padding has k = 0 and beta = 0: padded steps leave the state unchanged
+    qc, kc, vc = (in_chunks(t, 2, layout) for t in (q, k, v))  # (B, H, n, C, .)
+    bc = in_chunks(beta, 2, layout).unsqueeze(-1)  # (B, H, n, C, 1)
 
     eye = torch.eye(size, dtype=q.dtype, device=q.device)
     strict = torch.ones(size, size, dtype=torch.bool, device=q.device).tril(-1)
@@ -106,7 +104,7 @@ def delta_rule_chunk(q, k, v, beta, S0, chunk_size: int):
 
 
 @MIXERS.register("deltanet")
-class DeltaNet(Mixer):
+class DeltaNet(RecurrentMixer):
     """Delta-rule linear attention with short convolutions and an output norm."""
 
     Options = DeltaNetOptions
@@ -152,16 +150,6 @@ class DeltaNet(Mixer):
 
     # -- parallel form ---------------------------------------------------------------------
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y, _ = self._forward(x, None, need_state=False)
-        return y
-
-    def forward_with_state(
-        self, x: torch.Tensor, state: DeltaNetState | None = None
-    ) -> tuple[torch.Tensor, DeltaNetState]:
-        """Like ``forward`` but starting from (and returning) a recurrent state."""
-        return self._forward(x, state, need_state=True)
-
     def _fused_delta_rule(self, v: torch.Tensor):
         """fla's ``chunk_delta_rule`` if the delta rule on values ``v`` may run it, else None."""
         if not self.use_fast_path or v.dtype not in kernels.DELTA_RULE_DTYPES:
@@ -169,7 +157,7 @@ class DeltaNet(Mixer):
         fn = kernels.chunk_delta_rule()
         return fn if fn is not None and kernels.fast_path_ok(v) else None
 
-    def _forward(self, x: torch.Tensor, state: DeltaNetState | None, need_state: bool):
+    def mix(self, x: torch.Tensor, state: DeltaNetState | None, need_state: bool):
         batch = x.shape[0]
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         if self.use_short_conv:

@@ -35,7 +35,8 @@ The original tags the SSM tensors with their own weight decay (0) and learning r
 AdamW ignores those tags; we carry none.
 
 ``initial_state`` / ``step`` run the same layer as a recurrence, one token at a time (equal to
-the parallel form for sequences up to ``l_max``). The shift SSM's state is kept as its last
+the parallel form for sequences up to ``l_max``); ``forward_with_state`` steps through the
+sequence with them. The shift SSM's state is kept as its last
 ``d_state - 1`` inputs, which with the taps ``K_j`` gives the same output as the shifted state.
 
 Named variants (never the default): ``learned_B: false`` keeps both ``B`` at their
@@ -54,7 +55,8 @@ from torch import nn
 
 from . import MIXERS
 from ._conv import causal_conv
-from .base import Mixer, MixerOptions
+from ._dt import random_log_dt
+from .base import MixerOptions, RecurrentMixer
 
 # (shift_state [B, d_model, d_state - 1] real, diag_state [B, H, head_dim, head_dim, d_state/2] complex)
 H3State = tuple[torch.Tensor, torch.Tensor]
@@ -83,7 +85,7 @@ def _complex_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 @MIXERS.register("h3")
-class H3(Mixer):
+class H3(RecurrentMixer):
     """H3: ``Q · SSM_diag(SSM_shift(K) ⊗ V)``, multi-head, in parallel or recurrent form."""
 
     Options = H3Options
@@ -123,8 +125,7 @@ class H3(Mixer):
 
     def _init_diag_ssm(self, h: int, options: H3Options) -> None:
         modes = options.d_state // 2
-        log_dt = torch.rand(h) * (math.log(DT_MAX) - math.log(DT_MIN)) + math.log(DT_MIN)
-        self.log_dt = nn.Parameter(log_dt)
+        self.log_dt = nn.Parameter(random_log_dt(h, DT_MIN, DT_MAX))
         self.A_re_log = nn.Parameter(torch.full((h, modes), math.log(0.5)))  # Re A = -exp(A_re_log)
         self.A_im = nn.Parameter(math.pi * torch.arange(modes, dtype=torch.float32).repeat(h, 1))
         B = torch.zeros(h, modes, 2)
@@ -171,7 +172,14 @@ class H3(Mixer):
 
     # -- parallel form -------------------------------------------------------------------
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def mix(self, x: torch.Tensor, state: H3State | None, need_state: bool):
+        """The convolution form from the zero state; from a given state, or where the state
+        after the sequence is wanted, the recurrence token by token (slower, the same numbers)."""
+        if state is not None or need_state:
+            return self.step_through(x, state)
+        return self._convolve(x), None
+
+    def _convolve(self, x: torch.Tensor) -> torch.Tensor:
         length = x.shape[1]
         taps = min(length, self.l_max)
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)  # (B, L, d)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from . import MIXERS
-from .base import Mixer, MixerOptions
+from .base import MixerOptions, RecurrentMixer
 
 # (h [B, d_model], c [B, d_model])
 LSTMState = tuple[torch.Tensor, torch.Tensor]
@@ -31,7 +31,7 @@ class LSTMOptions(MixerOptions):
 
 
 @MIXERS.register("lstm")
-class LSTM(Mixer):
+class LSTM(RecurrentMixer):
     """One LSTM layer per block; see the module docstring for the design choice."""
 
     Options = LSTMOptions
@@ -41,12 +41,7 @@ class LSTM(Mixer):
         super().__init__(d_model, options, layer_idx)
         self.lstm = nn.LSTM(d_model, d_model, num_layers=1, bias=options.bias, batch_first=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y, _ = self.lstm(x)
-        return y
-
-    def forward_with_state(self, x: torch.Tensor, state: LSTMState | None = None) -> tuple[torch.Tensor, LSTMState]:
-        """Like ``forward`` but starting from (and returning) a recurrent state ``(h, c)``."""
+    def mix(self, x: torch.Tensor, state: LSTMState | None, need_state: bool) -> tuple[torch.Tensor, LSTMState]:
         hc = None if state is None else (state[0].unsqueeze(0), state[1].unsqueeze(0))
         y, (h, c) = self.lstm(x, hc)
         return y, (h.squeeze(0), c.squeeze(0))

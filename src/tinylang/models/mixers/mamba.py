@@ -26,8 +26,9 @@ from torch.autograd.function import once_differentiable
 
 from .. import kernels
 from . import MIXERS
-from ._shortconv import FUSED_WIDTHS
-from .base import Mixer, MixerOptions
+from ._dt import inverse_softplus, random_log_dt
+from ._shortconv import ShortConv
+from .base import MixerOptions, RecurrentMixer
 
 # (conv_state [B, d_inner, d_conv - 1], ssm_state [B, d_inner, d_state])
 MambaState = tuple[torch.Tensor, torch.Tensor]
@@ -176,7 +177,7 @@ def selective_scan(
 
 
 @MIXERS.register("mamba")
-class Mamba(Mixer):
+class Mamba(RecurrentMixer):
     """Mamba block: gated selective SSM with an optional short causal depthwise convolution.
 
     The convolution ablations are options: ``conv="none"`` (no convolution, registered as
@@ -205,18 +206,11 @@ class Mamba(Mixer):
         self.use_fast_path = True  # fused CUDA kernels when installed and on a GPU (set False to compare)
 
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=options.bias)
-        if self.use_conv:
-            self.conv1d = nn.Conv1d(
-                self.d_inner,
-                self.d_inner,
-                kernel_size=self.d_conv,
-                groups=self.d_inner,
-                padding=self.d_conv - 1,
-                bias=options.conv_bias,
-            )
-        elif getattr(options, "unused_conv", False):
-            self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, self.d_conv, groups=self.d_inner,
-                                    bias=options.conv_bias).requires_grad_(False)
+        if self.use_conv or getattr(options, "unused_conv", False):
+            # conv_impl "torch": never the fused causal-conv1d kernel (see MambaConv1d)
+            self.conv1d = ShortConv(self.d_inner, self.d_conv, bias=options.conv_bias,
+                                    fusable=options.conv_impl == "auto")
+            self.conv1d.requires_grad_(self.use_conv)
         self.conv_act = nn.SiLU()
         self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * self.d_state, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
@@ -225,13 +219,9 @@ class Mamba(Mixer):
         # in [dt_min, dt_max], so the initial step sizes span that range.
         std = self.dt_rank**-0.5
         nn.init.uniform_(self.dt_proj.weight, -std, std)
-        dt = torch.exp(
-            torch.rand(self.d_inner) * (math.log(options.dt_max) - math.log(options.dt_min))
-            + math.log(options.dt_min)
-        ).clamp(min=1e-4)
-        inv_softplus_dt = dt + torch.log(-torch.expm1(-dt))
+        dt = torch.exp(random_log_dt(self.d_inner, options.dt_min, options.dt_max)).clamp(min=1e-4)
         with torch.no_grad():
-            self.dt_proj.bias.copy_(inv_softplus_dt)
+            self.dt_proj.bias.copy_(inverse_softplus(dt))
         self.dt_proj.bias._no_reinit = True  # type: ignore[attr-defined]
 
         # S4D-real initialisation: A = -(1, 2, ..., d_state) for every channel.
@@ -253,28 +243,23 @@ class Mamba(Mixer):
     # -- parallel form ---------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.use_fast_path and x.is_cuda and kernels.selective_scan_fn() is not None:
-            kernels.log_path_once(self, "mamba", True)
-            return self._forward_fused(x)
-        kernels.log_path_once(self, "mamba", False)
-        y, _ = self._forward(x, None)
-        return y
+        fused = self.use_fast_path and x.is_cuda and kernels.selective_scan_fn() is not None
+        kernels.log_path_once(self, "mamba", fused)
+        return self._forward_fused(x) if fused else self.mix(x, None, need_state=False)[0]
+
+    def _ssm_input(self, u: torch.Tensor, conv_state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (convolved, activated) SSM input ``(B, L, d_inner)`` and the conv state after it."""
+        if self.use_conv:
+            u, conv_state = self.conv1d(u, conv_state)
+        else:
+            conv_state = u.new_zeros(u.shape[0], self.d_inner, 0)
+        return self.conv_act(u), conv_state
 
     def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
-        """The same computation through mamba-ssm's selective scan and, where allowed
-        (``conv_impl="auto"``), causal-conv1d; the ``conv_act`` hook point still runs."""
-        length = x.shape[1]
+        """The same computation through mamba-ssm's selective scan (and, through ``ShortConv``,
+        causal-conv1d where allowed); the ``conv_act`` hook point still runs."""
         u, z = self.in_proj(x).chunk(2, dim=-1)
-        u = u.transpose(1, 2).contiguous()  # (B, d_inner, L)
-        if self.use_conv:
-            # causal-conv1d supports 2 to 4 taps; other widths take Conv1d on this path too.
-            fusable = self.conv_impl == "auto" and self.conv1d.kernel_size[0] in FUSED_WIDTHS
-            conv = kernels.causal_conv1d_fn() if fusable else None
-            if conv is not None:
-                u = conv(u, self.conv1d.weight.squeeze(1), self.conv1d.bias, activation=None)
-            else:
-                u = self.conv1d(u)[..., :length]
-        u = self.conv_act(u.transpose(1, 2))  # (B, L, d_inner)
+        u, _ = self._ssm_input(u, None)  # (B, L, d_inner)
         dt, B, C = self._ssm_params(u)
         y = kernels.selective_scan_fn()(
             u.transpose(1, 2).contiguous(), dt.transpose(1, 2).contiguous(), -torch.exp(self.A_log.float()),
@@ -283,37 +268,13 @@ class Mamba(Mixer):
         )
         return self.out_proj(y.transpose(1, 2) * F.silu(z))
 
-    def forward_with_state(self, x: torch.Tensor, state: MambaState | None = None) -> tuple[torch.Tensor, MambaState]:
-        """Like ``forward`` but starting from (and returning) a recurrent state."""
-        return self._forward(x, state)
-
-    def _forward(self, x: torch.Tensor, state: MambaState | None) -> tuple[torch.Tensor, MambaState]:
-        length = x.shape[1]
-        xz = self.in_proj(x)
-        u, z = xz.chunk(2, dim=-1)  # (B, L, d_inner) each
-        u = u.transpose(1, 2)  # (B, d_inner, L)
-        k = self.d_conv - 1 if self.use_conv else 0
-        if self.use_conv:
-            if state is None:
-                u_conv = self.conv1d(u)[..., :length]
-            else:
-                # Prepend the stored inputs and convolve without padding.
-                full = torch.cat([state[0].to(u.dtype), u], dim=-1)
-                u_conv = F.conv1d(full, self.conv1d.weight, self.conv1d.bias, groups=self.d_inner)
-                u = full
-        else:
-            u_conv = u
-        new_conv_state = u[..., max(0, u.shape[-1] - k) :] if k else u.new_zeros(u.shape[0], self.d_inner, 0)
-        if k and new_conv_state.shape[-1] < k:  # sequence shorter than the kernel, no state given
-            new_conv_state = F.pad(new_conv_state, (k - new_conv_state.shape[-1], 0))
-        u = self.conv_act(u_conv.transpose(1, 2))  # (B, L, d_inner)
-
+    def mix(self, x: torch.Tensor, state: MambaState | None, need_state: bool) -> tuple[torch.Tensor, MambaState]:
+        u, z = self.in_proj(x).chunk(2, dim=-1)  # (B, L, d_inner) each
+        u, conv_state = self._ssm_input(u, None if state is None else state[0])
         dt, B, C = self._ssm_params(u)
         A = -torch.exp(self.A_log)
-        h0 = None if state is None else state[1]
-        y, h_last = selective_scan(u, dt, A, B, C, self.D, h0)
-        y = y * F.silu(z)
-        return self.out_proj(y), (new_conv_state, h_last)
+        y, h_last = selective_scan(u, dt, A, B, C, self.D, None if state is None else state[1])
+        return self.out_proj(y * F.silu(z)), (conv_state, h_last)
 
     # -- recurrent form --------------------------------------------------------------------
 
@@ -332,14 +293,8 @@ class Mamba(Mixer):
         conv_state, ssm_state = state
         u, z = self.in_proj(x_t).chunk(2, dim=-1)  # (B, d_inner)
         if self.use_conv:
-            window = torch.cat([conv_state, u.unsqueeze(-1)], dim=-1)  # (B, d_inner, d_conv)
-            u_conv = (window * self.conv1d.weight.squeeze(1)).sum(-1)
-            if self.conv1d.bias is not None:
-                u_conv = u_conv + self.conv1d.bias
-            conv_state = window[..., 1:]
-        else:
-            u_conv = u
-        u = self.conv_act(u_conv)
+            u, conv_state = self.conv1d.step(u, conv_state)
+        u = self.conv_act(u)
 
         dt, B, C = self._ssm_params(u)  # (B, d_inner), (B, N), (B, N)
         A = -torch.exp(self.A_log)

@@ -25,15 +25,16 @@ chunk granularity.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
 from . import MIXERS
-from .base import Mixer, MixerOptions
+from ._chunks import chunk_layout, in_chunks
+from ._dt import inverse_softplus, random_log_dt
+from ._shortconv import ShortConv
+from .base import MixerOptions, RecurrentMixer
 
 # (conv_state [B, conv_dim, d_conv - 1], ssm_state [B, nheads, headdim, d_state])
 Mamba2State = tuple[torch.Tensor, torch.Tensor]
@@ -97,17 +98,13 @@ def ssd_chunked(
     """
     batch, length, nheads, headdim = x.shape
     d_state = B.shape[-1]
-    q = max(1, min(chunk_size, length))  # a short sequence is a single (shorter) chunk
-    pad = (-length) % q
-    if pad:
-        # dt = 0 on padding: decay exp(0) = 1 and no input, so the final state is unchanged.
-        x, dt, B, C = (F.pad(t, (0, 0) * (t.ndim - 2) + (0, pad)) for t in (x, dt, B, C))
-    n_chunks = (length + pad) // q
+    layout = chunk_layout(length, chunk_size)
+    n_chunks, q = layout.n_chunks, layout.size
+    # dt = 0 on padding: decay exp(0) = 1 and no input, so the final state is unchanged.
+    x, dt, B, C = (in_chunks(t, 1, layout) for t in (x, dt, B, C))
 
-    x_dt = (x * dt.unsqueeze(-1)).reshape(batch, n_chunks, q, nheads, headdim)
-    B = B.reshape(batch, n_chunks, q, nheads, d_state)
-    C = C.reshape(batch, n_chunks, q, nheads, d_state)
-    a = (dt * A).reshape(batch, n_chunks, q, nheads).permute(0, 3, 1, 2)  # (b, h, c, q) log-decays
+    x_dt = x * dt.unsqueeze(-1)  # (b, c, q, h, p)
+    a = (dt * A).permute(0, 3, 1, 2)  # (b, h, c, q) log-decays
     a_cum = a.cumsum(dim=-1)
 
     # 1. Inside each chunk: y_i = sum_{j<=i} (C_i . B_j) L[i, j] dt_j x_j.
@@ -179,7 +176,7 @@ class RMSNormGated(nn.Module):
 
 
 @MIXERS.register("mamba2")
-class Mamba2(Mixer):
+class Mamba2(RecurrentMixer):
     """Mamba-2 block: SSD (scalar-times-identity ``A`` per head) with a short causal convolution
     over ``(x, B, C)``, a gated RMSNorm and an output projection.
 
@@ -211,22 +208,12 @@ class Mamba2(Mixer):
         # in_proj → [z (d_inner), x (d_inner), B (ngroups*d_state), C (ngroups*d_state), dt (nheads)]
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner + 2 * self.ngroups * self.d_state + self.nheads,
                                  bias=options.bias)
-        self.conv1d = nn.Conv1d(
-            self.conv_dim,
-            self.conv_dim,
-            kernel_size=self.d_conv,
-            groups=self.conv_dim,
-            padding=self.d_conv - 1,
-            bias=options.conv_bias,
-        )
+        self.conv1d = ShortConv(self.conv_dim, self.d_conv, bias=options.conv_bias)
         self.conv_act = nn.SiLU()
 
         # dt_bias = softplus^-1(dt) with dt log-uniform in [dt_min, dt_max] (floored).
-        dt = torch.exp(
-            torch.rand(self.nheads) * (math.log(options.dt_max) - math.log(options.dt_min))
-            + math.log(options.dt_min)
-        ).clamp(min=options.dt_init_floor)
-        self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
+        dt = torch.exp(random_log_dt(self.nheads, options.dt_min, options.dt_max)).clamp(min=options.dt_init_floor)
+        self.dt_bias = nn.Parameter(inverse_softplus(dt))
         self.dt_bias._no_weight_decay = True  # type: ignore[attr-defined]
 
         # A_h = -exp(A_log_h), with -A_h uniform in [A_init_min, A_init_max].
@@ -261,29 +248,10 @@ class Mamba2(Mixer):
 
     # -- parallel form ---------------------------------------------------------------------
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y, _ = self._forward(x, None)
-        return y
-
-    def forward_with_state(self, x: torch.Tensor, state: Mamba2State | None = None) -> tuple[torch.Tensor, Mamba2State]:
-        """Like ``forward`` but starting from (and returning) a recurrent state."""
-        return self._forward(x, state)
-
-    def _forward(self, u: torch.Tensor, state: Mamba2State | None) -> tuple[torch.Tensor, Mamba2State]:
-        length = u.shape[1]
+    def mix(self, u: torch.Tensor, state: Mamba2State | None, need_state: bool) -> tuple[torch.Tensor, Mamba2State]:
         z, xbc, dt_raw = self._split_in_proj(self.in_proj(u))
-        xbc = xbc.transpose(1, 2)  # (B, conv_dim, L)
-        k = self.d_conv - 1
-        if state is None:
-            xbc_conv = self.conv1d(xbc)[..., :length]
-        else:
-            full = torch.cat([state[0].to(xbc.dtype), xbc], dim=-1)
-            xbc_conv = F.conv1d(full, self.conv1d.weight, self.conv1d.bias, groups=self.conv_dim)
-            xbc = full
-        new_conv_state = xbc[..., max(0, xbc.shape[-1] - k) :] if k else xbc.new_zeros(xbc.shape[0], self.conv_dim, 0)
-        if new_conv_state.shape[-1] < k:  # sequence shorter than the kernel, no state given
-            new_conv_state = F.pad(new_conv_state, (k - new_conv_state.shape[-1], 0))
-        xbc = self.conv_act(xbc_conv.transpose(1, 2))  # (B, L, conv_dim)
+        xbc, new_conv_state = self.conv1d(xbc, None if state is None else state[0])
+        xbc = self.conv_act(xbc)  # (B, L, conv_dim)
 
         x, dt, B, C = self._ssm_inputs(xbc, dt_raw)
         A = -torch.exp(self.A_log)
@@ -298,7 +266,7 @@ class Mamba2(Mixer):
         dtype = dtype if dtype is not None else self.in_proj.weight.dtype
         device = device if device is not None else self.in_proj.weight.device
         return (
-            torch.zeros(batch_size, self.conv_dim, self.d_conv - 1, device=device, dtype=dtype),
+            self.conv1d.initial_state(batch_size, device, dtype),
             torch.zeros(batch_size, self.nheads, self.headdim, self.d_state, device=device, dtype=dtype),
         )
 
@@ -306,11 +274,7 @@ class Mamba2(Mixer):
         """One token: ``u_t`` ``(B, d_model)`` → ``(y_t (B, d_model), new_state)``."""
         conv_state, ssm_state = state
         z, xbc, dt_raw = self._split_in_proj(self.in_proj(u_t))
-        window = torch.cat([conv_state, xbc.unsqueeze(-1)], dim=-1)  # (B, conv_dim, d_conv)
-        xbc = (window * self.conv1d.weight.squeeze(1)).sum(-1)
-        if self.conv1d.bias is not None:
-            xbc = xbc + self.conv1d.bias
-        conv_state = window[..., 1:]
+        xbc, conv_state = self.conv1d.step(xbc, conv_state)
         xbc = self.conv_act(xbc)
 
         x, dt, B, C = self._ssm_inputs(xbc, dt_raw)  # (B, h, p), (B, h), (B, h, n), (B, h, n)

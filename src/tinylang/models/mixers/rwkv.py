@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from . import MIXERS
-from .base import Mixer, MixerOptions
+from .base import MixerOptions, RecurrentMixer
 
 # (x_prev (B, d), a (B, d), b (B, d), p (B, d))
 RWKVState = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -119,7 +119,7 @@ def wkv_softmax(k, v, w, u, state=None, need_state=False):
 
 
 @MIXERS.register("rwkv")
-class RWKV(Mixer):
+class RWKV(RecurrentMixer):
     """RWKV-4 time-mixing block (the attention-like half; the channel mixing is the MLP)."""
 
     Options = RWKVOptions
@@ -144,22 +144,15 @@ class RWKV(Mixer):
         self.out_proj = nn.Linear(d_model, d_model, bias=options.bias)
 
     def _rkv(self, x: torch.Tensor, x_prev: torch.Tensor):
-        def mix(mu):
+        def interpolate(mu):
             return x * mu + x_prev * (1 - mu)
 
-        return self.receptance(mix(self.time_mix_r)), self.key(mix(self.time_mix_k)), self.value(mix(self.time_mix_v))
+        r, k, v = (interpolate(mu) for mu in (self.time_mix_r, self.time_mix_k, self.time_mix_v))
+        return self.receptance(r), self.key(k), self.value(v)
 
     # -- parallel form ---------------------------------------------------------------------
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y, _ = self._forward(x, None, need_state=False)
-        return y
-
-    def forward_with_state(self, x: torch.Tensor, state: RWKVState | None = None) -> tuple[torch.Tensor, RWKVState]:
-        """Like ``forward`` but starting from (and returning) a recurrent state."""
-        return self._forward(x, state, need_state=True)
-
-    def _forward(self, x: torch.Tensor, state: RWKVState | None, need_state: bool):
+    def mix(self, x: torch.Tensor, state: RWKVState | None, need_state: bool):
         first = x.new_zeros(x.shape[0], 1, self.d_model) if state is None else state[0].unsqueeze(1)
         x_prev = torch.cat([first, x[:, :-1]], dim=1)
         r, k, v = self._rkv(x, x_prev)
