@@ -13,6 +13,7 @@ import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "workflow" / "Snakefile"
 
 TINY_STUDY = {
     "study": "tiny",
@@ -58,7 +59,7 @@ def run_snakemake(workdir: Path, study: dict, *args: str, check: bool = True) ->
     configfile = workdir / "study.yaml"
     configfile.write_text(yaml.safe_dump(study))
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+        [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir),
          "--configfile", str(configfile), "--cores", "2", *args],
         capture_output=True, text=True, timeout=600, check=False,
     )

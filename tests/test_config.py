@@ -5,14 +5,12 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO, SNAKEFILE
 
 from tinylang.config import ConfigError, load_study
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_default_study_is_valid():
@@ -87,7 +85,7 @@ def test_snakemake_stops_before_any_job_on_a_bad_config(tmp_path, tiny_study, ed
     configfile = tmp_path / "study.yaml"
     configfile.write_text(yaml.safe_dump(tiny_study))
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+        [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(tmp_path),
          "--configfile", str(configfile), "--cores", "1"],
         capture_output=True, text=True, timeout=120,
     )

@@ -62,11 +62,13 @@ def test_wants_gpu_never_raises_on_a_cpu_machine(monkeypatch, available):
     assert wants_gpu("auto") is available  # what the machine has
 
 
-def test_jobs_inherit_the_planning_process_tinylang(monkeypatch):
+def test_jobs_and_the_conda_env_learn_the_planning_process_tinylang(monkeypatch):
     import tinylang
-    from tinylang.environment import export_package_path
+    from tinylang.environment import SOURCE_VARIABLE, export_package_source
 
-    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
-    root = export_package_path()
-    assert os.environ["PYTHONPATH"].split(os.pathsep) == [root, "/elsewhere"]
-    assert os.path.join(root, "tinylang", "__init__.py") == str(Path(tinylang.__file__).resolve())
+    monkeypatch.delenv(SOURCE_VARIABLE, raising=False)
+    source = export_package_source()
+    assert os.environ[SOURCE_VARIABLE] == source
+    assert Path(source, "src", "tinylang", "__init__.py") == Path(tinylang.__file__).resolve()
+    script = Path(source, "workflow", "envs", "tinylang.post-deploy.sh").read_text()
+    assert f"--editable \"${{{SOURCE_VARIABLE}:?" in script

@@ -9,15 +9,13 @@ import selectors
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO, SNAKEFILE
 
 from tinylang.config import load_study
 from tinylang.device import LOCK_DIR_VAR, NUM_GPUS_VAR, count_gpus, gpu_slot
-
-REPO = Path(__file__).resolve().parents[1]
 
 # A job: take a slot the way workflow/scripts/train.py does, report it, hold it until killed.
 HOLDER = """
@@ -149,7 +147,7 @@ def job_blocks(output: str) -> list[tuple[str, str]]:
 def test_the_slurm_profile_plans_the_default_study_with_one_gpu_per_training_job(tmp_path):
     pytest.importorskip("snakemake_executor_plugin_slurm")
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+        [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(tmp_path),
          "--profile", str(REPO / "profiles" / "slurm"), "-n"],
         capture_output=True, text=True, timeout=300, check=False,
     )
@@ -189,7 +187,7 @@ def test_the_slurm_profile_submits_each_training_job_with_one_gpu(tmp_path, tiny
         (fake / tool).write_text(FAKE_SLURM_TOOL)
         (fake / tool).chmod(0o755)
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(tiny_study))
-    base = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+    base = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(tmp_path),
             "--configfile", str(tmp_path / "study.yaml")]
     local = subprocess.run([*base, "--cores", "1", "--until", "language"], capture_output=True, text=True, timeout=300, check=False)
     assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]

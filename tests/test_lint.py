@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO, SNAKEFILE
 
 
 def test_ruff_finds_nothing():
@@ -22,7 +21,16 @@ def test_ruff_finds_nothing():
 
 
 def test_snakemakes_linter_finds_nothing(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "-s", str(REPO / "Snakefile"), "-d",
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "-s", str(SNAKEFILE), "-d",
                            str(tmp_path)], capture_output=True, text=True, check=False, timeout=120)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "good condition" in output, output[-4000:]
+
+
+def test_snakefmt_leaves_the_workflow_as_it_is():
+    snakefmt = shutil.which("snakefmt", path=str(Path(sys.executable).parent)) or shutil.which("snakefmt")
+    if snakefmt is None:
+        pytest.skip("snakefmt is not installed (pip install -e '.[dev]')")
+    proc = subprocess.run([snakefmt, "--check", "--diff", "workflow"], cwd=REPO, capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

@@ -16,8 +16,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-
-REPO = Path(__file__).resolve().parents[1]
+from conftest import SNAKEFILE
 
 LANGUAGE = {"type": "ar", "num_kv": 16, "min_pairs": 2, "max_pairs": 3, "seed": 0, "splits": {"train": 256, "test": 32}}
 MODEL = {"mixer": "attention", "d_model": 16, "n_layers": 1}
@@ -128,7 +127,7 @@ TARGET = str(OUT / "study" / "runs.parquet")  # the aggregation: every train and
 def snakemake_command(workdir: Path, *args: str) -> list[str]:
     configfile = workdir / "study.yaml"
     configfile.write_text(yaml.safe_dump(STUDY))
-    return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+    return [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir),
             "--configfile", str(configfile), "--cores", "2", *args]
 
 

@@ -1,4 +1,4 @@
-"""Make every job of a workflow import the same tinylang as the process that planned it."""
+"""Make every job of a workflow run the same tinylang as the process that planned it."""
 
 from __future__ import annotations
 
@@ -7,11 +7,21 @@ from pathlib import Path
 
 import tinylang
 
+SOURCE_VARIABLE = "TINYLANG_SOURCE"
+"""The checkout the rules' conda environment installs (``workflow/envs/tinylang.post-deploy.sh``)."""
 
-def export_package_path() -> str:
-    """Prepend the directory holding this tinylang package to PYTHONPATH, which jobs inherit
-    (conda environments of the rules list tinylang's dependencies but not tinylang itself)."""
-    root = str(Path(tinylang.__file__).resolve().parents[1])
-    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
-    os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
-    return root
+
+def package_source() -> Path | None:
+    """The project folder (with ``pyproject.toml``) of the tinylang this process imported, or
+    None for an installed (not editable) tinylang."""
+    root = Path(tinylang.__file__).resolve().parents[2]
+    return root if (root / "pyproject.toml").is_file() else None
+
+
+def export_package_source() -> str | None:
+    """Name this tinylang's project folder in ``TINYLANG_SOURCE``, which jobs and the conda
+    environment's post-deploy script inherit."""
+    source = package_source()
+    if source is not None:
+        os.environ[SOURCE_VARIABLE] = str(source)
+    return None if source is None else str(source)

@@ -9,15 +9,17 @@ rule study_tables:
         status=expand(f"{OUT}/runs/{{run}}/status.json", run=STUDY.run_names),
     output:
         **study_table_outputs(),
-    params:
-        coords=[STUDY.run(run).coords() for run in STUDY.run_names],
-        splits={name: list(language.splits) for name, language in STUDY.languages.items()},
     log:
         f"{OUT}/logs/study/tables.log",
+    conda:
+        "../envs/tinylang.yaml"
     threads: 1
     resources:
         gpu=0,
-    conda:
-        "../../envs/tinylang.yaml"
+    params:
+        coords=[STUDY.run(run).coords() for run in STUDY.run_names],
+        splits={
+            name: list(language.splits) for name, language in STUDY.languages.items()
+        },
     script:
         "../scripts/study_tables.py"

@@ -9,19 +9,19 @@ rule train:
         checkpoints=directory(f"{OUT}/runs/{{run}}/checkpoints"),
         log=f"{OUT}/runs/{{run}}/train_log.parquet",
         status=f"{OUT}/runs/{{run}}/status.json",
+    log:
+        f"{OUT}/logs/train/{{run}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/train/{{run}}.tsv"
+    conda:
+        "../envs/tinylang.yaml"
+    threads: STUDY.threads
+    resources:
+        gpu=GPU,
     params:
         model=lambda wc: STUDY.run(wc.run).model.model_dump(mode="json"),
         train=lambda wc: STUDY.run(wc.run).train.model_dump(mode="json"),
         device=STUDY.device,
         version=VERSION,
-    log:
-        f"{OUT}/logs/train/{{run}}.log",
-    benchmark:
-        f"{OUT}/benchmarks/train/{{run}}.tsv"
-    threads: STUDY.threads
-    resources:
-        gpu=GPU,
-    conda:
-        "../../envs/tinylang.yaml"
     script:
         "../scripts/train.py"
