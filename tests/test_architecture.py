@@ -4,12 +4,16 @@ script is one call of a ``tinylang.stages`` function."""
 from __future__ import annotations
 
 import ast
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO, SNAKEFILE
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "tinylang"
-SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
+SRC = REPO / "src" / "tinylang"
+SCRIPTS = REPO / "workflow" / "scripts"
 
 # Lowest first: a module may import its own layer's and lower layers' modules only.
 LAYERS = [
@@ -123,3 +127,16 @@ def test_functions_are_short_enough_to_read_at_a_glance():
     found = long_functions()
     assert found <= TO_SPLIT, f"over {MAX_FUNCTION_LINES} lines: {sorted(found - TO_SPLIT)}"
     assert TO_SPLIT <= found, f"split already, take them off TO_SPLIT: {sorted(TO_SPLIT - found)}"
+
+
+def _mermaid_edges(text: str) -> set[tuple[str, str]]:
+    block = text.split("```mermaid", 1)[1].split("```", 1)[0]
+    return {(a, b) for a, b in re.findall(r"^\s*(\w+)[^\n]*?-->\s*(\w+)", block, re.M)}
+
+
+def test_the_documented_rule_graph_is_the_one_snakemake_draws(tmp_path):
+    dot = subprocess.run([sys.executable, "-m", "snakemake", "--rulegraph", "-s", str(SNAKEFILE), "-d", str(tmp_path),
+                          "--cores", "1"], capture_output=True, text=True, check=True, timeout=120).stdout
+    labels = dict(re.findall(r'(\d+)\[label = "(\w+)"', dot))
+    drawn = {(labels[a], labels[b]) for a, b in re.findall(r"(\d+) -> (\d+)", dot)}
+    assert _mermaid_edges((REPO / "docs" / "ARCHITECTURE.md").read_text()) == drawn

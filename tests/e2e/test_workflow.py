@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import re
 from pathlib import Path
 
@@ -20,19 +21,26 @@ def snakemake(workdir: Path, study: dict, *args: str) -> str:
     return proc.stdout + proc.stderr
 
 
-def planned(output: str) -> set[tuple[str, str]]:
-    """(rule, run-or-language wildcard) pairs a dry run plans; '' where the rule has neither.
-    Evaluation jobs are named after their evaluator: ``evaluate/interventions``."""
-    jobs = set()
-    for block in re.split(r"\n(?=(?:local)?rule )", output):
-        head = re.match(r"(?:local)?rule (\w+):", block)
-        if not head:
-            continue
-        wildcards = re.search(r"wildcards: (.*)", block)
-        names = dict(re.findall(r"(\w+)=([^,\s]+)", wildcards.group(1))) if wildcards else {}
-        rule = head.group(1) + (f"/{names['evaluator']}" if "evaluator" in names else "")
-        jobs.add((rule, names.get("run", names.get("language", ""))))
-    return jobs
+def planned(workdir: Path, study: dict) -> set[tuple[str, str]]:
+    """(rule, run or language) pairs Snakemake would run now, from its ``--summary`` table; ''
+    where the rule has neither. Evaluation jobs are named after their evaluator:
+    ``evaluate/interventions``."""
+    summary = pd.read_csv(io.StringIO(run_snakemake(workdir, study, "--summary").stdout), sep="\t")
+    pending = summary[summary["plan"] != "no update"]
+    return {_job(rule, Path(path)) for rule, path in zip(pending["rule"], pending["output_file"])}
+
+
+def _job(rule: str, output: Path) -> tuple[str, str]:
+    """The rule (with the evaluator for ``evaluate``) and the run or language an output belongs to."""
+    parts = output.parts
+    if rule == "evaluate":
+        rule = f"evaluate/{output.stem}"
+    if rule == "intervention_heatmap":
+        return rule, output.stem.removeprefix("interventions_")
+    for folder in ("runs", "languages"):
+        if folder in parts[:-1]:
+            return rule, parts[parts.index(folder) + 1]
+    return rule, ""
 
 
 @pytest.fixture
@@ -67,14 +75,14 @@ def test_complete_run_writes_every_output(finished_study):
 
 def test_nothing_to_do_after_a_complete_run(finished_study):
     workdir, study = finished_study
-    assert planned(snakemake(workdir, study, "-n")) == set()
+    assert planned(workdir, study) == set()
 
 
 def test_changing_one_learning_rate_replans_only_that_run(finished_study):
     workdir, study = finished_study
     changed = yaml.safe_load(yaml.safe_dump(study))
     changed["runs"]["mamba"]["train"] = {"lr": 0.01}
-    jobs = planned(snakemake(workdir, changed, "-n"))
+    jobs = planned(workdir, changed)
     assert {("train", "mamba"), ("evaluate/behaviour", "mamba"), ("evaluate/interventions", "mamba")} <= jobs
     assert not any(run == "attention" for rule, run in jobs if rule.startswith(("train", "evaluate")))
     assert not any(rule == "language" for rule, _ in jobs)
@@ -84,7 +92,7 @@ def test_changing_the_language_replans_everything_downstream(finished_study):
     workdir, study = finished_study
     changed = yaml.safe_load(yaml.safe_dump(study))
     changed["languages"]["ar"]["seed"] = 1
-    jobs = planned(snakemake(workdir, changed, "-n"))
+    jobs = planned(workdir, changed)
     assert ("language", "ar") in jobs
     for run in ("attention", "mamba"):
         assert {("train", run), ("evaluate/behaviour", run), ("evaluate/interventions", run)} <= jobs
@@ -94,9 +102,9 @@ def test_changing_one_evaluators_options_replans_only_its_tables(finished_study)
     workdir, study = finished_study
     changed = yaml.safe_load(yaml.safe_dump(study))
     changed["evaluators"]["interventions"]["num_examples"] = 6
-    jobs = planned(snakemake(workdir, changed, "-n"))
+    jobs = planned(workdir, changed)
     assert {rule for rule, _ in jobs} == {"evaluate/interventions", "intervention_heatmap", "attribution", "study_tables",
-                                         "study_figure", "all"}
+                                         "study_figure"}
     assert {run for rule, run in jobs if rule == "evaluate/interventions"} == {"attention", "mamba"}
 
 

@@ -4,17 +4,17 @@ paper study builds the paper's model."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from conftest import REPO
 from torch import nn
 
 from tinylang.config import load_study
 from tinylang.models import ModelConfig, build_model
 
-STUDIES = sorted((Path(__file__).resolve().parents[1] / "config" / "studies").glob("*.yaml"))
+STUDIES = sorted((REPO / "config" / "studies").glob("*.yaml"))
 
 
 def build(mixer: str, n_layers: int = 2, d_model: int = 64, **options) -> nn.Module:

@@ -172,8 +172,7 @@ def test_mechanism_scatter_saves_the_attrib_of_every_kept_run_at_the_last_layer(
 def test_mechanism_figures_draw_the_study_tables_attrib_over_learning_rates(tmp_path):
     """From the hand-computed runs of test_attribution, through the study tables: the run at
     the other learning rate ("hurts", negative Attrib) is drawn, the run without a gap is not."""
-    from test_attribution import HAND_ATTRIB, HAND_LAYER_ATTRIB
-    from test_study_tables import hand_study_tables
+    from hand_made import HAND_ATTRIB, HAND_LAYER_ATTRIB, hand_study_tables
 
     mechanism = hand_study_tables(tmp_path)["mechanism"]
     drawn = sp.mechanism_scatter(mechanism, *outputs(tmp_path, "scatter")).set_index("run")

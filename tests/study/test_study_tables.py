@@ -6,6 +6,14 @@ import math
 
 import pandas as pd
 import pytest
+from hand_made import (
+    HAND_ATTRIB,
+    HAND_EXAMPLE_MEDIAN,
+    HAND_GAP,
+    HAND_LAYER_ATTRIB,
+    hand_study_tables,
+    two_split_interventions,
+)
 from scipy import stats
 
 from tinylang.study import build_study_tables
@@ -141,28 +149,7 @@ def test_status_files_are_read_and_every_run_needs_one(tmp_path):
 
 # --- the mechanism tables: the paper's Attrib and the run filter -----------------------------
 
-HAND_COORDS = {  # the HAND runs of test_attribution, plus a run that failed
-    "over": ("attention", 0.001), "hurts": ("attention", 0.01), "flat": ("mamba", 0.001), "broken": ("mamba", 0.01)}
-HAND_ACCURACY = {"over": 0.9, "hurts": 0.5, "flat": 0.2}
-
-
-def hand_study_tables(tmp_path, min_gap=None):
-    from test_attribution import hand_interventions
-
-    runs = [{"run": run, "language": "ar", "mixer": mixer, "d_model": 16, "n_layers": 2, "pos_embed": False,
-             "lr": lr, "seed": 0} for run, (mixer, lr) in HAND_COORDS.items()]
-    behaviour = pd.DataFrame([{"run": run, "step": 100, "split": "test", "query_type": "ALL", "metric": "accuracy",
-                               "value": value, "n": 4} for run, value in HAND_ACCURACY.items()])
-    behaviour.to_parquet(tmp_path / "behaviour.parquet")
-    hand_interventions(("over", "hurts", "flat")).to_parquet(tmp_path / "interventions.parquet")
-    statuses = [{"run": run, "status": "ok"} for run in HAND_ACCURACY]
-    statuses.append({"run": "broken", "status": "failed", "step": 40, "lr": 0.01, "reason": "loss is nan"})
-    return build_study_tables(runs, {"ar": ["train", "test"]}, [tmp_path / "behaviour.parquet"],
-                              [tmp_path / "interventions.parquet"], statuses, min_gap=min_gap)
-
-
 def test_mechanism_table_carries_the_papers_attrib_by_hand_and_the_run_filter(tmp_path):
-    from test_attribution import HAND_ATTRIB, HAND_EXAMPLE_MEDIAN, HAND_GAP, HAND_LAYER_ATTRIB
 
     tables = hand_study_tables(tmp_path)
     mechanism = tables["mechanism"]
@@ -205,7 +192,6 @@ def test_the_gap_threshold_is_an_option(tmp_path):
 
 
 def test_a_run_evaluated_on_dev_and_test_has_the_attrib_of_each_and_is_dropped_per_split(tmp_path):
-    from test_attribution import HAND_ATTRIB, two_split_interventions
 
     runs = [{"run": "x", "language": "gen", "mixer": "mamba", "d_model": 16, "n_layers": 2, "pos_embed": False,
              "lr": 0.001, "seed": 0}]

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from tinylang.models import MIXERS, ModelConfig, build_model
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "parameter_counts.md"
+DOC = REPO / "docs" / "parameter_counts.md"
 NUMBER = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})*$")
 AR_VOCAB, AR_EXTRA, N_POSITIONS = 8195, 1, 1024  # ar_8192 and the paper's token/position tables
 

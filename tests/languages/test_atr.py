@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -302,7 +301,7 @@ def test_answer_is_predicted_from_the_token_before_it():
 
 # ---- the paper's grammars: grammar_rng / sentence_rng "legacy" ------------------------------
 
-FIXTURE = Path(__file__).parent / "fixtures" / "atr_legacy_grammar_seed42.json"
+FIXTURE = REPO / "tests" / "fixtures" / "atr_legacy_grammar_seed42.json"
 PAPER_LANGUAGES = ("atr_easy_20", "atr_medium_20", "atr_easy_8192", "atr_medium_8192", "atr_gen", "atr_sibling",
                    "atr_multihop")
 SMALL = {  # the fixture's small_left_transparent_query_first, in our terms (the original's max_rhs_len 5)

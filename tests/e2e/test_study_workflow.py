@@ -69,15 +69,15 @@ def test_selection_and_intervals_match_a_hand_computation(finished_sweep):
 
 
 def test_adding_a_learning_rate_replans_only_the_new_runs_and_the_aggregation(finished_sweep):
-    assert planned(snakemake(finished_sweep, SWEEP_STUDY, "-n")) == set()
+    assert planned(finished_sweep, SWEEP_STUDY) == set()
     study = copy.deepcopy(SWEEP_STUDY)
     study["sweep"]["grid"]["lr"].append(0.01)
-    jobs = planned(snakemake(finished_sweep, study, "-n"))
+    jobs = planned(finished_sweep, study)
     new_runs = {f"ar-{mixer}-lr0.01-s{seed}" for mixer in ("attention", "mamba") for seed in (0, 1)}
     per_run = {(rule, run) for rule, run in jobs if run}
     assert per_run == {(rule, run) for run in new_runs
                        for rule in ("train", "evaluate/behaviour", "evaluate/interventions")}
     assert {rule for rule, run in jobs if not run} <= {"study_tables", "study_figure", "accuracy", "attribution",
-                                                       "training_curves", "all"}
+                                                       "training_curves"}
     assert "study_tables" in {rule for rule, _ in jobs}
 
