@@ -179,3 +179,38 @@ def test_a_study_may_consist_of_a_sweep_alone(tiny_study):
     del tiny_study["sweep"]
     with pytest.raises(ConfigError, match="the study has no runs"):
         load_study(tiny_study)
+
+
+def test_only_a_run_without_configfile_loads_the_default_study():
+    from tinylang.config import ConfigError, needs_default_study
+
+    assert needs_default_study({"study": "x"}, []) is True  # --config study=x edits the default study
+    assert needs_default_study({"study": "mine", "languages": {}}, ["my.yaml"]) is False
+    with pytest.raises(ConfigError, match=r"my\.yaml: no `study:` name.*add `study: <name>`"):
+        needs_default_study({"languages": {}}, ["my.yaml"])
+
+
+def _dry_run(tmp_path, *args):
+    return subprocess.run([sys.executable, "-m", "snakemake", "-n", "-s", str(SNAKEFILE), "-d", str(tmp_path),
+                           "--cores", "1", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_a_study_file_without_a_study_name_is_refused_not_merged_into_the_default(tmp_path, tiny_study):
+    del tiny_study["study"]
+    configfile = tmp_path / "mine.yaml"
+    configfile.write_text(yaml.safe_dump(tiny_study))
+    proc = _dry_run(tmp_path, "--configfile", str(configfile))
+    assert proc.returncode != 0
+    assert f"{configfile}: no `study:` name" in proc.stderr + proc.stdout
+    assert "results/default" not in proc.stdout
+
+
+def test_config_overrides_apply_to_the_chosen_study(tmp_path, tiny_study):
+    proc = _dry_run(tmp_path, "--config", "study=renamed")  # the default study, renamed
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "results/renamed/languages/" in proc.stdout and "results/default" not in proc.stdout
+    configfile = tmp_path / "tiny.yaml"
+    configfile.write_text(yaml.safe_dump(tiny_study))
+    proc = _dry_run(tmp_path, "--configfile", str(configfile), "--config", "study=tiny2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "results/tiny2/runs/attention/" in proc.stdout

@@ -8,6 +8,7 @@ that is wrong, e.g. ``models.mamba.mixer: unknown mixer 'mamab'; allowed: ...``.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -255,6 +256,21 @@ def load_study(raw: dict[str, Any], language_library: str | Path | None = None) 
         lines = [part for line in _lines(err) for part in line.splitlines()]
         raise ConfigError("invalid study config:\n  " + "\n  ".join(lines)) from None
     return study
+
+
+def needs_default_study(config: dict[str, Any], configfiles: Iterable[str | Path]) -> bool:
+    """Whether the workflow should load the default study (``config/config.yaml``): only when no
+    ``--configfile`` was given (``--config key=value`` then edits the default study). A study
+    file is a whole study, never merged key by key into the default one, so one without a
+    ``study:`` name is refused (ConfigError naming the files)."""
+    files = [str(f) for f in configfiles]
+    if not files:
+        return True
+    if "study" not in config:
+        raise ConfigError(f"{', '.join(files)}: no `study:` name. A study file is a whole study (tinylang does not "
+                          "merge it into config/config.yaml): add `study: <name>` (its results go to "
+                          "results/<name>/)")
+    return False
 
 
 def json_schema() -> dict[str, Any]:
