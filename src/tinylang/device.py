@@ -6,7 +6,6 @@ initialises and stays cheap to import.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import subprocess
@@ -16,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from tinylang.files import try_lock
 
 if TYPE_CHECKING:
     import torch
@@ -105,18 +106,6 @@ def gpu_lock_dir(lock_dir: str | os.PathLike | None = None) -> Path:
     return Path(chosen) if chosen else Path(tempfile.gettempdir()) / "tinylang-gpu-slots"
 
 
-def _try_lock(path: Path) -> int | None:
-    """An open descriptor holding an exclusive flock on ``path``, or None when another process
-    holds it. Opened read-only so a lock file another user created is usable too."""
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
 @contextmanager
 def gpu_slot(device: str, lock_dir: str | os.PathLike | None = None, count: int | None = None,
              poll_seconds: float = 2.0) -> Iterator[int | None]:
@@ -149,7 +138,7 @@ def gpu_slot(device: str, lock_dir: str | os.PathLike | None = None, count: int 
     waited = False
     while True:
         for index in range(n):
-            fd = _try_lock(root / f"gpu{index}.lock")
+            fd = try_lock(root / f"gpu{index}.lock")
             if fd is None:
                 continue
             os.environ["CUDA_VISIBLE_DEVICES"] = str(index)

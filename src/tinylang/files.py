@@ -1,8 +1,10 @@
 """Writing a file so that a killed job leaves the old file (or none), never half of one: the one
-way tinylang writes its outputs (tables, checkpoints, run status, training state)."""
+way tinylang writes its outputs (tables, checkpoints, run status, training state); and the
+file locks that keep two processes off one resource (a GPU, a run's folder)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,3 +35,17 @@ def atomic_file(path: str | os.PathLike, durable: bool = False, previous: Path |
 
 
 __all__ = ["atomic_file"]
+
+
+def try_lock(path: str | os.PathLike) -> int | None:
+    """An open descriptor holding an exclusive ``flock`` on ``path`` (created if missing), or None
+    when another process holds it. The kernel releases the lock when the descriptor is closed or
+    its process ends, however it ends (even SIGKILL). Opened read-only, so a lock file another
+    user created is usable too."""
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd

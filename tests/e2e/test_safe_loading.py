@@ -4,9 +4,9 @@ fail with an error that names the file and says what to do, not a torch/pyarrow 
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,6 +15,7 @@ import pytest
 import torch
 from conftest import copy_finished_study, run_snakemake
 
+from tinylang.integrity import file_digest, sealed
 from tinylang.languages import load_tensors, parse_language_config, read_meta, read_split, to_tensors, write_language
 from tinylang.languages.base import LanguageDataError
 from tinylang.models import CheckpointError, ModelConfig, build_model, load_checkpoint, read_checkpoint, save_checkpoint
@@ -79,16 +80,16 @@ def test_a_truncated_checkpoint_names_the_file_and_the_remedy(checkpoint):
     truncate(checkpoint)
     with pytest.raises(CheckpointError, match="is truncated or corrupt") as err:
         load_checkpoint(checkpoint)
-    assert_clear(err, checkpoint, f"delete the folder {checkpoint.parent} and rerun snakemake")
+    assert_clear(err, checkpoint, f"snakemake --cores all --forcerun {checkpoint.parent}")
 
 
 def test_a_checkpoint_of_another_format_or_shape_names_the_file(checkpoint, tmp_path):
     payload = torch.load(checkpoint, weights_only=True)
     payload["state_dict"].pop(next(iter(payload["state_dict"])))  # a weight went missing
-    torch.save(payload, checkpoint)
+    torch.save(sealed({k: v for k, v in payload.items() if k != "sha256"}), checkpoint)  # and the hash agrees
     with pytest.raises(CheckpointError, match="does not hold a model") as err:
         load_checkpoint(checkpoint)
-    assert_clear(err, checkpoint, "delete the folder")
+    assert_clear(err, checkpoint, "--forcerun")
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(2)}, other)
     with pytest.raises(CheckpointError, match=f"not a {FORMAT} file"):
@@ -109,9 +110,9 @@ def test_a_truncated_split_names_the_file_and_the_remedy(language):
     split = language / "train.parquet"
     truncate(split)
     for read in (lambda: read_split(language, "train"), lambda: load_tensors(language, "train")):
-        with pytest.raises(LanguageDataError, match="is truncated or corrupt") as err:
+        with pytest.raises(LanguageDataError, match="is damaged: its bytes do not match the SHA-256") as err:
             read()
-        assert_clear(err, split, f"delete the folder {language} and rerun snakemake")
+        assert_clear(err, split, f"snakemake --cores all --forcerun {language}")
     assert len(load_tensors(language, "test")) == 16  # the other split still loads
 
 
@@ -119,7 +120,24 @@ def test_a_corrupt_meta_json_names_the_file(language):
     (language / "meta.json").write_text('{"vocabulary": ["<pad>"')
     with pytest.raises(LanguageDataError, match="truncated or corrupt") as err:
         read_meta(language)
-    assert_clear(err, language / "meta.json", "delete the folder")
+    assert_clear(err, language / "meta.json", f"--forcerun {language}")
+
+
+def test_an_edited_meta_json_is_detected_by_its_hash(language):
+    meta = json.loads((language / "meta.json").read_text())
+    meta["token_classes"]["key"][1] += 1  # valid JSON, plausible values
+    (language / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(LanguageDataError, match="meta.json is damaged") as err:
+        read_meta(language)
+    assert_clear(err, language / "meta.json", f"--forcerun {language}")
+
+
+def reseal(language: Path) -> None:
+    """Record the splits' current bytes in meta.json, as a deliberate edit (or a language from
+    before the hashes, whose files are not checked) would leave it: the checks after the hash run."""
+    meta = {k: v for k, v in json.loads((language / "meta.json").read_text()).items() if k != "sha256"}
+    meta["file_sha256"] = {split: file_digest(language / f"{split}.parquet") for split in meta["file_sha256"]}
+    (language / "meta.json").write_text(json.dumps(sealed(meta)))
 
 
 def rewrite(language: Path, split: str, column: str, row: int, edit) -> None:
@@ -130,6 +148,7 @@ def rewrite(language: Path, split: str, column: str, row: int, edit) -> None:
     values[row] = edit(values[row])
     index = table.schema.get_field_index(column)
     pq.write_table(table.set_column(index, table.schema.field(index), pa.array(values, table.schema.field(index).type)), path)
+    reseal(language)
 
 
 @pytest.mark.parametrize(("column", "edit", "what"), [
@@ -143,7 +162,7 @@ def test_out_of_vocabulary_ids_name_the_split_the_example_and_the_remedy(languag
     with pytest.raises(LanguageDataError, match=re.escape(f"{what} outside the vocabulary [0, 19)")) as err:
         load_tensors(language, "test")
     assert "in example 5" in str(err.value)
-    assert_clear(err, language / "test.parquet", f"delete the folder {language} and rerun snakemake")
+    assert_clear(err, language / "test.parquet", f"--forcerun {language}")
     assert len(load_tensors(language, "train")) == 64  # only the edited split is refused
 
 
@@ -187,7 +206,8 @@ def test_a_truncated_checkpoint_fails_only_its_job_and_the_log_names_it(tmp_path
     job_log = (out / "logs" / "interventions" / "attention" / "step12.log").read_text()
     assert f"CheckpointError: checkpoint {bad.relative_to(tmp_path)}" in job_log
     assert "is truncated or corrupt" in job_log
-    assert f"delete the folder {bad.parent.relative_to(tmp_path)} and rerun snakemake" in job_log
+    remedy = f"snakemake --cores all --forcerun {bad.parent.relative_to(tmp_path)}"
+    assert remedy in job_log
     assert "Error in rule evaluate" in second.stdout + second.stderr
 
     failed_output = "runs/attention/eval/step12/interventions.parquet"
@@ -198,8 +218,10 @@ def test_a_truncated_checkpoint_fails_only_its_job_and_the_log_names_it(tmp_path
             # (outputs of the interventions jobs the change re-plans may be rewritten)
             assert after[path] == stat, path  # untouched, the truncated checkpoint included
 
-    shutil.rmtree(bad.parent)  # the remedy the message gives
-    plan = run_snakemake(tmp_path, tiny_study, "-n")
-    trained = set(re.findall(r"rule train:\n(?:.*\n)*?\s+wildcards: run=(\S+)", plan.stdout + plan.stderr))
-    assert trained == {"attention"}
-    assert "rule language:" not in plan.stdout + plan.stderr
+    # Following the remedy (with the study's configfile) trains that run again and finishes the study.
+    plan = run_snakemake(tmp_path, tiny_study, "--forcerun", str(bad.parent.relative_to(tmp_path)), "--summary")
+    replanned = {line.split("\t")[2] for line in plan.stdout.splitlines()[1:] if not line.endswith("no update")}
+    assert "train" in replanned and "language" not in replanned
+    run_snakemake(tmp_path, tiny_study, "--forcerun", str(bad.parent.relative_to(tmp_path)))
+    load_checkpoint(bad)
+    assert run_snakemake(tmp_path, tiny_study, "--summary").stdout.count("update pending") == 0

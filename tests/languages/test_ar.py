@@ -111,7 +111,9 @@ def test_meta_and_round_trip(tmp_path):
     assert set(meta["stats"]["train"]) >= {"doc_length", "num_pairs", "query_query_orig_dist", "eligible_pairs"}
     assert set(meta["stats"]["train"]["num_pairs"]) == {"mean", "min", "max"}
     assert "tinylang_version" not in meta
-    assert json.loads((tmp_path / "meta.json").read_text()) == meta
+    stored = json.loads((tmp_path / "meta.json").read_text())
+    assert {k: v for k, v in stored.items() if k != "sha256"} == meta and len(stored["sha256"]) == 64
+    assert set(meta["file_sha256"]) == {"train", "test"}
 
     df = read_split(tmp_path, "test")
     expected = make_language(config).generate()["test"]

@@ -179,14 +179,24 @@ def test_state_every_writes_resumable_states_between_checkpoints(language, tmp_p
         assert same_weights(weights(tmp_path / "whole" / name), weights(tmp_path / "resumed" / name))
 
 
-@pytest.mark.parametrize("damaged", [["train_state.pt"], ["train_state.pt", "train_state.prev.pt"]])
-def test_a_truncated_state_is_skipped_with_a_warning(language, tmp_path, monkeypatch, caplog, damaged):
-    config = {"steps": 50, "batch_size": 100, "log_every": 7, "state_every": 15}
-    whole = train(language, tmp_path / "whole", **config)
+STATE_EVERY_15 = {"steps": 50, "batch_size": 100, "log_every": 7, "state_every": 15}
+
+
+def whole_and_preempted_at_45(language, tmp_path, monkeypatch) -> pd.DataFrame:
+    """An uninterrupted run's log (in ``whole/``) and the same run killed after step 45 (in
+    ``resumed/``, with states from steps 30 and 45)."""
+    whole = train(language, tmp_path / "whole", **STATE_EVERY_15)
     with monkeypatch.context() as patch:
         preempt_after(patch, 45)
         with pytest.raises(Preempted):
-            train(language, tmp_path / "resumed", **config)
+            train(language, tmp_path / "resumed", **STATE_EVERY_15)
+    return whole
+
+
+@pytest.mark.parametrize("damaged", [["train_state.pt"], ["train_state.pt", "train_state.prev.pt"]])
+def test_a_truncated_state_is_skipped_with_a_warning(language, tmp_path, monkeypatch, caplog, damaged):
+    config = STATE_EVERY_15
+    whole = whole_and_preempted_at_45(language, tmp_path, monkeypatch)
     for name in damaged:
         path = tmp_path / "resumed" / name
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
@@ -199,6 +209,24 @@ def test_a_truncated_state_is_skipped_with_a_warning(language, tmp_path, monkeyp
     else:
         assert "resuming" not in caplog.text and "no usable train state" in caplog.text
     assert not any(r.levelno >= logging.ERROR for r in caplog.records)
+    columns = ["step", "epoch", "loss", "lr"]
+    pd.testing.assert_frame_equal(whole[columns], resumed[columns])
+    assert same_weights(weights(tmp_path / "whole/checkpoints/step50.pt"), weights(tmp_path / "resumed/checkpoints/step50.pt"))
+
+
+def test_a_state_whose_contents_changed_is_not_resumed(language, tmp_path, monkeypatch, caplog):
+    """A changed tensor (which the file's zip structure does not notice) fails the state's
+    SHA-256: the run resumes from the previous state and ends as an uninterrupted run."""
+    config = STATE_EVERY_15
+    whole = whole_and_preempted_at_45(language, tmp_path, monkeypatch)
+    path = tmp_path / "resumed" / "train_state.pt"
+    state = torch.load(path, weights_only=True)
+    name = next(iter(state["model"]))
+    state["model"][name] = state["model"][name] + 1e-3
+    torch.save(state, path)
+    with caplog.at_level(logging.INFO, logger="tinylang.training"):
+        resumed = train(language, tmp_path / "resumed", **config)
+    assert f"train state {path} is damaged" in caplog.text and "resuming from step 30 of 50" in caplog.text
     columns = ["step", "epoch", "loss", "lr"]
     pd.testing.assert_frame_equal(whole[columns], resumed[columns])
     assert same_weights(weights(tmp_path / "whole/checkpoints/step50.pt"), weights(tmp_path / "resumed/checkpoints/step50.pt"))
@@ -324,3 +352,42 @@ def test_a_run_draws_each_epochs_order_as_its_config_says(language, tmp_path, mo
     monkeypatch.setattr(loop_module, "_epoch_order", recording)
     train(language, tmp_path / "file", steps=70, order="file")  # 63 batches an epoch: two epochs drawn
     assert kinds == ["file", "file"]
+
+
+def test_an_unreadable_state_is_reported_without_torchs_advice_to_unpickle_it(tmp_path, caplog):
+    from tinylang.training.state import read_state
+
+    path = tmp_path / "train_state.pt"
+    torch.save({"format": "x", "thing": Preempted()}, path)  # weights_only refuses the object
+    with caplog.at_level(logging.WARNING, logger="tinylang.training"):
+        assert read_state([path], {}, "r") == (None, None)
+    assert f"train state {path} is unreadable (UnpicklingError: Weights only load failed)" in caplog.text
+    assert "weights_only" not in caplog.text
+
+
+def test_a_second_trainer_in_the_same_run_folder_stops_and_a_killed_one_frees_it(language, tmp_path):
+    """The orphan of a killed Snakemake must not share ``partial/`` with a new trainer: the
+    folder's flock stops the second one with a message; a holder killed with SIGKILL frees it."""
+    import signal
+    import subprocess
+    import sys
+
+    from tinylang.training.state import LOCK_FILE, RunFolderInUse
+
+    out = tmp_path / "partial"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(out / LOCK_FILE)!r}, os.O_RDONLY | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunFolderInUse, match=f"another trainer is working in {out}"):
+            train(language, out, steps=5)
+        assert not (out / "checkpoints").exists()  # it touched nothing
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    log = train(language, out, steps=5, log_every=5)
+    assert log["step"].tolist() == [5]

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tinylang.integrity import DIGEST_KEY, file_digest, is_intact, sealed
 from tinylang.registry import Registry
 
 PAD, BOS, EOS = 0, 1, 2
@@ -126,6 +127,7 @@ def write_language(config: LanguageConfig, out_dir: Path) -> None:
         table = pa.Table.from_pandas(df, schema=language.schema, preserve_index=False)
         pq.write_table(table.replace_schema_metadata(None), out_dir / f"{split}.parquet", compression="zstd")
     meta = {
+        "file_sha256": {split: file_digest(out_dir / f"{split}.parquet") for split in splits},
         "vocabulary": language.vocabulary(),
         "token_classes": language.token_classes(),
         "config": config.model_dump(mode="json"),
@@ -136,7 +138,7 @@ def write_language(config: LanguageConfig, out_dir: Path) -> None:
             for split, df in splits.items()
         },
     }
-    (out_dir / "meta.json").write_text(json.dumps(meta, sort_keys=True, indent=2) + "\n")
+    (out_dir / "meta.json").write_text(json.dumps(sealed(meta), sort_keys=True, indent=2) + "\n")
 
 
 class LanguageDataError(ValueError):
@@ -146,8 +148,8 @@ class LanguageDataError(ValueError):
 
 def regenerate_hint(language_dir: Path) -> str:
     """How to get a language directory written again (generation is deterministic)."""
-    return (f"delete the folder {language_dir} and rerun snakemake: the language rule writes it again "
-            "and what was computed from it is redone (outside the workflow: tinylang.languages.write_language)")
+    return (f"write it again: snakemake --cores all --forcerun {language_dir} (add the study's --configfile if it "
+            "has one; what was computed from it is redone), or outside the workflow tinylang.languages.write_language")
 
 
 def _existing(path: Path) -> Path:
@@ -165,13 +167,28 @@ def read_meta(language_dir: Path) -> dict[str, Any]:
         raise LanguageDataError(f"{path} is truncated or corrupt ({err}); {regenerate_hint(path.parent)}") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("vocabulary"), list):
         raise LanguageDataError(f"{path} has no 'vocabulary' list; {regenerate_hint(path.parent)}")
-    return meta
+    if is_intact(meta) is False:
+        raise LanguageDataError(f"{path} is damaged: its contents do not match the SHA-256 written with it; "
+                                f"{regenerate_hint(path.parent)}") from None
+    return {k: v for k, v in meta.items() if k != DIGEST_KEY}
+
+
+def checked_split_path(language_dir: Path, split: str) -> Path:
+    """The path of ``split``'s Parquet file once its SHA-256 matches the one ``meta.json``
+    recorded (languages written before hashes are not checked); LanguageDataError if not."""
+    language_dir = Path(language_dir)
+    path = _existing(language_dir / f"{split}.parquet")
+    expected = read_meta(language_dir).get("file_sha256", {}).get(split)
+    if expected is not None and file_digest(path) != expected:
+        raise LanguageDataError(f"language split {path} is damaged: its bytes do not match the SHA-256 in "
+                                f"{language_dir / 'meta.json'}; {regenerate_hint(language_dir)}") from None
+    return path
 
 
 def read_split(language_dir: Path, split: str) -> pd.DataFrame:
     """One split of a language directory as a DataFrame (``tokens`` holds int32 arrays);
     LanguageDataError when the Parquet file is truncated or corrupt."""
-    path = _existing(Path(language_dir) / f"{split}.parquet")
+    path = checked_split_path(language_dir, split)
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as err:

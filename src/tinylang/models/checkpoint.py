@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from tinylang.files import atomic_file
+from tinylang.integrity import brief_error, is_intact, sealed
 
 from .backbone import LanguageModel, build_model
 from .config import ModelConfig
@@ -39,22 +40,16 @@ def save_checkpoint(path: Path, model: LanguageModel, step: int, extra: dict[str
         "extra": extra or {},
     }
     with atomic_file(path) as tmp:
-        torch.save(payload, tmp)
+        torch.save(sealed(payload), tmp)
 
 
 def _remedy(path: Path) -> str:
     """What to do about a bad checkpoint: a run's checkpoints are one Snakemake output (the
-    folder), so removing the folder is what makes the workflow write it again."""
+    folder); forcing it trains the run again, and Snakemake then redoes what depends on it."""
     if path.parent.name == "checkpoints":
-        return f"delete the folder {path.parent} and rerun snakemake: the train rule trains that run again"
+        return (f"train the run again: snakemake --cores all --forcerun {path.parent} (add the study's "
+                "--configfile if it has one)")
     return "delete it and write it again (tinylang.models.save_checkpoint)"
-
-
-def _brief(err: Exception, limit: int = 200) -> str:
-    """``Type: first sentence of the message`` on one line, cut to ``limit`` characters."""
-    text = " ".join(str(err).split()).split(". ")[0]
-    text = f"{type(err).__name__}: {text}" if text else type(err).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
@@ -70,11 +65,14 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     except Exception as err:  # torch raises many types for truncated or corrupt files
         raise CheckpointError(
             f"checkpoint {path} ({path.stat().st_size} bytes) is truncated or corrupt "
-            f"(torch.load: {_brief(err)}); {_remedy(path)}"
+            f"(torch.load: {brief_error(err)}); {_remedy(path)}"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a {FORMAT} file; {_remedy(path)}")
-    return payload
+    if is_intact(payload) is False:
+        raise CheckpointError(f"checkpoint {path} is damaged: its contents do not match the SHA-256 written with "
+                              f"it; {_remedy(path)}") from None
+    return {k: v for k, v in payload.items() if k != "sha256"}
 
 
 def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[LanguageModel, dict[str, Any]]:
@@ -87,7 +85,7 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[Lan
         model.load_state_dict(payload["state_dict"])
     except Exception as err:  # a missing key, a config this tinylang rejects, mismatched weights
         raise CheckpointError(
-            f"checkpoint {path} does not hold a model this tinylang can build ({_brief(err)}); {_remedy(path)}"
+            f"checkpoint {path} does not hold a model this tinylang can build ({brief_error(err)}); {_remedy(path)}"
         ) from None
     info = {k: v for k, v in payload.items() if k != "state_dict"}
     return model.to(device).eval(), info

@@ -75,24 +75,26 @@ def train(spec: TrainSpec) -> dict[str, Any]:
     (``TrainingDiverged``). Returns the status."""
     from tinylang.training import train_run
     from tinylang.training.loop import TrainingDiverged
+    from tinylang.training.state import trainer_lock
     from tinylang.training.status import write_run_status
 
     with stage_context(spec.log, spec.device, spec.threads):
         partial = spec.checkpoints_dir.parent / "partial"
         result: dict[str, Any] = {"run": spec.run, "status": "ok"}
-        try:
-            train_run(spec.model, spec.train, spec.language_dir, partial, device=spec.device, run_name=spec.run,
-                      progress=spec.progress)
-        except TrainingDiverged as fault:
-            if spec.status is None:
-                raise
-            result.update(status="failed", step=fault.step, lr=fault.lr, reason=fault.reason,
-                          checkpoints=fault.checkpoints)
-        if spec.checkpoints_dir.exists():
-            shutil.rmtree(spec.checkpoints_dir)
-        os.replace(partial / "checkpoints", spec.checkpoints_dir)
-        os.replace(partial / "train_log.parquet", spec.train_log)
-        shutil.rmtree(partial, ignore_errors=True)
+        with trainer_lock(partial):  # held until the outputs are moved out of the folder
+            try:
+                train_run(spec.model, spec.train, spec.language_dir, partial, device=spec.device, run_name=spec.run,
+                          progress=spec.progress, lock=False)
+            except TrainingDiverged as fault:
+                if spec.status is None:
+                    raise
+                result.update(status="failed", step=fault.step, lr=fault.lr, reason=fault.reason,
+                              checkpoints=fault.checkpoints)
+            if spec.checkpoints_dir.exists():
+                shutil.rmtree(spec.checkpoints_dir)
+            os.replace(partial / "checkpoints", spec.checkpoints_dir)
+            os.replace(partial / "train_log.parquet", spec.train_log)
+            shutil.rmtree(partial, ignore_errors=True)
         if spec.status is not None:
             write_run_status(result, spec.status)
             if result["status"] == "failed":

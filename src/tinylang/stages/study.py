@@ -13,7 +13,7 @@ import pandas as pd
 
 from tinylang.stages.context import stage_context
 from tinylang.stages.job import Job, figure_outputs, log_file
-from tinylang.tables import write_table
+from tinylang.tables import read_table, write_table
 
 log = logging.getLogger("tinylang")
 
@@ -151,7 +151,7 @@ def draw_study_figure(spec: StudyFigureSpec) -> pd.DataFrame:
             from tinylang.figures.reference import REFERENCE_CSV, study_reference
 
             options.setdefault("reference", study_reference(spec.paper_study, path=spec.reference_csv or REFERENCE_CSV))
-        return figure.function()(pd.read_parquet(spec.table), spec.table_out, spec.figure_outs, **options)
+        return figure.function()(read_table(spec.table), spec.table_out, spec.figure_outs, **options)
 
 
 __all__ = ["FigureSpec", "StudyFigureSpec", "StudyTablesSpec", "draw_figure", "draw_study_figure",

@@ -8,12 +8,14 @@ from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
+from tinylang.tables import read_table
+
 PathLike = str | os.PathLike
 
 
 def concat_tables(paths: Iterable[PathLike]) -> pd.DataFrame:
     """Concatenate tidy Parquet tables (same columns) into one."""
-    frames = [pd.read_parquet(p) for p in paths]
+    frames = [read_table(p) for p in paths]
     if not frames:
         raise ValueError("no tables to concatenate")
     return pd.concat(frames, ignore_index=True)
@@ -28,7 +30,7 @@ def training_table(logs: Mapping[str, PathLike]) -> pd.DataFrame:
     """Train logs of several runs, long format: run, step, metric, value."""
     frames = []
     for run, path in logs.items():
-        df = pd.read_parquet(path)
+        df = read_table(path)
         long = df.melt(id_vars=["step"], value_vars=["loss", "lr"], var_name="metric", value_name="value")
         long.insert(0, "run", run)
         frames.append(long)

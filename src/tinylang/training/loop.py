@@ -54,6 +54,7 @@ import os
 import random
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from tinylang.device import resolve_device
-from tinylang.languages import read_meta
+from tinylang.languages.base import checked_split_path, read_meta
 from tinylang.languages.dataset import IGNORE_INDEX, load_tensors
 from tinylang.models import LanguageModel, ModelConfig, build_model, checkpoint_path, save_checkpoint
 from tinylang.tables import write_table
@@ -75,7 +76,7 @@ from tinylang.tables import write_table
 from .config import TrainConfig
 from .monitor import DivergenceMonitor, TrainingDiverged
 from .schedules import lr_lambda
-from .state import fingerprint, read_state, remove_states, state_paths, write_state
+from .state import fingerprint, read_state, remove_states, state_paths, trainer_lock, write_state
 
 log = logging.getLogger("tinylang.training")
 
@@ -91,6 +92,7 @@ def train_run(
     device: str | torch.device = "auto",
     run_name: str = "",
     progress: bool = True,
+    lock: bool = True,
 ) -> None:
     """Train one model on a language's train split.
 
@@ -98,12 +100,14 @@ def train_run(
     (step 0 is the untrained model) and ``out_dir/train_log.parquet``; resumes from
     ``out_dir/train_state.pt`` (or ``train_state.prev.pt``) when an interrupted run of the same
     configuration left one. Raises ``TrainingDiverged`` when the loss becomes NaN or infinite,
-    after writing the log so far (the checkpoints before the fault stay).
+    after writing the log so far (the checkpoints before the fault stay). ``lock``: hold
+    ``out_dir`` for this trainer (``trainer_lock``; False where the caller holds it already).
     """
     language_dir, out_dir = Path(language_dir), Path(out_dir)
     meta, splits = _check_language(language_dir)  # everything cheap before any expensive work
-    _Trainer(model_config, train_config, language_dir, meta, splits, out_dir, resolve_device(device),
-             run_name).run(progress)
+    with trainer_lock(out_dir) if lock else nullcontext():
+        _Trainer(model_config, train_config, language_dir, meta, splits, out_dir, resolve_device(device),
+                 run_name).run(progress)
 
 
 def _check_language(language_dir: Path) -> tuple[dict[str, Any], list[str]]:
@@ -341,7 +345,7 @@ def _max_length(language_dir: Path, splits: list[str], train) -> int:
     for split in splits:
         if split == "train":
             continue
-        tokens = pq.read_table(language_dir / f"{split}.parquet", columns=["tokens"])["tokens"]
+        tokens = pq.read_table(checked_split_path(language_dir, split), columns=["tokens"])["tokens"]
         if len(tokens):
             longest = max(longest, int(pc.max(pc.list_value_length(tokens)).as_py() or 0))
     return longest
