@@ -72,12 +72,37 @@ def test_evaluators_apply_only_where_they_can(tiny_study):
     assert study.evaluator_options("behaviour").splits is None
 
 
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["evaluators"]["behaviour"].update(splits=["tset"]),
+     "evaluators.behaviour.splits: ['tset'] not among language 'ar''s splits (train, test)"),
+    (lambda c: c["evaluators"]["interventions"].update(splits=["dev"]),
+     "evaluators.interventions.splits: ['dev'] not among language 'ar''s splits (train, test)"),
+    (lambda c: c["evaluators"]["probes"].update(components=["block_outptu"]),
+     "evaluators.probes.components: ['block_outptu'] are not hook points"),
+    (lambda c: c["evaluators"]["probes"].update(targets=["query_itme"]), "did you mean 'query_item'?"),
+    (lambda c: c["models"]["attention"].update(d_model=18, mixer_args={"n_heads": 4}),
+     "models.attention: mixer_args: d_model (18) must be divisible by n_heads (4)"),
+    (lambda c: c["training"].update(warmup_steps=50),
+     "training.warmup_steps (50) exceeds the run's 12 steps (runs attention, mamba)"),
+    (lambda c: c["training"].update(checkpoints=[6, 40]),
+     "training.checkpoints [40] lie past the run's last step (12) (runs attention, mamba)"),
+])
+def test_mistakes_only_a_run_would_show_are_refused_with_the_study(tiny_study, edit, message):
+    """Each of these used to surface only in a job (or never: checkpoints past the end were
+    dropped silently); now the study refuses them, naming the field, before anything runs."""
+    edit(tiny_study)
+    with pytest.raises(ConfigError) as err:
+        load_study(tiny_study)
+    assert message in str(err.value)
+
+
 @pytest.mark.parametrize(
     "edit, field",
     [
         (lambda c: c["models"]["attention"].update(mixer="transformr"), "models.attention.mixer"),
         (lambda c: c["training"].update(lr=-1), "lr"),
         (lambda c: c["languages"]["ar"].update(num_kv=7), "languages.ar.num_kv"),
+        (lambda c: c["evaluators"]["behaviour"].update(splits=["tset"]), "evaluators.behaviour.splits"),
     ],
 )
 def test_snakemake_stops_before_any_job_on_a_bad_config(tmp_path, tiny_study, edit, field):

@@ -158,7 +158,36 @@ class StudyConfig(_Section):
             self._add_swept_runs(self.sweep, known)
         if not self._runs:
             raise ValueError("runs: the study has no runs (give `runs`, a `sweep`, or both)")
+        problems = _grouped(self._run_problems()) + self._evaluator_split_problems()
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
+
+    def _run_problems(self) -> list[tuple[str, str]]:
+        """(run, problem) for training settings that only the run's length shows wrong."""
+        problems = []
+        for name, run in self._runs.items():
+            total = run.total_steps
+            if run.train.warmup_steps > total:
+                problems.append((name, f"training.warmup_steps ({run.train.warmup_steps}) exceeds the run's "
+                                       f"{total} steps"))
+            late = sorted(step for step in run.train.checkpoints if step > total)
+            if late:
+                problems.append((name, f"training.checkpoints {late} lie past the run's last step ({total})"))
+        return problems
+
+    def _evaluator_split_problems(self) -> list[str]:
+        """Evaluators asked for a split that a language they evaluate lacks."""
+        problems = []
+        for evaluator, options in self._evaluators.items():
+            languages = {run.language for run in self._runs.values() if EVALUATORS.get(evaluator).applies_to(run.model)}
+            for language in sorted(languages):
+                have = list(self.languages[language].splits)
+                missing = [split for split in options.splits or () if split not in have]
+                if missing:
+                    problems.append(f"evaluators.{evaluator}.splits: {missing} not among language {language!r}'s "
+                                    f"splits ({', '.join(have)})")
+        return problems
 
     def _add_swept_runs(self, sweep: SweepConfig, known: list[str]) -> None:
         problems = []
@@ -256,6 +285,18 @@ def load_study(raw: dict[str, Any], language_library: str | Path | None = None) 
         lines = [part for line in _lines(err) for part in line.splitlines()]
         raise ConfigError("invalid study config:\n  " + "\n  ".join(lines)) from None
     return study
+
+
+def _grouped(problems: list[tuple[str, str]], shown: int = 3) -> list[str]:
+    """One line per distinct problem, naming the first ``shown`` runs that have it."""
+    runs: dict[str, list[str]] = {}
+    for run, problem in problems:
+        runs.setdefault(problem, []).append(run)
+    lines = []
+    for problem, names in runs.items():
+        more = f" and {len(names) - shown} more" if len(names) > shown else ""
+        lines.append(f"{problem} (run{'s' if len(names) > 1 else ''} {', '.join(names[:shown])}{more})")
+    return lines
 
 
 def needs_default_study(config: dict[str, Any], configfiles: Iterable[str | Path]) -> bool:

@@ -15,12 +15,14 @@ one Parquet file per (run, checkpoint, evaluator), so each is cached and re-run 
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, ClassVar, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tinylang.models import MIXERS, ModelConfig
+from tinylang.languages import POSITION_COLUMNS
+from tinylang.models import HOOK_POINTS, MIXERS, ModelConfig
 from tinylang.models.mixers import stores_attention
 from tinylang.registry import Registry
 
@@ -158,6 +160,25 @@ class ProbeOptions(EvaluatorOptions):
     train_fraction: float = Field(0.5, gt=0, lt=1)
     l2: float = Field(1e-3, ge=0)
     seed: int = 0
+
+    @field_validator("targets")
+    @classmethod
+    def _known_targets(cls, targets: list[str]) -> list[str]:
+        return _known(targets, POSITION_COLUMNS, "probe positions")
+
+    @field_validator("components")
+    @classmethod
+    def _known_components(cls, components: list[str]) -> list[str]:
+        return _known(components, HOOK_POINTS, "hook points")
+
+
+def _known(names: list[str], allowed, what: str) -> list[str]:
+    unknown = [name for name in names if name not in allowed]
+    if unknown:
+        close = {name: difflib.get_close_matches(name, list(allowed), n=1) for name in unknown}
+        hints = "".join(f" ({name!r}: did you mean {match[0]!r}?)" for name, match in close.items() if match)
+        raise ValueError(f"{unknown} are not {what}; allowed: {', '.join(allowed)}{hints}")
+    return names
 
 
 @EVALUATORS.register("probes")

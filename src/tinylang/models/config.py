@@ -50,13 +50,19 @@ class ModelConfig(BaseModel):
         mixer_cls = MIXERS.get(self.mixer)
         # Validate (and fill defaults of) the mixer's own hyperparameters once, here.
         try:
-            self.mixer_args = mixer_cls.Options(**self.mixer_args).model_dump()
+            options = mixer_cls.Options(**self.mixer_args)
+            self.mixer_args = options.model_dump()
         except ValidationError as err:
             problems = "; ".join(
                 f"mixer_args.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()
             )
             allowed = ", ".join(mixer_cls.Options.model_fields)
             raise ValueError(f"{problems} (mixer {self.mixer!r} takes: {allowed})") from None
+        try:
+            mixer_cls.check_shape(self.d_model, self.n_layers, options)
+        except ValueError as err:
+            raise ValueError(f"mixer_args: {err} (mixer {self.mixer!r}, d_model {self.d_model}, "
+                             f"n_layers {self.n_layers})") from None
         if self.state_mixer is None:
             self.state_mixer = mixer_cls.default_state_mixer
         return self

@@ -25,10 +25,13 @@ class Attention(AttentionMixer):
     default_state_mixer = "mlp"
     rescaled_projections = ("out_proj",)
 
-    def __init__(self, d_model: int, options: AttentionOptions, layer_idx: int = 0):
-        super().__init__(d_model, options, layer_idx)
+    @classmethod
+    def check_shape(cls, d_model: int, n_layers: int, options: AttentionOptions) -> None:
         if d_model % options.n_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({options.n_heads})")
+
+    def __init__(self, d_model: int, options: AttentionOptions, layer_idx: int = 0):
+        super().__init__(d_model, options, layer_idx)
         self.n_heads = options.n_heads
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=options.bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=options.out_bias)

@@ -37,9 +37,15 @@ class Mixer(nn.Module):
 
     def __init__(self, d_model: int, options: MixerOptions, layer_idx: int = 0):
         super().__init__()
+        type(self).check_shape(d_model, layer_idx + 1, options)
         self.d_model = d_model
         self.options = options
         self.layer_idx = layer_idx
+
+    @classmethod
+    def check_shape(cls, d_model: int, n_layers: int, options: MixerOptions) -> None:
+        """ValueError when ``options`` cannot build ``n_layers`` layers of width ``d_model``
+        (e.g. heads that do not divide it): checked with the study, before any job runs."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -117,6 +117,10 @@ class BaseConv(RecurrentMixer):
     default_state_mixer = "mlp"
     rescaled_projections = ()  # zoology's BaseConv has no out_proj/fc2 (ours is not rescaled)
 
+    @classmethod
+    def check_shape(cls, d_model: int, n_layers: int, options: BaseConvOptions) -> None:
+        layer_kernel_size(options.kernel_size, n_layers - 1)
+
     def __init__(self, d_model: int, options: BaseConvOptions, layer_idx: int = 0):
         super().__init__(d_model, options, layer_idx)
         self.kernel_size = layer_kernel_size(options.kernel_size, layer_idx)

@@ -201,11 +201,18 @@ class Based(RecurrentMixer):
     default_state_mixer = "mlp"
     rescaled_projections = ()  # zoology's Based and BaseConv have no out_proj/fc2
 
+    @staticmethod
+    def heads(d_model: int, options: BasedOptions) -> int:
+        return max(1, d_model // 16) if options.n_heads == "auto" else options.n_heads
+
+    @classmethod
+    def check_shape(cls, d_model: int, n_layers: int, options: BasedOptions) -> None:
+        if d_model % cls.heads(d_model, options):
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({cls.heads(d_model, options)})")
+
     def __init__(self, d_model: int, options: BasedOptions, layer_idx: int = 0):
         super().__init__(d_model, options, layer_idx)
-        n_heads = max(1, d_model // 16) if options.n_heads == "auto" else options.n_heads
-        if d_model % n_heads:
-            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        n_heads = self.heads(d_model, options)
         hybrid = options.layout == "hybrid"
         has_conv = layer_idx % 2 == 0 if hybrid else options.short_conv
         has_attention = layer_idx % 2 == 1 if hybrid else True

@@ -110,11 +110,18 @@ class DeltaNet(RecurrentMixer):
     Options = DeltaNetOptions
     default_state_mixer = "mlp"
 
+    @staticmethod
+    def heads(d_model: int, options: DeltaNetOptions) -> int:
+        return max(1, d_model // 64) if options.n_heads == "auto" else options.n_heads
+
+    @classmethod
+    def check_shape(cls, d_model: int, n_layers: int, options: DeltaNetOptions) -> None:
+        if d_model % cls.heads(d_model, options):
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({cls.heads(d_model, options)})")
+
     def __init__(self, d_model: int, options: DeltaNetOptions, layer_idx: int = 0):
         super().__init__(d_model, options, layer_idx)
-        self.n_heads = max(1, d_model // 64) if options.n_heads == "auto" else options.n_heads
-        if d_model % self.n_heads:
-            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({self.n_heads})")
+        self.n_heads = self.heads(d_model, options)
         self.head_dim = d_model // self.n_heads
         self.algorithm = options.algorithm
         self.chunk_size = options.chunk_size

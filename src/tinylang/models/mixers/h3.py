@@ -92,10 +92,13 @@ class H3(RecurrentMixer):
     default_state_mixer = "mlp"
     rescaled_projections = ()  # zoology's H3 has no `out_proj`
 
-    def __init__(self, d_model: int, options: H3Options, layer_idx: int = 0):
-        super().__init__(d_model, options, layer_idx)
+    @classmethod
+    def check_shape(cls, d_model: int, n_layers: int, options: H3Options) -> None:
         if d_model % options.head_dim:
             raise ValueError(f"d_model ({d_model}) must be divisible by head_dim ({options.head_dim})")
+
+    def __init__(self, d_model: int, options: H3Options, layer_idx: int = 0):
+        super().__init__(d_model, options, layer_idx)
         self.d_state = options.d_state
         self.head_dim = options.head_dim
         self.n_heads = d_model // options.head_dim

@@ -190,6 +190,15 @@ class Mamba2(RecurrentMixer):
     block_kind = "mamba"
     rescaled_projections = ("out_proj",)
 
+    @classmethod
+    def check_shape(cls, d_model: int, n_layers: int, options: Mamba2Options) -> None:
+        d_inner = options.expand * d_model
+        if d_inner % options.headdim:
+            raise ValueError(f"d_inner = expand * d_model ({d_inner}) must be divisible by headdim ({options.headdim})")
+        if (d_inner // options.headdim) % options.ngroups:
+            raise ValueError(f"the number of heads ({d_inner // options.headdim}) must be divisible by ngroups "
+                             f"({options.ngroups})")
+
     def __init__(self, d_model: int, options: Mamba2Options, layer_idx: int = 0):
         super().__init__(d_model, options, layer_idx)
         self.d_state = options.d_state
@@ -198,11 +207,7 @@ class Mamba2(RecurrentMixer):
         self.headdim = options.headdim
         self.ngroups = options.ngroups
         self.chunk_size = options.chunk_size
-        if self.d_inner % self.headdim:
-            raise ValueError(f"d_inner = expand * d_model ({self.d_inner}) must be divisible by headdim ({self.headdim})")
         self.nheads = self.d_inner // self.headdim
-        if self.nheads % self.ngroups:
-            raise ValueError(f"the number of heads ({self.nheads}) must be divisible by ngroups ({self.ngroups})")
         self.conv_dim = self.d_inner + 2 * self.ngroups * self.d_state
 
         # in_proj → [z (d_inner), x (d_inner), B (ngroups*d_state), C (ngroups*d_state), dt (nheads)]
