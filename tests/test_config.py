@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 
@@ -206,13 +207,36 @@ def test_a_study_may_consist_of_a_sweep_alone(tiny_study):
         load_study(tiny_study)
 
 
-def test_only_a_run_without_configfile_loads_the_default_study():
+def test_only_a_run_without_configfile_loads_the_default_study(tmp_path):
     from tinylang.config import ConfigError, needs_default_study
 
+    mine = tmp_path / "my.yaml"
+    mine.write_text("languages: {}\n")
     assert needs_default_study({"study": "x"}, []) is True  # --config study=x edits the default study
-    assert needs_default_study({"study": "mine", "languages": {}}, ["my.yaml"]) is False
+    assert needs_default_study({"study": "mine", "languages": {}}, [mine]) is False
     with pytest.raises(ConfigError, match=r"my\.yaml: no `study:` name.*add `study: <name>`"):
-        needs_default_study({"languages": {}}, ["my.yaml"])
+        needs_default_study({"languages": {}}, [mine])
+
+
+def test_a_key_given_twice_is_refused_with_its_lines(tmp_path):
+    from tinylang.config import ConfigError, needs_default_study
+
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("study: x\ntraining:\n  lr: 0.1\n  lr: 0.2\n")
+    with pytest.raises(ConfigError, match=r"twice\.yaml: key 'lr' appears twice in one mapping \(lines 3 and 4\)"):
+        needs_default_study({"study": "x"}, [twice])
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda c: c["training"].update(lr=float("inf")), "lr"),
+    (lambda c: c["training"].update(batch_size=True), "batch_size"),
+    (lambda c: c["models"]["attention"].update(d_model=16.0), "d_model"),
+    (lambda c: c["languages"].update(ar="../../etc/passwd"), "is not a language library name"),
+])
+def test_non_finite_numbers_bools_for_ints_and_paths_for_names_are_refused(tiny_study, edit, field):
+    edit(tiny_study)
+    with pytest.raises(ConfigError, match=re.escape(field)):
+        load_study(tiny_study, language_library=REPO / "config" / "languages")
 
 
 def _dry_run(tmp_path, *args):
@@ -239,3 +263,21 @@ def test_config_overrides_apply_to_the_chosen_study(tmp_path, tiny_study):
     proc = _dry_run(tmp_path, "--configfile", str(configfile), "--config", "study=tiny2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "results/tiny2/runs/attention/" in proc.stdout
+
+
+def _sweep_study(tiny_study, **grid):
+    return {"study": "s", "languages": tiny_study["languages"], "training": {"steps": 12, "batch_size": 16},
+            "sweep": {"model": {"d_model": 16, "n_layers": 1},
+                      "grid": {"language": ["ar"], "mixer": ["attention"], "lr": [0.003], "seed": [0], **grid}}}
+
+
+def test_list_valued_sweep_axes_give_path_safe_run_ids(tiny_study):
+    study = load_study(_sweep_study(tiny_study, betas=[[0.9, 0.99], [0.9, 0.999]], checkpoints=[[4], [4, 8]]))
+    assert study.run_names[:2] == ["ar-attention-betas0.9_0.99-checkpoints4-lr0.003-s0",
+                                   "ar-attention-betas0.9_0.99-checkpoints4_8-lr0.003-s0"]
+    assert study.run("ar-attention-betas0.9_0.99-checkpoints4_8-lr0.003-s0").train.checkpoints == [4, 8]
+
+
+def test_grid_values_that_print_alike_are_blamed_on_the_grid(tiny_study):
+    with pytest.raises(ConfigError, match=r"sweep.grid: two grid points give the run id 'ar-attention-lr0.001-s0'"):
+        load_study(_sweep_study(tiny_study, lr=[0.001, 0.0010000001]))

@@ -196,8 +196,12 @@ class StudyConfig(_Section):
             raise ValueError(f"sweep.grid.language: {unknown} not among the languages: {', '.join(known)}")
         for point in expand(sweep):
             where = f"sweep run {point.name}"
-            if point.name in self._runs:
+            if point.name in self.runs:
                 problems.append(f"{where}: the name is taken by a run in `runs`")
+                continue
+            if point.name in self._runs:
+                problems.append(f"sweep.grid: two grid points give the run id {point.name!r} (values that print "
+                                "alike in an id, e.g. 0.001 and 0.0010000001): make them distinct")
                 continue
             try:
                 model = ModelConfig(**point.model)
@@ -265,11 +269,36 @@ def _library_language(name: str, library: str | Path | None) -> dict[str, Any]:
     """The language config ``<library>/<name>.yaml`` (``config/languages`` in the workflow)."""
     if library is None:
         raise ValueError(f"{name!r} names a library language config, but no language library was given")
+    available = ", ".join(sorted(p.stem for p in Path(library).glob("*.yaml"))) or "none"
+    if not re.match(NAME_PATTERN, name) or ".." in name:  # a name, not a path out of the library
+        raise ValueError(f"{name!r} is not a language library name (one of: {available})")
     path = Path(library) / f"{name}.yaml"
     if not path.is_file():
-        available = ", ".join(sorted(p.stem for p in Path(library).glob("*.yaml"))) or "none"
         raise ValueError(f"no language config {path}; available: {available}")
-    return yaml.safe_load(path.read_text())
+    return load_yaml_file(path)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping (lines {seen[key]} and "
+                    f"{key_node.start_mark.line + 1}): remove one", key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml_file(path: str | Path) -> Any:
+    """A YAML file's contents; ConfigError naming the file for a key given twice or bad YAML."""
+    try:
+        return yaml.load(Path(path).read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: {err}") from None
 
 
 def load_study(raw: dict[str, Any], language_library: str | Path | None = None) -> StudyConfig:
@@ -305,6 +334,8 @@ def needs_default_study(config: dict[str, Any], configfiles: Iterable[str | Path
     file is a whole study, never merged key by key into the default one, so one without a
     ``study:`` name is refused (ConfigError naming the files)."""
     files = [str(f) for f in configfiles]
+    for path in files:  # Snakemake's own loader keeps the last of a key given twice
+        load_yaml_file(path)
     if not files:
         return True
     if "study" not in config:

@@ -116,10 +116,14 @@ class SweptRun:
 
 
 def format_value(value: Any) -> str:
+    """A coordinate as it appears in a run id (path- and wildcard-safe): ``0.001``, ``1``/``0``
+    for booleans, ``0.9_0.99`` for a list value such as ``betas``."""
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "_".join(format_value(item) for item in value)
     return str(value)
 
 

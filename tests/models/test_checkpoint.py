@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tinylang.models import CheckpointError, ModelConfig, build_model, load_checkpoint, save_checkpoint
-from tinylang.models.checkpoint import FORMAT
+from tinylang.models.checkpoint import FORMAT, load_run_checkpoint
 
 
 @pytest.fixture
@@ -64,3 +64,14 @@ def test_a_checkpoint_from_before_the_hash_loads(checkpoint):
     assert payload["format"] == FORMAT
     torch.save(payload, path)
     load_checkpoint(path)
+
+
+def test_a_checkpoint_under_another_runs_or_steps_name_is_refused(tmp_path):
+    model = build_model(ModelConfig(mixer="attention", d_model=16, n_layers=1), 12, 8)
+    save_checkpoint(tmp_path / "step5.pt", model, 5, extra={"run": "a"})
+    load_run_checkpoint(tmp_path, 5, "a")
+    (tmp_path / "step5.pt").rename(tmp_path / "step6.pt")
+    with pytest.raises(CheckpointError, match=r"holds run 'a' at step 5, not run 'a' at step 6"):
+        load_run_checkpoint(tmp_path, 6, "a")
+    with pytest.raises(CheckpointError, match=r"not run 'b' at step 6"):
+        load_run_checkpoint(tmp_path, 6, "b")

@@ -89,3 +89,16 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[Lan
         ) from None
     info = {k: v for k, v in payload.items() if k != "state_dict"}
     return model.to(device).eval(), info
+
+
+def load_run_checkpoint(checkpoints_dir: str | os.PathLike, step: int, run: str,
+                        device: str | torch.device = "cpu") -> tuple[LanguageModel, dict[str, Any]]:
+    """``run``'s checkpoint at ``step``, once the file says it is that run at that step (a file
+    copied or renamed into another run's folder or step is refused, not evaluated as it)."""
+    path = checkpoint_path(checkpoints_dir, step)
+    model, info = load_checkpoint(path, device)
+    stored_run = (info.get("extra") or {}).get("run")
+    if info.get("step") != int(step) or stored_run not in (None, "", run):
+        raise CheckpointError(f"checkpoint {path} holds run {stored_run!r} at step {info.get('step')}, not run "
+                              f"{run!r} at step {int(step)} (copied or renamed?); {_remedy(path)}")
+    return model, info

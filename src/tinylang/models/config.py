@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
 from .mixers import MIXERS
 from .state_mixers import STATE_MIXERS
@@ -13,22 +13,22 @@ from .state_mixers import STATE_MIXERS
 class ModelConfig(BaseModel):
     """One architecture: a mixer on the shared backbone."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     mixer: str
-    d_model: int = Field(64, ge=1)
-    n_layers: int = Field(2, ge=1)
+    d_model: StrictInt = Field(64, ge=1)
+    n_layers: StrictInt = Field(2, ge=1)
     state_mixer: str | None = None  # None: the mixer's own default ("mlp" or "none")
-    mlp_ratio: int = Field(4, ge=1)
+    mlp_ratio: StrictInt = Field(4, ge=1)
     pos_embed: bool = True
     # auto: the paper's, LayerNorm in Transformer-style blocks, RMSNorm in Mamba-style ones, final LayerNorm
     norm: Literal["auto", "layernorm", "rmsnorm"] = "auto"
     tie_embeddings: bool = True  # the paper's LM head is the token embedding
     init: Literal["zoology", "torch"] = "zoology"  # zoology: the paper's; torch: PyTorch defaults
     # Rows of the position table; None: the language's longest example (the paper's code: 1024).
-    n_positions: int | None = Field(None, ge=1)
+    n_positions: StrictInt | None = Field(None, ge=1)
     # Unused rows appended to the token table: the paper's AR vocabulary holds one (for its -100 label).
-    extra_tokens: int = Field(0, ge=0)
+    extra_tokens: StrictInt = Field(0, ge=0)
     mixer_args: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("mixer")

@@ -159,7 +159,7 @@ def _evaluated(spec: EvaluateSpec, evaluator, meta: dict[str, Any], splits: list
     """The evaluator's tables of ``splits`` on checkpoint ``spec.step``, with ``run``, ``step``, ``split`` in front."""
     options = spec.options
     model, data = _checkpoint_and_data(spec.checkpoints_dir, spec.step, spec.language_dir, splits,
-                                       options.num_examples, spec.device)
+                                       options.num_examples, spec.device, spec.run)
     if not evaluator.applies_to(model.model_config):
         raise ValueError(f"evaluator {spec.evaluator!r} does not apply to mixer {model.model_config.mixer!r}")
     tables = []
@@ -202,15 +202,15 @@ def _meta_and_splits(language_dir: Path, splits: list[str] | None) -> tuple[dict
     return meta, splits
 
 
-def _checkpoint_and_data(checkpoints_dir, step, language_dir, splits, max_examples, device):
+def _checkpoint_and_data(checkpoints_dir, step, language_dir, splits, max_examples, device, run):
     """The checkpoint's model and the first ``max_examples`` of each of ``splits`` as tensors."""
     import torch
 
     from tinylang.device import resolve_device
     from tinylang.languages.dataset import load_tensors
-    from tinylang.models import checkpoint_path, load_checkpoint
+    from tinylang.models.checkpoint import load_run_checkpoint
 
-    model, _ = load_checkpoint(checkpoint_path(checkpoints_dir, step), device=resolve_device(device))
+    model, _ = load_run_checkpoint(checkpoints_dir, step, run, device=resolve_device(device))
     data = {}
     for split in splits:
         tensors = load_tensors(language_dir, split)

@@ -4,34 +4,36 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, StrictInt, model_validator
 
 
 class TrainConfig(BaseModel):
     """Optimiser, schedule, length and checkpointing of one training run."""
 
-    model_config = ConfigDict(extra="forbid")
+    # No inf/nan (a learning rate of .inf used to be accepted), and no bool for an int (YAML's
+    # `batch_size: true` used to become 1).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     lr: PositiveFloat = 1e-3
     weight_decay: float = Field(0.01, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = Field(0, ge=0)
+    warmup_steps: StrictInt = Field(0, ge=0)
     schedule: Literal["constant", "linear", "cosine"] = "linear"
     min_lr_ratio: float = Field(0.0, ge=0, le=1)  # the decay ends at lr * min_lr_ratio
-    batch_size: int = Field(32, ge=1)
+    batch_size: StrictInt = Field(32, ge=1)
     # The examples' order in each epoch: a fresh seeded permutation ("shuffle"), or the train
     # split's own order every epoch ("file": the paper's code, whose splits are i.i.d. samples).
     order: Literal["shuffle", "file"] = "shuffle"
-    steps: int | None = Field(None, ge=1)  # optimiser steps in all
-    epochs: int | None = Field(None, ge=1)  # or whole passes over the train split
+    steps: StrictInt | None = Field(None, ge=1)  # optimiser steps in all
+    epochs: StrictInt | None = Field(None, ge=1)  # or whole passes over the train split
     grad_clip: float | None = Field(1.0, gt=0)
-    seed: int = 0
-    checkpoints: list[int] = Field(default_factory=list)  # steps to save at; 0 and the last always saved
-    log_every: int = Field(10, ge=1)
+    seed: StrictInt = 0
+    checkpoints: list[StrictInt] = Field(default_factory=list)  # steps to save at; 0 and the last always saved
+    log_every: StrictInt = Field(10, ge=1)
     # Every this many steps (and at every checkpoint) the resumable training state is written, so a
     # killed or preempted job loses at most this many steps; None: at checkpoints only. It does
     # not change what is trained: a state written at another interval still resumes.
-    state_every: int | None = Field(500, ge=1)
+    state_every: StrictInt | None = Field(500, ge=1)
 
     @model_validator(mode="after")
     def _one_length(self) -> TrainConfig:

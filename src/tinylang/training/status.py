@@ -19,7 +19,7 @@ def write_run_status(status: dict[str, Any], path: str | os.PathLike) -> None:
     if status.get("status") not in STATUSES:
         raise ValueError(f"a run status is one of {STATUSES}, not {status.get('status')!r}")
     with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(status, indent=2) + "\n")
+        tmp.write_text(json.dumps(status, indent=2, allow_nan=False) + "\n")  # strict JSON
 
 
 def read_run_status(path: str | os.PathLike) -> dict[str, Any]:

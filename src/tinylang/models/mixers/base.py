@@ -12,7 +12,7 @@ from torch import nn
 class MixerOptions(BaseModel):
     """Hyperparameters of one mixer; subclasses add fields. Unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Mixer(nn.Module):
