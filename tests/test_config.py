@@ -6,6 +6,7 @@ import copy
 import re
 import subprocess
 import sys
+from unittest import mock
 
 import pytest
 import yaml
@@ -83,6 +84,10 @@ def test_evaluators_apply_only_where_they_can(tiny_study):
     (lambda c: c["evaluators"]["probes"].update(targets=["query_itme"]), "did you mean 'query_item'?"),
     (lambda c: c["models"]["attention"].update(d_model=18, mixer_args={"n_heads": 4}),
      "models.attention: mixer_args: d_model (18) must be divisible by n_heads (4)"),
+    (lambda c: c["models"]["attention"].update(d_model=1_000_000),
+     "models.attention.d_model: 1000000 × 1 layers takes at least 14,901.2 GiB to train"),
+    (lambda c: c["languages"]["ar"]["splits"].update(train=10**9), "languages.ar: generating it takes at least 93.1 GiB"),
+    (lambda c: c["languages"]["ar"].update(num_kv=10**9), "languages.ar: generating it takes at least 59.6 GiB"),
     (lambda c: c["training"].update(warmup_steps=50),
      "training.warmup_steps (50) exceeds the run's 12 steps (runs attention, mamba)"),
     (lambda c: c["training"].update(checkpoints=[6, 40]),
@@ -92,7 +97,8 @@ def test_mistakes_only_a_run_would_show_are_refused_with_the_study(tiny_study, e
     """Each of these used to surface only in a job (or never: checkpoints past the end were
     dropped silently); now the study refuses them, naming the field, before anything runs."""
     edit(tiny_study)
-    with pytest.raises(ConfigError) as err:
+    with mock.patch("tinylang.config.machine_memory_bytes", return_value=24 * 2**30), \
+            pytest.raises(ConfigError) as err:
         load_study(tiny_study)
     assert message in str(err.value)
 

@@ -7,6 +7,7 @@ that is wrong, e.g. ``models.mamba.mixer: unknown mixer 'mamab'; allowed: ...``.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -158,7 +159,7 @@ class StudyConfig(_Section):
             self._add_swept_runs(self.sweep, known)
         if not self._runs:
             raise ValueError("runs: the study has no runs (give `runs`, a `sweep`, or both)")
-        problems = _grouped(self._run_problems()) + self._evaluator_split_problems()
+        problems = _grouped(self._run_problems()) + self._evaluator_split_problems() + self._memory_problems()
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -174,6 +175,22 @@ class StudyConfig(_Section):
             late = sorted(step for step in run.train.checkpoints if step > total)
             if late:
                 problems.append((name, f"training.checkpoints {late} lie past the run's last step ({total})"))
+        return problems
+
+    def _memory_problems(self, available: int | None = None) -> list[str]:
+        """Languages and models whose lower-bound memory exceeds the machine's (a bare
+        MemoryError or a 12 TB allocation deep inside a job, otherwise)."""
+        available = machine_memory_bytes() if available is None else available
+        have = f"this machine has {_gib(available)}"
+        problems = [f"languages.{name}: generating it takes at least {_gib(config.min_bytes())}; {have}"
+                    for name, config in self.languages.items() if config.min_bytes() > available]
+        for name, model in {**self.models, **{run.name: run.model for run in self._runs.values()}}.items():
+            need = _model_min_bytes(model)
+            if need > available:
+                where = f"models.{name}" if name in self.models else f"sweep run {name}"
+                problems.append(f"{where}.d_model: {model.d_model} × {model.n_layers} layers takes at least "
+                                f"{_gib(need)} to train (weights, gradients and Adam's two moments); {have}")
+                break
         return problems
 
     def _evaluator_split_problems(self) -> list[str]:
@@ -314,6 +331,21 @@ def load_study(raw: dict[str, Any], language_library: str | Path | None = None) 
         lines = [part for line in _lines(err) for part in line.splitlines()]
         raise ConfigError("invalid study config:\n  " + "\n  ".join(lines)) from None
     return study
+
+
+def machine_memory_bytes() -> int:
+    """The machine's physical memory."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _model_min_bytes(model: ModelConfig) -> int:
+    """A lower bound on training memory: every mixer has at least d_model² weights a layer,
+    each with a gradient and two Adam moments in float32."""
+    return 16 * model.n_layers * model.d_model**2
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB"
 
 
 def _grouped(problems: list[tuple[str, str]], shown: int = 3) -> list[str]:

@@ -46,6 +46,9 @@ class ARConfig(LanguageConfig):
     mask_nonquery: bool = True
     train_test_split: float = Field(0.0, ge=0.0, lt=1.0)
 
+    def min_bytes(self) -> int:
+        return super().min_bytes() + 64 * self.num_kv  # the vocabulary: a string per token
+
     @field_validator("num_kv")
     @classmethod
     def _check_num_kv(cls, num_kv: int) -> int:

@@ -52,6 +52,11 @@ class LanguageConfig(BaseModel):
             raise ValueError(f"splits: every split needs ≥ 1 example, got {bad}")
         return {name: splits[name] for name in SPLIT_NAMES if name in splits}
 
+    def min_bytes(self) -> int:
+        """A lower bound on the memory generating the language takes (about 100 bytes a row:
+        its tokens, probe positions and statistics), to refuse at planning what cannot fit."""
+        return 100 * sum(self.splits.values())
+
 
 class Language(ABC):
     """A generator of tokenised examples.
