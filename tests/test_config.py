@@ -37,7 +37,8 @@ def test_run_resolves_training_defaults_and_overrides(tiny_study):
         (lambda c: c["training"].update(lr=-0.1), ["lr", "greater than 0"]),
         (lambda c: c["languages"]["ar"].update(num_kv=15), ["languages.ar.num_kv", "even"]),
         (lambda c: c["runs"]["mamba"].update(language="nope"), ["runs.mamba.language", "'nope'", "ar"]),
-        (lambda c: c["models"]["mamba"]["mixer_args"].update(d_sate=4), ["mixer_args.d_sate", "d_state"]),
+        (lambda c: c["models"]["mamba"]["mixer_args"].update(d_sate=4),
+         ["mixer_args: unknown key(s) 'd_sate' (did you mean 'd_state'?)"]),
         (lambda c: c.update(device="tpu"), ["device", "'auto'", "'cuda'"]),
     ],
 )
@@ -61,7 +62,7 @@ def test_evaluators_are_validated_by_name_and_options(tiny_study):
         load_study(tiny_study)
     message = str(err.value)
     assert "evaluators.behavior: unknown evaluator 'behavior'; allowed: attention, behaviour" in message
-    assert "evaluators.interventions.num_exampls: Extra inputs are not permitted" in message
+    assert "evaluators.interventions: unknown key(s) 'num_exampls' (did you mean 'num_examples'?)" in message
     assert "evaluators.probes.l2" in message
 
 
@@ -75,6 +76,8 @@ def test_evaluators_apply_only_where_they_can(tiny_study):
 
 
 @pytest.mark.parametrize("edit, message", [
+    (lambda c: c["training"].update(lrr=0.1), "  training: unknown key(s) 'lrr' (did you mean 'lr'?); allowed: batch_size"),
+    (lambda c: c.update(evaluatorz={}), "unknown key(s) 'evaluatorz' (did you mean 'evaluators'?)"),
     (lambda c: c["evaluators"]["behaviour"].update(splits=["tset"]),
      "evaluators.behaviour.splits: ['tset'] not among language 'ar''s splits (train, test)"),
     (lambda c: c["evaluators"]["interventions"].update(splits=["dev"]),
@@ -287,3 +290,11 @@ def test_list_valued_sweep_axes_give_path_safe_run_ids(tiny_study):
 def test_grid_values_that_print_alike_are_blamed_on_the_grid(tiny_study):
     with pytest.raises(ConfigError, match=r"sweep.grid: two grid points give the run id 'ar-attention-lr0.001-s0'"):
         load_study(_sweep_study(tiny_study, lr=[0.001, 0.0010000001]))
+
+
+def test_a_training_default_mistake_is_reported_once_not_once_per_run(tiny_study):
+    tiny_study["training"]["lr"] = -1
+    with pytest.raises(ConfigError) as err:
+        load_study(tiny_study)
+    assert str(err.value).count("lr: Input should be greater than 0") == 1
+    assert "training.lr: Input should be greater than 0" in str(err.value)

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -34,6 +33,7 @@ from tinylang.evaluation.evaluators import (
 )
 from tinylang.languages import parse_language_config
 from tinylang.models import ModelConfig
+from tinylang.strict import StrictModel
 from tinylang.sweep import MODEL_FIELDS, SweepConfig, expand
 from tinylang.training.config import TrainConfig
 
@@ -47,7 +47,7 @@ class ConfigError(ValueError):
     """A study config is invalid; the message lists every problem with its field."""
 
 
-class _Section(BaseModel):
+class _Section(StrictModel):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -126,11 +126,14 @@ class StudyConfig(_Section):
                     raw = _library_language(raw, library)
                 parsed[name] = parse_language_config(raw)
             except ValidationError as err:
-                problems += [f"languages.{name}.{line}" for line in _lines(err)]
+                problems += _lines(err, f"languages.{name}")
             except (ValueError, TypeError, OSError, yaml.YAMLError) as err:
                 problems.append(f"languages.{name}: {err}")
         self.languages = parsed
         trains = {}
+        shared = self._training_default_problems()
+        problems += shared
+        shared_messages = {line.removeprefix("training.").removeprefix("training: ") for line in shared}
         for name, spec in self.runs.items():
             if spec.language not in known:
                 problems.append(f"runs.{name}.language: {spec.language!r} is not one of: {', '.join(known)}")
@@ -139,14 +142,15 @@ class StudyConfig(_Section):
             try:
                 trains[name] = TrainConfig(**{**self.training, **spec.train})
             except ValidationError as err:
-                problems += [f"runs.{name}.train (with training defaults): {line}" for line in _lines(err)]
+                problems += [f"runs.{name}.train (with training defaults): {line}" for line in _lines(err)
+                             if line not in shared_messages]
         for name, raw in self.evaluators.items():
             try:
                 self._evaluators[name] = parse_evaluator_options(name, raw)
             except KeyError as err:
                 problems.append(f"evaluators.{name}: {err.args[0]}")
             except ValidationError as err:
-                problems += [f"evaluators.{name}.{line}" for line in _lines(err)]
+                problems += _lines(err, f"evaluators.{name}")
         if problems:
             raise ValueError("\n".join(problems))
         # Resolved once here; the Snakefile asks for runs many times while it plans.
@@ -205,6 +209,15 @@ class StudyConfig(_Section):
                     problems.append(f"evaluators.{evaluator}.splits: {missing} not among language {language!r}'s "
                                     f"splits ({', '.join(have)})")
         return problems
+
+    def _training_default_problems(self) -> list[str]:
+        """The ``training`` defaults' own mistakes, once (not once per run that inherits them)."""
+        length = {} if {"steps", "epochs"} & set(self.training) else {"steps": 1}  # runs may give the length
+        try:
+            TrainConfig(**{**self.training, **length})
+        except ValidationError as err:
+            return _lines(err, "training")
+        return []
 
     def _add_swept_runs(self, sweep: SweepConfig, known: list[str]) -> None:
         problems = []
@@ -273,10 +286,11 @@ class StudyConfig(_Section):
         return sorted(selection)
 
 
-def _lines(err: ValidationError) -> list[str]:
+def _lines(err: ValidationError, prefix: str = "") -> list[str]:
+    """One ``field.path: message`` line per error, the path under ``prefix``."""
     lines = []
     for e in err.errors():
-        loc = ".".join(str(part) for part in e["loc"])
+        loc = ".".join(str(part) for part in (prefix, *e["loc"]) if part != "")
         msg = e["msg"].removeprefix("Value error, ")
         lines.append(f"{loc}: {msg}" if loc else msg)
     return lines

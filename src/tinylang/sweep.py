@@ -30,9 +30,10 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from tinylang.models import ModelConfig
+from tinylang.strict import StrictModel
 from tinylang.training.config import TrainConfig
 
 MODEL_FIELDS = frozenset(ModelConfig.model_fields) - {"mixer_args"}
@@ -58,7 +59,7 @@ def axis_target(key: str) -> str:
     raise ValueError(f"unknown sweep key {key!r}; allowed: {', '.join(allowed)}")
 
 
-class SweepConfig(BaseModel):
+class SweepConfig(StrictModel):
     """Runs as the product of ``grid``'s lists over the ``model``/``train`` templates."""
 
     model_config = ConfigDict(extra="forbid")

@@ -139,7 +139,7 @@ def test_meta_and_round_trip(tmp_path):
         ({"splits": {"train": 5, "valid": 5}}, "splits", "train, dev, test"),
         ({"splits": {"train": 0}}, "splits", "≥ 1"),
         ({"seed": -1}, "seed", "greater than or equal to 0"),
-        ({"vocab": 3}, "vocab", "Extra inputs are not permitted"),
+        ({"vocab": 3}, "vocab", "unknown key(s) 'vocab'; allowed: mask_nonquery"),
         ({"train_test_split": -0.1}, "train_test_split", "greater than or equal to 0"),
         ({"train_test_split": 1.0}, "train_test_split", "less than 1"),
         ({"train_test_split": float("nan")}, "train_test_split", "less than 1"),

@@ -19,17 +19,18 @@ import difflib
 from typing import Any, ClassVar, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from tinylang.languages import POSITION_COLUMNS
 from tinylang.models import HOOK_POINTS, MIXERS, ModelConfig
 from tinylang.models.mixers import stores_attention
 from tinylang.registry import Registry
+from tinylang.strict import StrictModel
 
 CheckpointSelection = Literal["all", "final"] | list[int]
 
 
-class EvaluatorOptions(BaseModel):
+class EvaluatorOptions(StrictModel):
     """What every evaluator accepts: which checkpoints, which splits, how many examples."""
 
     model_config = ConfigDict(extra="forbid")

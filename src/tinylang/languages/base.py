@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from tinylang.integrity import DIGEST_KEY, file_digest, is_intact, sealed
 from tinylang.registry import Registry
+from tinylang.strict import StrictModel
 
 PAD, BOS, EOS = 0, 1, 2
 SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>"]
@@ -31,7 +32,7 @@ POSITION_COLUMNS = ("bos", "query_item_orig", "target_item_orig", "divider", "qu
 """Probe-position columns (indices into ``tokens``) a language may provide."""
 
 
-class LanguageConfig(BaseModel):
+class LanguageConfig(StrictModel):
     """Fields every language config has; subclasses add ``type`` and their own fields."""
 
     model_config = ConfigDict(extra="forbid")

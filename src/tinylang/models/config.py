@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
+
+from tinylang.strict import StrictModel
 
 from .mixers import MIXERS
 from .state_mixers import STATE_MIXERS
 
 
-class ModelConfig(BaseModel):
+class ModelConfig(StrictModel):
     """One architecture: a mixer on the shared backbone."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -54,7 +56,8 @@ class ModelConfig(BaseModel):
             self.mixer_args = options.model_dump()
         except ValidationError as err:
             problems = "; ".join(
-                f"mixer_args.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()
+                f"{'.'.join(map(str, ('mixer_args', *e['loc'])))}: {e['msg'].removeprefix('Value error, ')}"
+                for e in err.errors()
             )
             allowed = ", ".join(mixer_cls.Options.model_fields)
             raise ValueError(f"{problems} (mixer {self.mixer!r} takes: {allowed})") from None

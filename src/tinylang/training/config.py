@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, StrictInt, model_validator
+from pydantic import ConfigDict, Field, PositiveFloat, StrictInt, model_validator
+
+from tinylang.strict import StrictModel
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(StrictModel):
     """Optimiser, schedule, length and checkpointing of one training run."""
 
     # No inf/nan (a learning rate of .inf used to be accepted), and no bool for an int (YAML's

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 from torch import nn
 
+from tinylang.strict import StrictModel
 
-class MixerOptions(BaseModel):
+
+class MixerOptions(StrictModel):
     """Hyperparameters of one mixer; subclasses add fields. Unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
