@@ -190,6 +190,9 @@ def test_a_sigkilled_workflow_resumes_to_the_uninterrupted_result(tmp_path):
     run_snakemake(victim, "--rerun-incomplete", TARGET)
     train_log = (victim / OUT / "logs" / "train" / "long.log").read_text()
     assert f"run long: resuming from step {kill_step} of 3000" in train_log
+    # Snakemake deletes a job's log before rerunning it; the killed attempt's lines are kept.
+    assert "an earlier attempt of this job was interrupted; its log:" in train_log
+    assert train_log.count("run long: attention model") == 2  # the killed attempt's start, then this one's
     assert ref.wait(timeout=300) == 0, (reference / "snakemake.out").read_text()[-3000:]
     total = time.monotonic() - started
     print(f"killed at training step {kill_step} after {killed:.1f} s; everything done after {total:.1f} s")

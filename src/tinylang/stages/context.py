@@ -38,6 +38,30 @@ def stage_logging(log_file: str | os.PathLike | None) -> Iterator[None]:
 
 
 @contextmanager
+def kept_log(path: Path) -> Iterator[None]:
+    """Also append tinylang's log records to ``path`` for the block: a log outside the rule's
+    outputs, which Snakemake deletes before it reruns a job, so an interrupted attempt's lines
+    survive into the next attempt (``earlier_attempts``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, mode="a")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("tinylang")
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def earlier_attempts(path: Path) -> None:
+    """Copy the lines an interrupted earlier attempt left in ``path`` into this attempt's log."""
+    if path.is_file() and path.stat().st_size:
+        log.info("an earlier attempt of this job was interrupted; its log:\n%s\n(end of the earlier attempt's log)",
+                 path.read_text().rstrip())
+
+
+@contextmanager
 def stage_context(log_file: str | os.PathLike | None, device: str | None = None,
                   threads: int | None = None) -> Iterator[None]:
     """``stage_logging``, and for a stage that runs a model a GPU slot (``device``) and

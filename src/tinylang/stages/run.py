@@ -12,10 +12,11 @@ from typing import Any
 
 import pandas as pd
 
-from tinylang.stages.context import stage_context
+from tinylang.stages.context import earlier_attempts, kept_log, stage_context
 from tinylang.stages.job import Job, log_file
 from tinylang.tables import write_table
 
+ATTEMPTS_LOG = "attempts.log"  # in a run's partial/: the log lines of attempts that were interrupted
 log = logging.getLogger("tinylang")
 
 
@@ -73,28 +74,15 @@ def train(spec: TrainSpec) -> dict[str, Any]:
     stage: its checkpoints before the fault and its log so far are moved into place and the
     status file says so (``tinylang.training.status``). Without it the fault is raised
     (``TrainingDiverged``). Returns the status."""
-    from tinylang.training import train_run
-    from tinylang.training.loop import TrainingDiverged
     from tinylang.training.state import trainer_lock
     from tinylang.training.status import write_run_status
 
     with stage_context(spec.log, spec.device, spec.threads):
         partial = spec.checkpoints_dir.parent / "partial"
-        result: dict[str, Any] = {"run": spec.run, "status": "ok"}
         with trainer_lock(partial):  # held until the outputs are moved out of the folder
-            try:
-                train_run(spec.model, spec.train, spec.language_dir, partial, device=spec.device, run_name=spec.run,
-                          progress=spec.progress, lock=False)
-            except TrainingDiverged as fault:
-                if spec.status is None:
-                    raise
-                result.update(status="failed", step=fault.step, lr=fault.lr, reason=fault.reason,
-                              checkpoints=fault.checkpoints)
-            if spec.checkpoints_dir.exists():
-                shutil.rmtree(spec.checkpoints_dir)
-            os.replace(partial / "checkpoints", spec.checkpoints_dir)
-            os.replace(partial / "train_log.parquet", spec.train_log)
-            shutil.rmtree(partial, ignore_errors=True)
+            earlier_attempts(partial / ATTEMPTS_LOG)
+            with kept_log(partial / ATTEMPTS_LOG):
+                result = _train_in(spec, partial)
         if spec.status is not None:
             write_run_status(result, spec.status)
             if result["status"] == "failed":
@@ -135,6 +123,28 @@ class EvaluateSpec:
 
 RUN_COLUMNS = {"run": "str", "step": "int64", "split": "str"}
 """The columns ``evaluate`` puts in front of every evaluator's table, and their pandas dtypes."""
+
+
+def _train_in(spec: TrainSpec, partial: Path) -> dict[str, Any]:
+    """Train ``spec``'s run in ``partial`` and move its outputs into place; the run's status."""
+    from tinylang.training import train_run
+    from tinylang.training.loop import TrainingDiverged
+
+    result: dict[str, Any] = {"run": spec.run, "status": "ok"}
+    try:
+        train_run(spec.model, spec.train, spec.language_dir, partial, device=spec.device, run_name=spec.run,
+                  progress=spec.progress, lock=False)
+    except TrainingDiverged as fault:
+        if spec.status is None:
+            raise
+        result.update(status="failed", step=fault.step, lr=fault.lr, reason=fault.reason,
+                      checkpoints=fault.checkpoints)
+    if spec.checkpoints_dir.exists():
+        shutil.rmtree(spec.checkpoints_dir)
+    os.replace(partial / "checkpoints", spec.checkpoints_dir)
+    os.replace(partial / "train_log.parquet", spec.train_log)
+    shutil.rmtree(partial, ignore_errors=True)
+    return result
 
 
 def evaluate(spec: EvaluateSpec) -> pd.DataFrame:
