@@ -179,22 +179,24 @@ def read_meta(language_dir: Path) -> dict[str, Any]:
     return {k: v for k, v in meta.items() if k != DIGEST_KEY}
 
 
-def checked_split_path(language_dir: Path, split: str) -> Path:
+def checked_split_path(language_dir: Path, split: str, meta: dict[str, Any] | None = None) -> Path:
     """The path of ``split``'s Parquet file once its SHA-256 matches the one ``meta.json``
-    recorded (languages written before hashes are not checked); LanguageDataError if not."""
+    recorded (languages written before hashes are not checked); LanguageDataError if not.
+    ``meta``: the directory's meta when the caller has read it already."""
     language_dir = Path(language_dir)
     path = _existing(language_dir / f"{split}.parquet")
-    expected = read_meta(language_dir).get("file_sha256", {}).get(split)
+    meta = read_meta(language_dir) if meta is None else meta
+    expected = meta.get("file_sha256", {}).get(split)
     if expected is not None and file_digest(path) != expected:
         raise LanguageDataError(f"language split {path} is damaged: its bytes do not match the SHA-256 in "
                                 f"{language_dir / 'meta.json'}; {regenerate_hint(language_dir)}") from None
     return path
 
 
-def read_split(language_dir: Path, split: str) -> pd.DataFrame:
+def read_split(language_dir: Path, split: str, meta: dict[str, Any] | None = None) -> pd.DataFrame:
     """One split of a language directory as a DataFrame (``tokens`` holds int32 arrays);
     LanguageDataError when the Parquet file is truncated or corrupt."""
-    path = checked_split_path(language_dir, split)
+    path = checked_split_path(language_dir, split, meta)
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as err:

@@ -182,7 +182,7 @@ def load_tensors(language_dir: Path, split: str) -> TokenTensors:
     a LanguageDataError naming the file and how to write it again."""
     meta = read_meta(language_dir)
     mask_nonquery = bool(meta.get("config", {}).get("mask_nonquery", False))
-    df = read_split(language_dir, split)  # a truncated or corrupt file: its own LanguageDataError
+    df = read_split(language_dir, split, meta)  # a truncated or corrupt file: its own LanguageDataError
     try:
         return to_tensors(df, mask_nonquery, vocab_size=len(meta["vocabulary"]),
                           source=f"language split {Path(language_dir) / f'{split}.parquet'}")

@@ -140,7 +140,7 @@ class _Trainer:
         n_train = len(self.train)
         if n_train == 0:
             raise ValueError(f"the train split of {language_dir} is empty")
-        vocab_size, max_len = len(meta["vocabulary"]), _max_length(language_dir, splits, self.train)
+        vocab_size, max_len = len(meta["vocabulary"]), _max_length(language_dir, meta, splits, self.train)
         self.total = cfg.total_steps(n_train)
         self.batch_size = min(cfg.batch_size, n_train)
         self.steps_per_epoch = -(-n_train // self.batch_size)
@@ -339,13 +339,13 @@ class _Trainer:
         )
 
 
-def _max_length(language_dir: Path, splits: list[str], train) -> int:
+def _max_length(language_dir: Path, meta: dict[str, Any], splits: list[str], train) -> int:
     """The longest sequence over every split (so evaluation splits fit the position table)."""
     longest = int(train.lengths.max())
     for split in splits:
         if split == "train":
             continue
-        tokens = pq.read_table(checked_split_path(language_dir, split), columns=["tokens"])["tokens"]
+        tokens = pq.read_table(checked_split_path(language_dir, split, meta), columns=["tokens"])["tokens"]
         if len(tokens):
             longest = max(longest, int(pc.max(pc.list_value_length(tokens)).as_py() or 0))
     return longest

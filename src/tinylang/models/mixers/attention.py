@@ -8,7 +8,7 @@ from pydantic import Field
 from torch import nn
 
 from . import MIXERS
-from .base import AttentionMixer, MixerOptions
+from .base import AttentionMixer, MixerOptions, check_divides
 
 
 class AttentionOptions(MixerOptions):
@@ -27,8 +27,7 @@ class Attention(AttentionMixer):
 
     @classmethod
     def check_shape(cls, d_model: int, n_layers: int, options: AttentionOptions) -> None:
-        if d_model % options.n_heads:
-            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({options.n_heads})")
+        check_divides(d_model, options.n_heads, "n_heads")
 
     def __init__(self, d_model: int, options: AttentionOptions, layer_idx: int = 0):
         super().__init__(d_model, options, layer_idx)

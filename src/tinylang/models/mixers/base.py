@@ -53,6 +53,12 @@ class Mixer(nn.Module):
         raise NotImplementedError
 
 
+def check_divides(d_model: int, parts: int, name: str) -> None:
+    """ValueError unless ``parts`` (heads, or a head width) divides ``d_model``."""
+    if d_model % parts:
+        raise ValueError(f"d_model ({d_model}) must be divisible by {name} ({parts})")
+
+
 class RecurrenceUnavailable(NotImplementedError):
     """This mixer's configuration has no recurrent form (e.g. a long convolution)."""
 

@@ -49,7 +49,7 @@ from torch import nn
 
 from . import MIXERS
 from ._chunks import chunk_layout, in_chunks
-from .base import MixerOptions, RecurrentMixer
+from .base import MixerOptions, RecurrentMixer, check_divides
 from .base_conv import BaseConv, BaseConvOptions, KernelSize
 
 # ((conv_state (B, d_model, kernel_size - 1),) if a BaseConv) + ((S (B, H, F, head_dim), z (B, H, F)) if
@@ -207,8 +207,7 @@ class Based(RecurrentMixer):
 
     @classmethod
     def check_shape(cls, d_model: int, n_layers: int, options: BasedOptions) -> None:
-        if d_model % cls.heads(d_model, options):
-            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({cls.heads(d_model, options)})")
+        check_divides(d_model, cls.heads(d_model, options), "n_heads")
 
     def __init__(self, d_model: int, options: BasedOptions, layer_idx: int = 0):
         super().__init__(d_model, options, layer_idx)

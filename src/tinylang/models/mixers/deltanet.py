@@ -44,7 +44,7 @@ from .. import kernels
 from . import MIXERS
 from ._chunks import chunk_layout, in_chunks
 from ._shortconv import ShortConv
-from .base import MixerOptions, RecurrentMixer
+from .base import MixerOptions, RecurrentMixer, check_divides
 
 # (q_conv, k_conv, v_conv each (B, d_model, d_conv-1 or 0), S (B, H, head_dim_v, head_dim_k))
 DeltaNetState = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -116,8 +116,7 @@ class DeltaNet(RecurrentMixer):
 
     @classmethod
     def check_shape(cls, d_model: int, n_layers: int, options: DeltaNetOptions) -> None:
-        if d_model % cls.heads(d_model, options):
-            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({cls.heads(d_model, options)})")
+        check_divides(d_model, cls.heads(d_model, options), "n_heads")
 
     def __init__(self, d_model: int, options: DeltaNetOptions, layer_idx: int = 0):
         super().__init__(d_model, options, layer_idx)

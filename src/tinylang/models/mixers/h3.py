@@ -56,7 +56,7 @@ from torch import nn
 from . import MIXERS
 from ._conv import causal_conv
 from ._dt import random_log_dt
-from .base import MixerOptions, RecurrentMixer
+from .base import MixerOptions, RecurrentMixer, check_divides
 
 # (shift_state [B, d_model, d_state - 1] real, diag_state [B, H, head_dim, head_dim, d_state/2] complex)
 H3State = tuple[torch.Tensor, torch.Tensor]
@@ -94,8 +94,7 @@ class H3(RecurrentMixer):
 
     @classmethod
     def check_shape(cls, d_model: int, n_layers: int, options: H3Options) -> None:
-        if d_model % options.head_dim:
-            raise ValueError(f"d_model ({d_model}) must be divisible by head_dim ({options.head_dim})")
+        check_divides(d_model, options.head_dim, "head_dim")
 
     def __init__(self, d_model: int, options: H3Options, layer_idx: int = 0):
         super().__init__(d_model, options, layer_idx)

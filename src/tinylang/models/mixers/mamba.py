@@ -202,7 +202,6 @@ class Mamba(RecurrentMixer):
         self.d_inner = options.expand * d_model
         self.dt_rank = math.ceil(d_model / 16) if options.dt_rank == "auto" else options.dt_rank
         self.use_conv = options.conv == "causal"
-        self.conv_impl = options.conv_impl  # "torch": never a fused kernel (see MambaConv1d)
         self.use_fast_path = True  # fused CUDA kernels when installed and on a GPU (set False to compare)
 
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=options.bias)
@@ -280,11 +279,12 @@ class Mamba(RecurrentMixer):
 
     def initial_state(self, batch_size: int, device=None, dtype=None) -> MambaState:
         """Zero state: ``(conv_state (B, d_inner, d_conv-1 or 0), ssm_state (B, d_inner, d_state))``."""
-        k = self.d_conv - 1 if self.use_conv else 0
         dtype = dtype if dtype is not None else self.in_proj.weight.dtype
         device = device if device is not None else self.in_proj.weight.device
+        conv_state = (self.conv1d.initial_state(batch_size, device, dtype) if self.use_conv
+                      else torch.zeros(batch_size, self.d_inner, 0, device=device, dtype=dtype))
         return (
-            torch.zeros(batch_size, self.d_inner, k, device=device, dtype=dtype),
+            conv_state,
             torch.zeros(batch_size, self.d_inner, self.d_state, device=device, dtype=dtype),
         )
 
