@@ -190,6 +190,7 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("tiny_study")
 def test_a_truncated_checkpoint_fails_only_its_job_and_the_log_names_it(tmp_path, tiny_study, finished_tiny_study):
     """A finished study (a copy of the session's), then a checkpoint truncated on disk: the next
     run that needs it fails in that job, whose log names the file and the remedy; no other

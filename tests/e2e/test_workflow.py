@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import TINY_STUDY, run_snakemake
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tiny_study")]  # one worker builds the shared study
 
 
 def snakemake(workdir: Path, study: dict, *args: str) -> str:
@@ -21,11 +21,11 @@ def snakemake(workdir: Path, study: dict, *args: str) -> str:
     return proc.stdout + proc.stderr
 
 
-def planned(workdir: Path, study: dict) -> set[tuple[str, str]]:
-    """(rule, run or language) pairs Snakemake would run now, from its ``--summary`` table; ''
-    where the rule has neither. Evaluation jobs are named after their evaluator:
-    ``evaluate/interventions``."""
-    summary = pd.read_csv(io.StringIO(run_snakemake(workdir, study, "--summary").stdout), sep="\t")
+def planned(workdir: Path, study: dict, *targets: str) -> set[tuple[str, str]]:
+    """(rule, run or language) pairs Snakemake would run now for ``targets`` (default: every
+    output), from its ``--summary`` table; '' where the rule has neither. Evaluation jobs are
+    named after their evaluator: ``evaluate/interventions``."""
+    summary = pd.read_csv(io.StringIO(run_snakemake(workdir, study, "--summary", *targets).stdout), sep="\t")
     pending = summary[summary["plan"] != "no update"]
     return {_job(rule, Path(path)) for rule, path in zip(pending["rule"], pending["output_file"])}
 

@@ -8,7 +8,6 @@ import math
 from collections.abc import Iterable, Mapping
 
 import pandas as pd
-from scipy import stats
 
 from tinylang.study.runs import configuration_columns
 
@@ -64,6 +63,8 @@ def seed_interval(values: pd.Series) -> pd.Series:
     mean = values.mean() if n else math.nan
     if n < 2:
         return pd.Series({"mean": mean, "ci_low": math.nan, "ci_high": math.nan, "n_seeds": n})
+    from scipy import stats  # here, not at the top: planning a workflow imports this package
+
     half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * values.std(ddof=1) / math.sqrt(n)
     return pd.Series({"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n_seeds": n})
 
