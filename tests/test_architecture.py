@@ -22,7 +22,7 @@ LAYERS = [
     {"training", "evaluation"},
     {"study", "sweep"},
     {"figures"},
-    {"config", "targets"},
+    {"config", "targets", "results"},
     {"stages"},
     {"cli"},
 ]

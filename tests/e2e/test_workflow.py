@@ -132,3 +132,17 @@ def test_the_report_shows_every_figure_in_headless_chromium(finished_study):
     expected = {p.name for p in (workdir / "results" / "tiny" / "figures").rglob("*.png")}
     assert expected and set(shown) == expected
     assert all(width > 100 and height > 100 for width, height in shown.values()), shown
+
+
+def test_load_study_reads_every_table_of_the_finished_study(finished_study):
+    from tinylang.results import load_study
+
+    workdir, _ = finished_study
+    results = load_study(workdir / "results" / "tiny")
+    tables = results.tables()
+    assert set(tables) == {p.stem for p in (workdir / "results" / "tiny" / "study").glob("*.parquet")}
+    for name, frame in tables.items():
+        on_disk = pd.read_parquet(workdir / "results" / "tiny" / "study" / f"{name}.parquet")
+        pd.testing.assert_frame_equal(frame.drop(columns="study"), on_disk)
+        assert (frame["study"] == "tiny").all()
+    assert set(results.runs["run"]) == {"attention", "mamba"} and set(results.selection["mixer"]) == {"attention", "mamba"}
