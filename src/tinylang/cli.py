@@ -111,6 +111,14 @@ def _describe_model(args: argparse.Namespace) -> None:
         print(f"== {name}\n{format_description(model)}\n")
 
 
+def _export(args: argparse.Namespace) -> None:
+    from tinylang.models import export_checkpoint
+
+    out = export_checkpoint(args.checkpoint, args.out_dir)
+    print(f"wrote {out / 'model.safetensors'} and {out / 'config.json'} "
+          "(load with tinylang.models.load_exported)")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="tinylang", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -132,6 +140,10 @@ def main(argv: list[str] | None = None) -> None:
     describe.add_argument("--vocab-size", type=int, default=67, help="vocabulary size (default: 67, AR with num_kv 64)")
     describe.add_argument("--max-len", type=int, default=64, help="positional table length (default: 64)")
     describe.set_defaults(func=_describe_model)
+    export = commands.add_parser("export", help="a checkpoint as model.safetensors plus config.json")
+    export.add_argument("checkpoint", help="a checkpoint, e.g. results/<study>/runs/<run>/checkpoints/step<N>.pt")
+    export.add_argument("out_dir", help="folder to write (created)")
+    export.set_defaults(func=_export)
     args = parser.parse_args(argv)
     args.func(args)
 

@@ -4,10 +4,12 @@ from . import kernels
 from .backbone import HOOK_POINTS, Block, LanguageModel, build_model
 from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, read_checkpoint, save_checkpoint
 from .config import ModelConfig
+from .export import export_checkpoint, export_model, load_exported
 from .mixers import MIXERS
 from .state_mixers import STATE_MIXERS
 
 __all__ = [
     "HOOK_POINTS", "Block", "kernels", "LanguageModel", "build_model", "CheckpointError", "checkpoint_path",
-    "load_checkpoint", "read_checkpoint", "save_checkpoint", "ModelConfig", "MIXERS", "STATE_MIXERS",
+    "load_checkpoint", "read_checkpoint", "save_checkpoint", "export_checkpoint", "export_model", "load_exported",
+    "ModelConfig", "MIXERS", "STATE_MIXERS",
 ]
