@@ -1,5 +1,5 @@
-"""pyvene behind one adapter: ``import tinylang`` stays free of it, and importing the adapter
-(or using its names through ``tinylang.evaluation``) lets pyvene work on a loaded checkpoint."""
+"""pyvene behind one adapter: ``import tinylang`` stays free of it, and pyvene works on a loaded
+checkpoint in whichever order the two are imported."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 
 from tinylang.evaluation import pyvene_adapter
@@ -15,17 +16,20 @@ from tinylang.evaluation.runtime import inference
 from tinylang.models import HOOK_POINTS, ModelConfig, build_model, save_checkpoint
 
 
-def test_pyvene_is_imported_only_with_the_adapter_which_registers_our_model(tmp_path):
+@pytest.mark.parametrize("pyvene_first", [False, True], ids=["tinylang-then-pyvene", "pyvene-then-tinylang"])
+def test_pyvene_works_on_a_loaded_model_without_any_extra_import(tmp_path, pyvene_first):
+    """tinylang never imports pyvene (it is slow), yet pyvene knows our model in either import order."""
     torch.manual_seed(0)
     model = build_model(ModelConfig(mixer="attention", d_model=16, n_layers=2), 12, 16)
     save_checkpoint(tmp_path / "step0.pt", model, 0)
     script = textwrap.dedent(f"""
         import sys
+        if {pyvene_first}:
+            import pyvene
         import tinylang, tinylang.evaluation, tinylang.evaluation.evaluators, tinylang.stages
-        assert "pyvene" not in sys.modules, "pyvene imported without the adapter"
         from tinylang.models import load_checkpoint
+        assert {pyvene_first} or "pyvene" not in sys.modules, "tinylang imported pyvene"
         model, _ = load_checkpoint({str(tmp_path / "step0.pt")!r})
-        import tinylang.evaluation.pyvene_adapter
         import pyvene
         pyvene.IntervenableModel({{"layer": 1, "component": "mixer_output", "unit": "pos"}}, model)
         print("ok")

@@ -1,12 +1,10 @@
 """pyvene behind one door: the only module that imports it.
 
-pyvene finds a model's hook points in tables keyed by the model's type, so it knows nothing
-about ``LanguageModel`` until told; importing this module tells it (``register_with_pyvene``).
-After ``import tinylang.evaluation.pyvene_adapter`` (or using any of its names through
-``tinylang.evaluation``), ``pyvene.IntervenableModel(config, model)`` works on any loaded
-checkpoint with the components of ``COMPONENTS``. The import is slow (pyvene pulls in
-transformers), which is why ``tinylang`` and ``tinylang.evaluation`` never import this module
-themselves.
+``LanguageModel`` is registered with pyvene by ``tinylang.models`` (``pyvene_hook``, in
+whichever order the two are imported), so ``pyvene.IntervenableModel(config, model)`` works on
+any loaded checkpoint with the components of ``COMPONENTS``. This module holds the evaluators'
+uses of pyvene. Its import is slow (pyvene pulls in transformers), which is why ``tinylang`` and
+``tinylang.evaluation`` never import it themselves.
 """
 
 from __future__ import annotations
@@ -16,27 +14,23 @@ import io
 
 import torch
 
+from tinylang.models import pyvene_hook
 from tinylang.models.backbone import HOOK_POINTS, LanguageModel
 
 with contextlib.redirect_stdout(io.StringIO()):  # pyvene prints a notice about nnsight on import
     import pyvene as pv
-from pyvene.models.constants import CONST_INPUT_HOOK, CONST_OUTPUT_HOOK
 
 COMPONENTS = tuple(HOOK_POINTS)
 """The hook-point names a pyvene config's ``component`` may take for a ``LanguageModel``
 (the blocks of a model without a state mixer have no ``mlp_*``: ``model.components`` says which it has)."""
 
 
-def module_mapping() -> dict[str, tuple[str, str]]:
-    """Each component's module path (``%s`` for the layer) and pyvene hook (input or output)."""
-    hook = {"input": CONST_INPUT_HOOK, "output": CONST_OUTPUT_HOOK}
-    return {name: (path, hook[kind]) for name, (path, kind) in HOOK_POINTS.items()}
+module_mapping = pyvene_hook.module_mapping
 
 
 def register_with_pyvene() -> None:
-    """Tell pyvene where ``LanguageModel``'s hook points are and how wide they are (idempotent)."""
-    pv.type_to_module_mapping[LanguageModel] = module_mapping()
-    pv.type_to_dimension_mapping[LanguageModel] = {name: ("d_model",) for name in COMPONENTS}
+    """Register ``LanguageModel`` with pyvene (idempotent; ``tinylang.models`` already has)."""
+    pyvene_hook.register(pv)
 
 
 register_with_pyvene()
