@@ -9,6 +9,7 @@ import also registers ``LanguageModel`` with pyvene.
 
 from importlib import import_module
 
+from .activations import capture_all
 from .attention import attention_mass, attention_summary, has_attention
 from .attribution import attribution_summary, example_attributions
 from .behaviour import evaluate_behaviour
@@ -22,8 +23,8 @@ _LAZY = {
 }
 
 __all__ = [
-    "attention_mass", "attention_summary", "attribution_summary", "evaluate_behaviour", "example_attributions",
-    "has_attention", "restoration_summary", "run_probes", *sorted(_LAZY),
+    "attention_mass", "attention_summary", "attribution_summary", "capture_all", "evaluate_behaviour",
+    "example_attributions", "has_attention", "restoration_summary", "run_probes", *sorted(_LAZY),
 ]
 
 

@@ -64,6 +64,20 @@ def capture(model: LanguageModel, points: Sequence[Point], rows: torch.Tensor,
             handle.remove()
 
 
+def capture_all(model: LanguageModel, input_ids: torch.Tensor) -> dict[Point, torch.Tensor]:
+    """Every hook point's activation over a batch, for one's own analyses: ``{(layer,
+    component): Tensor (batch, length, d_model)}`` for each layer and each component the model
+    has (``model.components``), from one forward pass in eval mode without gradients."""
+    points = [(layer, component) for layer in range(model.config.n_layers) for component in model.components]
+    ids = input_ids.to(model.device)
+    batch, length = ids.shape
+    rows = torch.arange(batch, device=ids.device)[:, None].expand(batch, length)
+    pos = torch.arange(length, device=ids.device)[None].expand(batch, length)
+    with inference(model), capture(model, points, rows, pos) as store:
+        model(ids)
+        return dict(store)
+
+
 def collect(model: LanguageModel, tensors, points: Sequence[Point], positions: Sequence[str],
             batch_size: int = 256) -> dict[Point, torch.Tensor]:
     """Activations at every ``(layer, component)`` of ``points`` and every probe position of
