@@ -391,3 +391,28 @@ def test_a_second_trainer_in_the_same_run_folder_stops_and_a_killed_one_frees_it
         holder.wait()
     log = train(language, out, steps=5, log_every=5)
     assert log["step"].tolist() == [5]
+
+
+def test_the_log_gets_a_progress_line_at_every_tenth_of_the_run(language, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="tinylang.training"):
+        log = train(language, tmp_path / "run", steps=100)
+    lines = [r.getMessage() for r in caplog.records if " steps (" in r.getMessage() and "left" in r.getMessage()]
+    assert [line.split(": ")[1].split(" steps")[0] for line in lines] == [f"{s}/100" for s in range(10, 100, 10)]
+    losses = log.set_index("step")["loss"]
+    for line in lines:
+        step = int(line.split(": ")[1].split("/")[0])
+        assert line.startswith(f"run test: {step}/100 steps ({step} %), ") and " steps/s, " in line
+        assert line.endswith(f", loss {losses[step]:.4g}")
+
+
+def test_progress_lines_come_at_least_every_interval_between_tenths(monkeypatch, caplog):
+    from tinylang import progress
+
+    clock = iter([0.0, 10.0, 70.0, 80.0, 200.0])  # the start, then one reading per update
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    lines = progress.ProgressLines(logging.getLogger("tinylang.test"), "job", 1000, every_s=60.0)
+    with caplog.at_level(logging.INFO, logger="tinylang.test"):
+        for done in (1, 2, 3, 4):  # far from a tenth: only the elapsed time triggers
+            lines.update(done)
+    assert [r.getMessage().split(",")[0] for r in caplog.records] == ["job: 2/1000 steps (0 %)", "job: 4/1000 steps (0 %)"]
+    assert caplog.records[0].getMessage().endswith("0.0286 steps/s, 9h 42m left")  # 2 steps in 70 s

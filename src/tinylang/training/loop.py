@@ -24,7 +24,9 @@ Choices worth knowing:
   tokens) and ``steps_per_s`` over the same steps (checkpoint writes in the interval included),
   and ``wall_time_s`` since training started (summed over resumed sessions). The loss is
   accumulated in a device tensor and read only when a row is written, so there is no
-  host–device sync per step beyond what boolean-mask indexing itself needs.
+  host–device sync per step beyond what boolean-mask indexing itself needs. The job's log
+  file gets a progress line (step, %, steps/s, time left, loss) at each tenth of the run and
+  at least once a minute (``tinylang.progress``), checked when a row is written.
 - **Resuming** (``tinylang.training.state``). At every checkpoint before the last, and every
   ``state_every`` steps, ``out_dir/train_state.pt`` is written atomically (a temporary file,
   flushed to disk, then renamed): model, optimiser, scheduler, the shuffling generator's state at the start of the
@@ -71,6 +73,7 @@ from tinylang.device import resolve_device
 from tinylang.languages.base import checked_split_path, read_meta
 from tinylang.languages.dataset import IGNORE_INDEX, load_tensors
 from tinylang.models import LanguageModel, ModelConfig, build_model, checkpoint_path, save_checkpoint
+from tinylang.progress import ProgressLines
 from tinylang.tables import write_table
 
 from .config import TrainConfig
@@ -226,6 +229,7 @@ class _Trainer:
                                                             cfg.order)
         self.t_start = time.perf_counter()
         self.t_last, self.steps_since, self.tokens_since = self.t_start, 0, 0
+        self.progress = ProgressLines(log, f"run {self.label}", self.total, start=self.start)
         # Redirected to a file (a cluster log), a bar redrawn ten times a second floods it.
         refresh = 0.1 if sys.stderr.isatty() else 10.0
         with tqdm(total=self.total, initial=self.start, disable=not progress, desc=self.run_name or "train",
@@ -283,6 +287,7 @@ class _Trainer:
             "wall_time_s": self.wall_offset + now - self.t_start,
         }
         self.rows.append(row)
+        self.progress.update(self.step, loss=row["loss"])
         bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", refresh=False)
         self.loss_sum.zero_()
         self.pending_steps = 0
