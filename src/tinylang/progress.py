@@ -8,6 +8,7 @@ and any figures the caller adds (e.g. the loss).
 from __future__ import annotations
 
 import logging
+import sys
 import time
 
 
@@ -46,3 +47,25 @@ class ProgressLines:
         figures = "".join(f", {name} {value:.4g}" for name, value in extra.items())
         self.logger.info("%s: %d/%d %s (%d %%), %.3g %s/s, %s left%s", self.label, done, self.total, self.unit,
                          100 * done // max(self.total, 1), rate, self.unit, left, figures)
+
+
+class Progress:
+    """A tqdm bar on a terminal plus ``ProgressLines`` in the log, advanced together; use as a
+    context manager (``with Progress(log, "interventions", n, unit="examples") as p: p.advance(k)``)."""
+
+    def __init__(self, logger: logging.Logger, label: str, total: int, *, unit: str = "steps", enabled: bool = True):
+        from tqdm.auto import tqdm
+
+        self.lines = ProgressLines(logger, label, total, unit=unit)
+        self.bar = tqdm(total=total, desc=label, unit=f" {unit}", disable=not (enabled and sys.stderr.isatty()),
+                        dynamic_ncols=True)
+
+    def advance(self, count: int = 1, **extra: float) -> None:
+        self.bar.update(count)
+        self.lines.update(self.lines.done + count, **extra)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()

@@ -427,3 +427,20 @@ def test_trained_model_reads_the_association_at_the_value_not_at_a_random_positi
     assert summary[1, RANDOM, "share_max_position"] < 0.1
     assert summary[1, "target_item_orig", "kl_patched_corrupted_mean"] > 10 * summary[1, RANDOM,
                                                                                        "kl_patched_corrupted_mean"]
+
+
+def test_interventions_log_their_progress_over_the_examples(language, caplog):
+    import logging
+
+    tensors, classes, vocab = language
+    model = make_model(vocab)
+    bases = corrupt(tensors, "query_item_orig", classes, seed=0)[None]
+    locations = patch_locations(tensors, list(tensors.positions))
+    n = len(tensors)
+    with caplog.at_level(logging.INFO, logger="tinylang.evaluation"):
+        interchange(model, tensors.input_ids, bases, tensors.lengths, tensors.predicts_answer, tensors.answer,
+                    locations, batch_size=max(1, n // 10))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("interventions: ")]
+    done = [int(line.split(": ")[1].split("/")[0]) for line in lines]
+    assert len(lines) >= 5 and done == sorted(done) and all(0 < d < n for d in done)
+    assert all(f"/{n} examples (" in line and " left" in line for line in lines)

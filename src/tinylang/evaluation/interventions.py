@@ -12,6 +12,7 @@ every layer × component × probe position (plus a random control position), as 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,12 +21,15 @@ import pandas as pd
 import torch
 
 from tinylang.models.backbone import LanguageModel
+from tinylang.progress import Progress
 
 from .activations import capture
 from .batching import batches, select_mask
 from .behaviour import query_logits
 from .pyvene_adapter import intervenable_model, patched_logits
 from .runtime import inference
+
+log = logging.getLogger("tinylang.evaluation")
 
 REFERENCE_METRICS = ("p_clean", "p_corrupted", "logit_clean", "logit_corrupted", "kl_clean_corrupted")
 PATCH_METRICS = ("p_patched", "logit_patched", "p_diff", "logit_diff", "kl_patched_corrupted")
@@ -184,12 +188,14 @@ def interchange(
     with inference(model, restore_grad_flags=True):
         intervenables = {(layer, c): intervenable_model(model, layer, c)
                          for layer in range(n_layers) for c in components}
-        for idx in batches(n, batch_size):
-            width = int(lengths[idx].max())
-            batch = _Batch.of(source_ids[idx, :width].to(device), read_pos[idx].to(device), answer[idx].to(device),
-                              locations[:, idx].to(device), ~absent[:, idx].to(device))
-            bases = base_ids[:, idx, :width].to(device)
-            _interchange_batch(model, intervenables, components, batch, bases, skip_noops, out, idx)
+        with Progress(log, "interventions", n, unit="examples") as progress:
+            for idx in batches(n, batch_size):
+                width = int(lengths[idx].max())
+                batch = _Batch.of(source_ids[idx, :width].to(device), read_pos[idx].to(device),
+                                  answer[idx].to(device), locations[:, idx].to(device), ~absent[:, idx].to(device))
+                bases = base_ids[:, idx, :width].to(device)
+                _interchange_batch(model, intervenables, components, batch, bases, skip_noops, out, idx)
+                progress.advance(idx.stop - idx.start)
     out = {name: value.cpu() for name, value in out.items()}
     for name in ("p_patched", "logit_patched", "kl_patched_base"):
         out[name][absent[None, None, None].expand_as(out[name])] = float("nan")
