@@ -22,7 +22,7 @@ study: setup
 	$(BIN)/snakemake --cores $(CORES)
 
 test: setup browser
-	$(BIN)/python -m pytest -q -n auto --dist loadgroup
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 # Headless Chromium for the test that opens the Snakemake report (best effort: without it,
 # that test is skipped).

@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 from test_workflow import planned, snakemake
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sweep")]  # one worker builds the sweep
+pytestmark = pytest.mark.slow
 
 SWEEP_STUDY = {
     "study": "sweep",

@@ -10,9 +10,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import TINY_STUDY, run_snakemake
+from conftest import TINY_STUDY, copy_finished_study, run_snakemake
+from test_safe_loading import truncate
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tiny_study")]  # one worker builds the shared study
+from tinylang.models import load_checkpoint
+
+pytestmark = pytest.mark.slow  # every test of the shared tiny study is in this file: one worker builds it
 
 
 def snakemake(workdir: Path, study: dict, *args: str) -> str:
@@ -146,3 +149,48 @@ def test_load_study_reads_every_table_of_the_finished_study(finished_study):
         pd.testing.assert_frame_equal(frame.drop(columns="study"), on_disk)
         assert (frame["study"] == "tiny").all()
     assert set(results.runs["run"]) == {"attention", "mamba"} and set(results.selection["mixer"]) == {"attention", "mamba"}
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in root.rglob("*") if p.is_file() and "logs" not in p.parts}
+
+
+def test_a_truncated_checkpoint_fails_only_its_job_and_the_log_names_it(tmp_path, tiny_study, finished_tiny_study):
+    """A finished study (a copy of the session's), then a checkpoint truncated on disk: the next
+    run that needs it fails in that job, whose log names the file and the remedy; no other
+    output is lost, and following the remedy re-plans training of that run only."""
+    tmp_path = copy_finished_study(finished_tiny_study, tmp_path / "study")
+    out = tmp_path / "results" / "tiny"
+    bad = out / "runs" / "attention" / "checkpoints" / "step12.pt"
+    truncate(bad, keep=0.1)
+    before = snapshot(out)
+
+    tiny_study["evaluators"]["interventions"]["num_examples"] = 6  # re-plans the interventions tables
+    second = run_snakemake(tmp_path, tiny_study, check=False)
+    assert second.returncode != 0
+    job_log = (out / "logs" / "interventions" / "attention" / "step12.log").read_text()
+    assert f"CheckpointError: checkpoint {bad.relative_to(tmp_path)}" in job_log
+    assert "is truncated or corrupt" in job_log
+    remedy = f"snakemake --cores all --forcerun {bad.parent.relative_to(tmp_path)}"
+    assert remedy in job_log
+    assert "Error in rule evaluate" in second.stdout + second.stderr
+
+    failed_output = "runs/attention/eval/step12/interventions.parquet"
+    after = snapshot(out)
+    assert set(before) - set(after) <= {failed_output}  # nothing else was lost
+    for path, stat in before.items():
+        if not (path.endswith("interventions.parquet") or path.startswith("benchmarks/interventions/")):
+            # (outputs of the interventions jobs the change re-plans may be rewritten)
+            assert after[path] == stat, path  # untouched, the truncated checkpoint included
+
+    # Following the remedy (with the study's configfile) trains that run again; Snakemake then
+    # plans what was computed from it (run only up to training here: the rest is ordinary).
+    folder = str(bad.parent.relative_to(tmp_path))
+    run_snakemake(tmp_path, tiny_study, "--forcerun", folder, "--until", "train")
+    load_checkpoint(bad)
+    summary = run_snakemake(tmp_path, tiny_study, "--summary").stdout.splitlines()[1:]
+    pending = {tuple(line.split("\t")[i] for i in (0, 2)) for line in summary if not line.endswith("no update")}
+    assert {rule for _, rule in pending} <= {"evaluate", "training_curves", "accuracy", "attribution",
+                                             "intervention_heatmap", "study_tables", "study_figure"}
+    assert not any("/runs/mamba/" in path for path, _ in pending)  # the other run is untouched

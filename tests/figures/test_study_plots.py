@@ -331,3 +331,24 @@ def test_mechanism_figures_read_the_report_split_and_by_split_shows_each(tmp_pat
     drawn = sp.mechanism_boxes(mechanism, table_out, figure_outs, by="split")
     assert_written(table_out, figure_outs, drawn)
     assert set(drawn["split"]) == {"dev", "test"} and (drawn.loc[drawn.split == "dev", "attrib"] > 5).all()
+
+
+def test_accuracy_bands_are_cut_to_the_possible_range(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from tinylang.figures import _study_style, study_accuracy
+
+    fig, ax = plt.subplots()
+    line = pd.DataFrame({"d_model": [16, 32], "mean": [0.9, 0.1], "ci_low": [0.5, -0.4], "ci_high": [1.3, 0.6]})
+    _study_style._band_line(ax, line, "d_model", ("ci_low", "ci_high"), "C0", False, limits=(0.0, 1.0))
+    ys = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert ys.min() == 0.0 and ys.max() == 1.0
+    plt.close(fig)
+
+    seen = []
+    monkeypatch.setattr(study_accuracy, "_band_line", lambda *a, **k: seen.append(k.get("limits")))
+    selection = selection_table()
+    sp.accuracy_vs_width(selection, *outputs(tmp_path, "width"))
+    sp.accuracy_vs_width(selection.assign(metric="loss"), *outputs(tmp_path, "loss"))
+    n = len(seen) // 2
+    assert n and seen[:n] == [(0.0, 1.0)] * n and seen[n:] == [None] * n  # a loss is not bounded by 1

@@ -394,11 +394,15 @@ def _references(ax: object, *, x: bool = False, y: bool = True) -> None:
 
 
 def _band_line(ax: object, line: pd.DataFrame, x: str, band: tuple[str, str], colour: str,
-               learned_positions: bool, **style: object) -> None:
-    """``line``'s ``mean`` against ``x`` with a shaded band between the ``band`` columns; dashed
-    for learned positions, solid for NoPE."""
+               learned_positions: bool, limits: tuple[float, float] | None = None, **style: object) -> None:
+    """``line``'s ``mean`` against ``x`` with a shaded band between the ``band`` columns, cut to
+    ``limits`` where given (a t interval over two seeds can pass 1 for an accuracy); dashed for
+    learned positions, solid for NoPE."""
     line = line.sort_values(x)
-    ax.fill_between(line[x], line[band[0]], line[band[1]], color=colour, alpha=_CI_ALPHA, linewidth=0)
+    low, high = line[band[0]], line[band[1]]
+    if limits is not None:
+        low, high = low.clip(*limits), high.clip(*limits)
+    ax.fill_between(line[x], low, high, color=colour, alpha=_CI_ALPHA, linewidth=0)
     ax.plot(line[x], line["mean"], color=colour, linestyle="--" if learned_positions else "-", **style)
 
 

@@ -43,9 +43,9 @@ def accuracy_vs_width(
     reference: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Accuracy at the selected learning rate against width: the mean over seeds on the
-    report split with its 95% interval as a band, one line per mixer (solid NoPE, dashed
-    learned positions), d_model on a log2 axis; columns by ``n_layers``, rows by
-    ``language``.
+    report split with its 95% interval as a band (cut to [0, 1] for accuracy), one line per
+    mixer (solid NoPE, dashed learned positions), d_model on a log2 axis; columns by
+    ``n_layers``, rows by ``language``.
 
     ``selection``: the selection table (one row per configuration). ``metric``: which
     metric's rows to draw; by default the only one present (a ValueError if there are
@@ -77,7 +77,7 @@ def accuracy_vs_width(
             ax = axes[row_order.index(row), col_order.index(col)]
             for (mixer, pos, variant), line in panel.groupby(["mixer", "pos_embed", "_variant"], sort=False):
                 _band_line(ax, line, "d_model", ("ci_low", "ci_high"), palette[mixer], pos,
-                           marker=markers[variant], markersize=4)
+                           limits=(0.0, 1.0) if metric == "accuracy" else None, marker=markers[variant], markersize=4)
         _draw_paper(axes, paper, draw, row_order, col_order, palette)
         split = ", ".join(dict.fromkeys(table["report_split"])) if "report_split" in table else ""
         _width_axes(axes, widths, f"{metric} ({split})" if split else metric)
