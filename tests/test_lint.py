@@ -34,3 +34,21 @@ def test_snakefmt_leaves_the_workflow_as_it_is():
     proc = subprocess.run([snakefmt, "--check", "--diff", "workflow"], cwd=REPO, capture_output=True, text=True,
                           check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("caption", sorted((REPO / "workflow" / "report").glob("*.rst")), ids=lambda p: p.name)
+def test_report_captions_render_without_mail_links_or_warnings(caption):
+    """Captions are Jinja, then reStructuredText: ``Attrib@Value`` unquoted becomes a mailto link."""
+    from types import SimpleNamespace
+
+    import jinja2
+    from docutils.core import publish_parts
+
+    from tinylang.figures.registry import STUDY_FIGURES
+
+    for figure in [*STUDY_FIGURES.names(), "mechanism_by_layer"]:
+        snakemake = SimpleNamespace(config={"study": "s"}, wildcards=SimpleNamespace(figure=figure, run="r"),
+                                    params=SimpleNamespace())
+        text = jinja2.Template(caption.read_text()).render(snakemake=snakemake)
+        html = publish_parts(text, writer="html", settings_overrides={"report_level": 2, "halt_level": 2})["body"]
+        assert "mailto:" not in html, (figure, html)
