@@ -2,8 +2,12 @@
 # Both create the virtual environment first if it is missing or out of date.
 PYTHON ?= python3
 VENV ?= .venv
-# The CPU build of torch; on a GPU machine use e.g. `make TORCH=torch==2.13.0 ...` from an index with CUDA builds.
+# torch comes from wherever pip is pointed. PyPI's Linux wheel is the CUDA build (GBs of CUDA
+# libraries); on a machine without a GPU take the CPU build from PyTorch's index:
+#   make test TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu"
+# (a machine whose pip already points at a CPU wheel index, like the reference one, needs nothing).
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 CORES ?= all
 BIN := $(VENV)/bin
 
@@ -14,7 +18,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet "$(TORCH)" $(TORCH_INDEX)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
