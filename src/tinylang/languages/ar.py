@@ -14,6 +14,7 @@ test example may show pairs that are not held out.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
@@ -148,8 +149,12 @@ class AssociativeRecall(Language):
         return rng.random((m, m), dtype=np.float32) < np.float32(fraction)
 
     def generate(self) -> dict[str, pd.DataFrame]:
+        return dict(self.generate_splits())
+
+    def generate_splits(self) -> Iterator[tuple[str, pd.DataFrame]]:
         self._check_held_out()
-        return {split: self.generate_split(split, n) for split, n in self.config.splits.items()}
+        for split, n in self.config.splits.items():
+            yield split, self.generate_split(split, n)
 
     def _check_held_out(self) -> None:
         """Fail before generating anything if a split has no pair it could ever query."""

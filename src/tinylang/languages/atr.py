@@ -58,6 +58,7 @@ is exclusive: its 5 is our 4).
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
@@ -589,9 +590,14 @@ class AssociativeTreecall(Language):
     # ---- generation -------------------------------------------------------------------
 
     def generate(self) -> dict[str, pd.DataFrame]:
-        if self.config.sentence_rng == "legacy":
-            return self.generate_legacy()
-        return {split: self.generate_split(split, n) for split, n in self.config.splits.items()}
+        return dict(self.generate_splits())
+
+    def generate_splits(self) -> Iterator[tuple[str, pd.DataFrame]]:
+        if self.config.sentence_rng == "legacy":  # one stream for all splits, in the original's order
+            yield from self.generate_legacy().items()
+            return
+        for split, n in self.config.splits.items():
+            yield split, self.generate_split(split, n)
 
     def _answer_sets(self, t: _Trees, ex_of, pq, pt, pe, q_item):
         """Every valid target of any eligible occurrence of the query's label: its flat items

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -86,8 +89,14 @@ class Language(ABC):
     def generate(self) -> dict[str, pd.DataFrame]:
         """One DataFrame per split named in the config."""
 
+    def generate_splits(self) -> Iterator[tuple[str, pd.DataFrame]]:
+        """The splits of ``generate`` one at a time, so that progress can be told; a language
+        whose splits are drawn independently overrides it to yield each as soon as it is made."""
+        yield from self.generate().items()
+
 
 LANGUAGES: Registry[type[Language]] = Registry("language")
+log = logging.getLogger("tinylang.languages")
 
 
 def split_rng(seed: int, split: str) -> np.random.Generator:
@@ -127,7 +136,11 @@ def write_language(config: LanguageConfig, out_dir: Path) -> None:
     """
     out_dir = Path(out_dir)
     language = make_language(config)
-    splits = language.generate()  # before touching the disk: a bad config leaves nothing behind
+    splits, start = {}, time.perf_counter()
+    for split, df in language.generate_splits():  # all before touching the disk: a bad config leaves nothing behind
+        splits[split] = df
+        log.info("%s language: split %s, %s examples (%d of %d splits, %.1f s so far)", config.type, split,
+                 f"{len(df):,}", len(splits), len(config.splits), time.perf_counter() - start)
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, df in splits.items():
         table = pa.Table.from_pandas(df, schema=language.schema, preserve_index=False)
