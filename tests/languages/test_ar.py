@@ -382,3 +382,18 @@ def test_rare_eligible_examples_give_up_with_a_message(monkeypatch):
     message = "train_test_split: after 2 rounds .* 'test' examples still had no held-out pair"
     with pytest.raises(ValueError, match=message):
         language.generate()
+
+
+def test_writing_a_language_logs_each_split_as_it_is_made(tmp_path, caplog):
+    import logging
+
+    from tinylang.languages import parse_language_config, write_language
+
+    config = parse_language_config({"type": "ar", "num_kv": 16, "min_pairs": 2, "max_pairs": 3, "seed": 0,
+                                    "splits": {"train": 50, "dev": 7, "test": 9}})
+    with caplog.at_level(logging.INFO, logger="tinylang.languages"):
+        write_language(config, tmp_path / "ar")
+    lines = [r.getMessage() for r in caplog.records if r.name == "tinylang.languages"]
+    assert [line.split(" examples")[0] for line in lines] == [
+        "ar language: split train, 50", "ar language: split dev, 7", "ar language: split test, 9"]
+    assert [line.split("(")[1].split(" splits")[0] for line in lines] == ["1 of 3", "2 of 3", "3 of 3"]
