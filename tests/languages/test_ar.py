@@ -390,7 +390,7 @@ def test_writing_a_language_logs_each_split_as_it_is_made(tmp_path, caplog):
     from tinylang.languages import parse_language_config, write_language
 
     config = parse_language_config({"type": "ar", "num_kv": 16, "min_pairs": 2, "max_pairs": 3, "seed": 0,
-                                    "splits": {"train": 50, "dev": 7, "test": 9}})
+                                    "train_test_split": 0.2, "splits": {"train": 50, "dev": 7, "test": 9}})
     with caplog.at_level(logging.INFO, logger="tinylang.languages"):
         write_language(config, tmp_path / "ar")
     lines = [r.getMessage() for r in caplog.records if r.name == "tinylang.languages"]
