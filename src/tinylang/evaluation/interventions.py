@@ -185,21 +185,25 @@ def interchange(
     absent = locations < 0
     locations = torch.where(absent, read_pos[None], locations)  # any valid index; masked below
     out = _zero_results(k, (n_layers, len(components), n_pos), n, device)
-    with inference(model, restore_grad_flags=True):
+    with inference(model, restore_grad_flags=True), Progress(log, "interventions", n, unit="examples") as progress:
         intervenables = {(layer, c): intervenable_model(model, layer, c)
                          for layer in range(n_layers) for c in components}
-        with Progress(log, "interventions", n, unit="examples") as progress:
-            for idx in batches(n, batch_size):
-                width = int(lengths[idx].max())
-                batch = _Batch.of(source_ids[idx, :width].to(device), read_pos[idx].to(device),
-                                  answer[idx].to(device), locations[:, idx].to(device), ~absent[:, idx].to(device))
-                bases = base_ids[:, idx, :width].to(device)
-                _interchange_batch(model, intervenables, components, batch, bases, skip_noops, out, idx)
-                progress.advance(idx.stop - idx.start)
+        for idx in batches(n, batch_size):
+            batch, bases = _batch_at(idx, source_ids, base_ids, lengths, read_pos, answer, locations, absent, device)
+            _interchange_batch(model, intervenables, components, batch, bases, skip_noops, out, idx)
+            progress.advance(idx.stop - idx.start)
     out = {name: value.cpu() for name, value in out.items()}
     for name in ("p_patched", "logit_patched", "kl_patched_base"):
         out[name][absent[None, None, None].expand_as(out[name])] = float("nan")
     return out
+
+
+def _batch_at(idx: slice, source_ids, base_ids, lengths, read_pos, answer, locations, absent, device):
+    """Batch ``idx`` on ``device``, trimmed to its longest example: the clean side and the K bases."""
+    width = int(lengths[idx].max())
+    batch = _Batch.of(source_ids[idx, :width].to(device), read_pos[idx].to(device), answer[idx].to(device),
+                      locations[:, idx].to(device), ~absent[:, idx].to(device))
+    return batch, base_ids[:, idx, :width].to(device)
 
 
 def _checked_inputs(model, source_ids, base_ids, locations, components) -> tuple[list[str], torch.Tensor]:
