@@ -53,11 +53,11 @@ class Progress:
     """A tqdm bar on a terminal plus ``ProgressLines`` in the log, advanced together; use as a
     context manager (``with Progress(log, "interventions", n, unit="examples") as p: p.advance(k)``)."""
 
-    def __init__(self, logger: logging.Logger, label: str, total: int, *, unit: str = "steps", enabled: bool = True):
+    def __init__(self, logger: logging.Logger, label: str, total: int, *, unit: str = "steps"):
         from tqdm.auto import tqdm
 
         self.lines = ProgressLines(logger, label, total, unit=unit)
-        self.bar = tqdm(total=total, desc=label, unit=f" {unit}", disable=not (enabled and sys.stderr.isatty()),
+        self.bar = tqdm(total=total, desc=label, unit=f" {unit}", disable=not sys.stderr.isatty(),
                         dynamic_ncols=True)
 
     def advance(self, count: int = 1, **extra: float) -> None:

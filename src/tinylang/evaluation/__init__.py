@@ -3,8 +3,8 @@
 ``evaluators.EVALUATORS`` maps the names a study's ``evaluators`` block uses to these analyses.
 
 The interventions module imports pyvene (slow: it pulls in transformers) through
-``pyvene_adapter``, so both are loaded only when one of their names is first used; that
-import also registers ``LanguageModel`` with pyvene.
+``pyvene_adapter``, so both are loaded only when one of their names is first used
+(``LanguageModel`` is registered with pyvene by ``tinylang.models``, in either import order).
 """
 
 from importlib import import_module
@@ -19,7 +19,7 @@ from .restoration import restoration_summary
 _LAZY = {
     **dict.fromkeys(["RANDOM", "corrupt", "interchange", "kl_divergence", "patch_locations", "random_positions",
                      "run_interventions"], "interventions"),
-    **dict.fromkeys(["intervenable_model", "register_with_pyvene"], "pyvene_adapter"),
+    **dict.fromkeys(["intervenable_model"], "pyvene_adapter"),
 }
 
 __all__ = [

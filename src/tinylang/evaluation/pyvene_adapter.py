@@ -25,15 +25,7 @@ COMPONENTS = tuple(HOOK_POINTS)
 (the blocks of a model without a state mixer have no ``mlp_*``: ``model.components`` says which it has)."""
 
 
-module_mapping = pyvene_hook.module_mapping
-
-
-def register_with_pyvene() -> None:
-    """Register ``LanguageModel`` with pyvene (idempotent; ``tinylang.models`` already has)."""
-    pyvene_hook.register(pv)
-
-
-register_with_pyvene()
+module_mapping = pyvene_hook.module_mapping  # the registration itself is the hook's (on import of tinylang.models)
 
 
 def intervenable_model(model: LanguageModel, layer: int, component: str) -> pv.IntervenableModel:
@@ -56,4 +48,4 @@ def patched_logits(intervenable: pv.IntervenableModel, input_ids: torch.Tensor, 
     return logits
 
 
-__all__ = ["COMPONENTS", "intervenable_model", "module_mapping", "patched_logits", "register_with_pyvene"]
+__all__ = ["COMPONENTS", "intervenable_model", "module_mapping", "patched_logits"]
