@@ -64,7 +64,7 @@ class Evaluator:
         raise NotImplementedError
 
 
-EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator")
+EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator", base=Evaluator, group="tinylang.evaluators")
 DEFAULT_EVALUATORS: dict[str, dict[str, Any]] = {"behaviour": {}, "interventions": {}}
 
 

@@ -95,7 +95,7 @@ class Language(ABC):
         yield from self.generate().items()
 
 
-LANGUAGES: Registry[type[Language]] = Registry("language")
+LANGUAGES: Registry[type[Language]] = Registry("language", base=Language, group="tinylang.languages")
 log = logging.getLogger("tinylang.languages")
 
 
@@ -109,8 +109,7 @@ def parse_language_config(raw: dict[str, Any]) -> LanguageConfig:
     allowed = ", ".join(LANGUAGES.names())
     if not isinstance(raw, dict) or "type" not in raw:
         raise ValueError(f"a language config needs a 'type' key; allowed types: {allowed}")
-    if raw["type"] not in LANGUAGES:
-        raise ValueError(f"unknown language type {raw['type']!r}; allowed types: {allowed}")
+    LANGUAGES.known(raw["type"])
     return LANGUAGES.get(raw["type"]).Config.model_validate(raw)
 
 

@@ -36,16 +36,12 @@ class ModelConfig(StrictModel):
     @field_validator("mixer")
     @classmethod
     def _known_mixer(cls, name: str) -> str:
-        if name not in MIXERS:
-            raise ValueError(f"unknown mixer {name!r}; allowed: {', '.join(MIXERS.names())}")
-        return name
+        return MIXERS.known(name)
 
     @field_validator("state_mixer")
     @classmethod
     def _known_state_mixer(cls, name: str | None) -> str | None:
-        if name is not None and name not in STATE_MIXERS:
-            raise ValueError(f"unknown state_mixer {name!r}; allowed: {', '.join(STATE_MIXERS.names())}")
-        return name
+        return name if name is None else STATE_MIXERS.known(name)
 
     @model_validator(mode="after")
     def _resolve(self) -> ModelConfig:

@@ -19,7 +19,7 @@ from .base import (
     stores_attention,
 )
 
-MIXERS: Registry[type[Mixer]] = Registry("mixer")
+MIXERS: Registry[type[Mixer]] = Registry("mixer", base=Mixer, group="tinylang.mixers")
 
 for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     if _module != "base" and not _module.startswith("_"):
