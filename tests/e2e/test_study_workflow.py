@@ -22,8 +22,8 @@ SWEEP_STUDY = {
     "training": {"batch_size": 16, "steps": 12, "seed": 0},
     "sweep": {
         "model": {"d_model": 16, "n_layers": 1, "pos_embed": False},
-        "grid": {"language": ["ar"], "mixer": ["attention", "mamba"], "lr": [0.003, 0.03], "seed": [0, 1]},
-        "per_mixer": {"attention": {"pos_embed": True}, "mamba": {"mixer_args.d_state": 4}},
+        "grid": {"language": ["ar"], "mixer": ["attention"], "lr": [0.003, 0.03], "seed": [0, 1]},
+        "per_mixer": {"attention": {"pos_embed": True}},
     },
     "evaluators": {"behaviour": {"checkpoints": "final", "num_examples": 32},
                    "interventions": {"checkpoints": "final", "num_examples": 4}},
@@ -43,7 +43,7 @@ def finished_sweep(tmp_path_factory):
 def test_selection_and_intervals_match_a_hand_computation(finished_sweep):
     out = finished_sweep / "results" / "sweep"
     accuracy = {}  # (mixer, lr, seed, split) -> accuracy, read straight from each run's table
-    for mixer in ("attention", "mamba"):
+    for mixer in ("attention",):
         for lr in (0.003, 0.03):
             for seed in (0, 1):
                 table = pd.read_parquet(out / "runs" / f"ar-{mixer}-lr{lr:g}-s{seed}" / "eval" / "step12" / "behaviour.parquet")
@@ -52,8 +52,8 @@ def test_selection_and_intervals_match_a_hand_computation(finished_sweep):
                     accuracy[mixer, lr, seed, split] = float(row.value.item())
 
     selection = pd.read_parquet(out / "study" / "selection.parquet").set_index("mixer")
-    assert len(selection) == 2
-    for mixer in ("attention", "mamba"):
+    assert len(selection) == 1
+    for mixer in ("attention",):
         dev_means = {lr: (accuracy[mixer, lr, 0, "dev"] + accuracy[mixer, lr, 1, "dev"]) / 2 for lr in (0.003, 0.03)}
         best = 0.003 if dev_means[0.003] >= dev_means[0.03] else 0.03  # ties go to the smaller rate
         test = [accuracy[mixer, best, seed, "test"] for seed in (0, 1)]
@@ -65,10 +65,10 @@ def test_selection_and_intervals_match_a_hand_computation(finished_sweep):
         assert row.ci_low == pytest.approx(mean - half) and row.ci_high == pytest.approx(mean + half)
 
     runs = pd.read_parquet(out / "study" / "runs.parquet")
-    assert len(runs) == 8 and set(runs.columns) >= {"run", "mixer", "lr", "seed", "d_model", "pos_embed"}
+    assert len(runs) == 4 and set(runs.columns) >= {"run", "mixer", "lr", "seed", "d_model", "pos_embed"}
     assert runs.set_index("run").loc["ar-attention-lr0.003-s0", "pos_embed"]  # the per-mixer override
     mechanism = pd.read_parquet(out / "study" / "mechanism.parquet")
-    assert set(mechanism.readout) == {"@Key", "@Value", "@Query"} and mechanism.run.nunique() == 8
+    assert set(mechanism.readout) == {"@Key", "@Value", "@Query"} and mechanism.run.nunique() == 4
 
 
 def test_adding_a_learning_rate_replans_only_the_new_runs_and_the_aggregation(finished_sweep):
@@ -76,7 +76,7 @@ def test_adding_a_learning_rate_replans_only_the_new_runs_and_the_aggregation(fi
     study = copy.deepcopy(SWEEP_STUDY)
     study["sweep"]["grid"]["lr"].append(0.01)
     jobs = planned(finished_sweep, study, TABLES)
-    new_runs = {f"ar-{mixer}-lr0.01-s{seed}" for mixer in ("attention", "mamba") for seed in (0, 1)}
+    new_runs = {f"ar-attention-lr0.01-s{seed}" for seed in (0, 1)}
     per_run = {(rule, run) for rule, run in jobs if run}
     assert per_run == {(rule, run) for run in new_runs
                        for rule in ("train", "evaluate/behaviour", "evaluate/interventions")}
