@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -68,13 +69,17 @@ def run_snakemake(workdir: Path, study: dict, *args: str, check: bool = True) ->
     return proc
 
 
+# The tracking backends whose client library is installed; the shared study tracks with each.
+TRACKED = [name for name in ("mlflow", "tensorboard", "wandb") if importlib.util.find_spec(name) is not None]
+
+
 @pytest.fixture(scope="session")
 def finished_tiny_study(tmp_path_factory) -> Path:
-    """``TINY_STUDY`` run to completion once for the whole session: the workdir of the one
-    end-to-end study the workflow tests share. A test that changes its files works on a copy
-    (``copy_finished_study``)."""
+    """``TINY_STUDY`` run to completion once for the whole session, tracked with every installed
+    backend (``TRACKED``; tracking re-plans nothing): the workdir of the one end-to-end study the
+    workflow tests share. A test that changes its files works on a copy (``copy_finished_study``)."""
     workdir = tmp_path_factory.mktemp("finished_tiny_study")
-    run_snakemake(workdir, TINY_STUDY)
+    run_snakemake(workdir, {**TINY_STUDY, "tracking": {"backend": TRACKED}})
     return workdir
 
 

@@ -35,6 +35,7 @@ from tinylang.languages import parse_language_config
 from tinylang.models import ModelConfig
 from tinylang.strict import StrictModel
 from tinylang.sweep import MODEL_FIELDS, SweepConfig, expand
+from tinylang.tracking import TrackingConfig
 from tinylang.training.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -102,6 +103,7 @@ class StudyConfig(_Section):
     sweep: SweepConfig | None = None  # more runs, as a grid (tinylang.sweep)
     # Evaluator name → its options (None or {} for the defaults); see tinylang.evaluation.evaluators.
     evaluators: dict[str, dict[str, Any] | None] = Field(default_factory=lambda: dict(DEFAULT_EVALUATORS))
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)  # off by default (tinylang.tracking)
     _runs: dict[str, Run] = PrivateAttr(default_factory=dict)
     _evaluators: dict[str, EvaluatorOptions] = PrivateAttr(default_factory=dict)
 

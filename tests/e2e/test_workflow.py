@@ -10,8 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import TINY_STUDY, copy_finished_study, run_snakemake
+from conftest import TINY_STUDY, TRACKED, copy_finished_study, run_snakemake
 from test_safe_loading import truncate
+from tracking_records import READERS
 
 from tinylang.models import load_checkpoint
 
@@ -50,6 +51,27 @@ def _job(rule: str, output: Path) -> tuple[str, str]:
 def finished_study(finished_tiny_study):
     """The session's finished tiny study (its workdir) and its config."""
     return finished_tiny_study, copy.deepcopy(TINY_STUDY)
+
+
+@pytest.mark.parametrize("backend", sorted(READERS))
+def test_each_run_is_tracked_with_its_params_training_curve_and_final_accuracy(finished_study, backend):
+    if backend not in TRACKED:
+        pytest.skip(f"{backend} is not installed (pip install 'tinylang[tracking]')")
+    workdir, study = finished_study
+    out = workdir / "results" / "tiny"
+    records = READERS[backend](out / "tracking", "tiny")
+    assert sorted(records) == ["attention", "mamba"]
+    final = pd.read_parquet(out / "study" / "run_accuracy.parquet")
+    for run, record in records.items():
+        assert record["params"]["model.mixer"] == run and float(record["params"]["train.lr"]) == 0.003
+        assert record["params"]["study"] == "tiny" and record["params"]["language"] == "ar"
+        log = pd.read_parquet(out / "runs" / run / "train_log.parquet")
+        assert record["metrics"]["train/loss"] == pytest.approx(dict(zip(log.step, log.loss)), rel=1e-6)
+        assert sorted(record["metrics"]["eval/accuracy"]) == [0, 6, 12]  # every checkpoint's accuracy
+        rows = final[(final.run == run) & (final.metric == "accuracy")]
+        assert len(rows) == 2 and {f"final/{split}/accuracy" for split in rows.split} <= set(record["metrics"])
+        for split, step, value in zip(rows.split, rows.step, rows.value):
+            assert record["metrics"][f"final/{split}/accuracy"] == pytest.approx({step: value}, rel=1e-6)
 
 
 def test_complete_run_writes_every_output(finished_study):

@@ -23,9 +23,23 @@ def log_file(job: Job) -> Path | None:
     return Path(logs[0]) if logs else None
 
 
+def tracking_of(job: Job) -> Any:
+    """The study's ``tracking`` section (a ``TrackingConfig``; None when off). Read from the job's
+    config, not its params: tracking changes no output, so turning it on must re-run nothing."""
+    from tinylang.tracking import TrackingConfig
+
+    config = getattr(job, "config", None) or {}
+    tracking = TrackingConfig.model_validate(config.get("tracking") or {})
+    return tracking if tracking.backend else None
+
+
+def study_of(job: Job) -> str:
+    return (getattr(job, "config", None) or {}).get("study", "")
+
+
 def figure_outputs(job: Job) -> tuple[Path, list[Path]]:
     """A figure rule's saved table and its image files (png, then pdf)."""
     return Path(job.output.table), [Path(job.output.png), Path(job.output.pdf)]
 
 
-__all__ = ["Job", "figure_outputs", "log_file"]
+__all__ = ["Job", "figure_outputs", "log_file", "study_of", "tracking_of"]

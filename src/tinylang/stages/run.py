@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from tinylang.stages.context import earlier_attempts, kept_log, stage_context
-from tinylang.stages.job import Job, log_file
+from tinylang.stages.job import Job, log_file, study_of, tracking_of
 from tinylang.tables import write_table
 
 ATTEMPTS_LOG = "attempts.log"  # in a run's partial/: the log lines of attempts that were interrupted
@@ -55,6 +57,8 @@ class TrainSpec:
     threads: int = 1
     progress: bool = True
     log: Path | None = None
+    tracking: Any = None  # a tinylang.tracking.TrackingConfig; None: not tracked
+    study: str = ""
 
     @classmethod
     def from_job(cls, job: Job) -> TrainSpec:
@@ -63,7 +67,12 @@ class TrainSpec:
 
         return cls(job.wildcards.run, ModelConfig(**job.params.model), TrainConfig(**job.params.train),
                    Path(job.input.language), Path(job.output.checkpoints), Path(job.output.log),
-                   Path(job.output.status), job.params.device, job.threads, log=log_file(job))
+                   Path(job.output.status), job.params.device, job.threads, log=log_file(job),
+                   tracking=tracking_of(job), study=study_of(job))
+
+    @property
+    def run_dir(self) -> Path:
+        return self.checkpoints_dir.parent
 
 
 def train(spec: TrainSpec) -> dict[str, Any]:
@@ -81,8 +90,10 @@ def train(spec: TrainSpec) -> dict[str, Any]:
         partial = spec.checkpoints_dir.parent / "partial"
         with trainer_lock(partial):  # held until the outputs are moved out of the folder
             earlier_attempts(partial / ATTEMPTS_LOG)
-            with kept_log(partial / ATTEMPTS_LOG):
-                result = _train_in(spec, partial)
+            with kept_log(partial / ATTEMPTS_LOG), _tracked(spec, partial) as tracker:
+                result = _train_in(spec, partial, tracker)
+                if tracker is not None:
+                    tracker.failed = result["status"] == "failed"
         if spec.status is not None:
             write_run_status(result, spec.status)
             if result["status"] == "failed":
@@ -125,15 +136,40 @@ RUN_COLUMNS = {"run": "str", "step": "int64", "split": "str"}
 """The columns ``evaluate`` puts in front of every evaluator's table, and their pandas dtypes."""
 
 
-def _train_in(spec: TrainSpec, partial: Path) -> dict[str, Any]:
-    """Train ``spec``'s run in ``partial`` and move its outputs into place; the run's status."""
+@contextmanager
+def _tracked(spec: TrainSpec, partial: Path) -> Iterator[Any]:
+    """The run's tracked record (a ``tinylang.tracking.RunTracker``; None when the study tracks
+    nothing). An interrupted training resumes its record, as it resumes its state."""
+    if spec.tracking is None:
+        yield None
+        return
+    from tinylang.tracking import IDS_FILE, flat_params, tracked_run
+    from tinylang.training.state import state_paths
+
+    resuming = any(path.exists() for path in state_paths(partial))
+    params = {"study": spec.study, "run": spec.run, "language": spec.language_dir.name,
+              **flat_params("model", spec.model.model_dump(mode="json")),
+              **flat_params("train", spec.train.model_dump(mode="json"))}
+    with tracked_run(spec.tracking, spec.study, spec.run_dir.parents[1], spec.run, spec.run_dir / IDS_FILE,
+                     params, resume=resuming) as tracker:
+        yield tracker
+
+
+TRACKED_COLUMNS = ("loss", "lr", "epoch", "steps_per_s", "tokens_per_s")  # of a train-log row
+
+
+def _train_in(spec: TrainSpec, partial: Path, tracker: Any = None) -> dict[str, Any]:
+    """Train ``spec``'s run in ``partial`` and move its outputs into place; the run's status.
+    Each train-log row goes to ``tracker`` too, where the study tracks the run."""
     from tinylang.training import train_run
     from tinylang.training.loop import TrainingDiverged
 
     result: dict[str, Any] = {"run": spec.run, "status": "ok"}
+    on_log = None if tracker is None else (
+        lambda row: tracker.log({f"train/{key}": row[key] for key in TRACKED_COLUMNS}, row["step"]))
     try:
         train_run(spec.model, spec.train, spec.language_dir, partial, device=spec.device, run_name=spec.run,
-                  progress=spec.progress, lock=False)
+                  progress=spec.progress, lock=False, on_log=on_log)
     except TrainingDiverged as fault:
         if spec.status is None:
             raise

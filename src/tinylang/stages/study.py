@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from tinylang.stages.context import stage_context
-from tinylang.stages.job import Job, figure_outputs, log_file
+from tinylang.stages.job import Job, figure_outputs, log_file, study_of, tracking_of
 from tinylang.tables import read_table, write_table
 
 log = logging.getLogger("tinylang")
@@ -71,12 +71,19 @@ class StudyTablesSpec:
     status_files: list[Path] | None = None
     min_gap: float | None = None  # the mechanism run filter's threshold (None: the paper's 0.01)
     log: Path | None = None
+    tracking: Any = None  # a tinylang.tracking.TrackingConfig: add each run's results to its record
+    study: str = ""
 
     @classmethod
     def from_job(cls, job: Job) -> StudyTablesSpec:
         return cls(list(job.params.coords), dict(job.params.splits), [Path(p) for p in job.input.behaviour],
                    [Path(p) for p in job.input.interventions], {k: Path(v) for k, v in job.output.items()},
-                   [Path(p) for p in job.input.status], log=log_file(job))
+                   [Path(p) for p in job.input.status], log=log_file(job), tracking=tracking_of(job),
+                   study=study_of(job))
+
+    @property
+    def study_dir(self) -> Path:
+        return self.outputs["runs"].parents[1]  # results/<study>/study/runs.parquet
 
 
 def study_tables(spec: StudyTablesSpec) -> dict[str, pd.DataFrame]:
@@ -100,6 +107,10 @@ def study_tables(spec: StudyTablesSpec) -> dict[str, pd.DataFrame]:
         for name, path in spec.outputs.items():
             write_table(tables[name], path)
         _log_summary(tables, len(failed))
+        if spec.tracking is not None:
+            from tinylang.tracking import log_study_results
+
+            log_study_results(spec.tracking, spec.study, spec.study_dir, spec.study_dir / "runs", tables)
         return tables
 
 

@@ -56,6 +56,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,7 @@ def train_run(
     run_name: str = "",
     progress: bool = True,
     lock: bool = True,
+    on_log: Callable[[dict[str, Any]], None] | None = None,
 ) -> None:
     """Train one model on a language's train split.
 
@@ -105,12 +107,13 @@ def train_run(
     configuration left one. Raises ``TrainingDiverged`` when the loss becomes NaN or infinite,
     after writing the log so far (the checkpoints before the fault stay). ``lock``: hold
     ``out_dir`` for this trainer (``trainer_lock``; False where the caller holds it already).
+    ``on_log``: called with each train-log row as it is written (e.g. to track the run).
     """
     language_dir, out_dir = Path(language_dir), Path(out_dir)
     meta, splits = _check_language(language_dir)  # everything cheap before any expensive work
     with trainer_lock(out_dir) if lock else nullcontext():
         _Trainer(model_config, train_config, language_dir, meta, splits, out_dir, resolve_device(device),
-                 run_name).run(progress)
+                 run_name, on_log).run(progress)
 
 
 def _check_language(language_dir: Path) -> tuple[dict[str, Any], list[str]]:
@@ -133,8 +136,9 @@ class _Trainer:
     from the run's resumable state where it has one, then stepped to the end."""
 
     def __init__(self, model_config: ModelConfig, cfg: TrainConfig, language_dir: Path, meta: dict[str, Any],
-                 splits: list[str], out_dir: Path, dev: torch.device, run_name: str):
-        self.cfg, self.dev, self.out_dir, self.run_name = cfg, dev, out_dir, run_name
+                 splits: list[str], out_dir: Path, dev: torch.device, run_name: str,
+                 on_log: Callable[[dict[str, Any]], None] | None = None):
+        self.cfg, self.dev, self.out_dir, self.run_name, self.on_log = cfg, dev, out_dir, run_name, on_log
         self.label = run_name or "(unnamed run)"
         random.seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
@@ -287,6 +291,8 @@ class _Trainer:
             "wall_time_s": self.wall_offset + now - self.t_start,
         }
         self.rows.append(row)
+        if self.on_log is not None:
+            self.on_log(row)
         self.progress.update(self.step, loss=row["loss"])
         bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", refresh=False)
         self.loss_sum.zero_()
