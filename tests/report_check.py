@@ -27,17 +27,38 @@ def browser_available() -> bool:
     return bool(shutil.which("chromium") and shutil.which("chromedriver"))
 
 
-def shown_figures(report: str | Path, screenshots: str | Path | None = None) -> dict[str, tuple[int, int]]:
-    """Open every figure of every result category of the report; return ``{file name: (width,
-    height)}`` of the image the browser displayed (natural size: 0 would mean it did not decode)."""
+def _driver():
     from selenium import webdriver
-    from selenium.webdriver.common.by import By
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(shutil.which("chromedriver")), options=options)
+    return webdriver.Chrome(service=webdriver.ChromeService(shutil.which("chromedriver")), options=options)
+
+
+def landing_page(report: str | Path, screenshot: str | Path | None = None) -> str:
+    """The text the report shows when it opens (its landing page), with a screenshot of it."""
+    from selenium.webdriver.common.by import By
+
+    driver = _driver()
+    try:
+        driver.get(Path(report).resolve().as_uri())
+        time.sleep(1.0)
+        text = driver.find_element(By.TAG_NAME, "body").text
+        if screenshot is not None:
+            driver.save_screenshot(str(screenshot))
+    finally:
+        driver.quit()
+    return text
+
+
+def shown_figures(report: str | Path, screenshots: str | Path | None = None) -> dict[str, tuple[int, int]]:
+    """Open every figure of every result category of the report; return ``{file name: (width,
+    height)}`` of the image the browser displayed (natural size: 0 would mean it did not decode)."""
+    from selenium.webdriver.common.by import By
+
+    driver = _driver()
     url = Path(report).resolve().as_uri()
 
     def open_category(name: str) -> None:  # the report keeps no history: start from the top each time
@@ -76,6 +97,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("report")
     parser.add_argument("screenshots", nargs="?")
     args = parser.parse_args(argv)
+    if args.screenshots:
+        Path(args.screenshots).mkdir(parents=True, exist_ok=True)
+    print(landing_page(args.report, args.screenshots and Path(args.screenshots) / "landing_page.png"))
     for name, size in shown_figures(args.report, args.screenshots).items():
         print(f"{name}: {size[0]}x{size[1]}")
 

@@ -52,6 +52,11 @@ class StudyTargets:
         names = [*STUDY_TABLES, *(MECHANISM_TABLES if "interventions" in self.study.evaluators else ())]
         return {name: f"{self.out}/study/{name}.parquet" for name in names}
 
+    @property
+    def summary_page(self) -> str:
+        """The report's landing page: the workflow description and the study's summary (RST)."""
+        return f"{self.out}/report/summary.rst"
+
     def intervention_splits(self) -> set[str]:
         """Every split the interventions evaluator reads in some language of the study."""
         chosen = self.study.evaluator_options("interventions").splits
@@ -96,7 +101,7 @@ class StudyTargets:
         """Everything a full run of the study writes that nothing else consumes (the default target)."""
         outputs = self.run_figures()
         if "behaviour" in self.study.evaluators:
-            outputs += list(self.study_tables().values())
+            outputs += [*self.study_tables().values(), self.summary_page]
         outputs += [f"{self.out}/figures/study/{name}.png" for name in self.study_figures()]
         return outputs + [t for evaluator in self.study.evaluators for t in self.all_eval_tables(evaluator)]
 

@@ -129,7 +129,7 @@ def test_changing_one_evaluators_options_replans_only_its_tables(finished_study)
     changed["evaluators"]["interventions"]["num_examples"] = 6
     jobs = planned(workdir, changed)
     assert {rule for rule, _ in jobs} == {"evaluate/interventions", "intervention_heatmap", "attribution", "study_tables",
-                                         "study_figure"}
+                                         "study_figure", "study_summary"}
     assert {run for rule, run in jobs if rule == "evaluate/interventions"} == {"attention", "mamba"}
 
 
@@ -147,7 +147,7 @@ def test_gpu_rules_declare_a_gpu_when_the_study_runs_on_cuda(tmp_path):
 
 
 def test_the_report_shows_every_figure_in_headless_chromium(finished_study):
-    from report_check import browser_available, shown_figures
+    from report_check import browser_available, landing_page, shown_figures
 
     if not browser_available():
         pytest.skip("needs selenium, chromium and chromedriver (make browser)")
@@ -157,6 +157,12 @@ def test_the_report_shows_every_figure_in_headless_chromium(finished_study):
     expected = {p.name for p in (workdir / "results" / "tiny" / "figures").rglob("*.png")}
     assert expected and set(shown) == expected
     assert all(width > 100 and height > 100 for width, height in shown.values()), shown
+    page = landing_page(workdir / "report.html")  # opens on the study's summary
+    assert "Summary\n2 runs (0 failed): mixer attention, mamba" in page
+    summary = pd.read_parquet(workdir / "results" / "tiny" / "report" / "summary.parquet")
+    for mixer in ("attention", "mamba"):
+        accuracy = summary[(summary.mixer == mixer) & (summary.quantity == "accuracy")].value.item()
+        assert f"\n{mixer} {accuracy:.3f} " in page
 
 
 def test_load_study_reads_every_table_of_the_finished_study(finished_study):
@@ -214,5 +220,5 @@ def test_a_truncated_checkpoint_fails_only_its_job_and_the_log_names_it(tmp_path
     summary = run_snakemake(tmp_path, tiny_study, "--summary").stdout.splitlines()[1:]
     pending = {tuple(line.split("\t")[i] for i in (0, 2)) for line in summary if not line.endswith("no update")}
     assert {rule for _, rule in pending} <= {"evaluate", "training_curves", "accuracy", "attribution",
-                                             "intervention_heatmap", "study_tables", "study_figure"}
+                                             "intervention_heatmap", "study_tables", "study_figure", "study_summary"}
     assert not any("/runs/mamba/" in path for path, _ in pending)  # the other run is untouched

@@ -23,3 +23,26 @@ rule study_tables:
         },
     script:
         "../scripts/study_tables.py"
+
+
+rule study_summary:
+    """The study at a glance for the report's landing page: per configuration, the best learning
+    rate's accuracy and the median Attrib of the kept runs, as a table and as the report's text.
+    """
+    input:
+        runs=f"{OUT}/study/runs.parquet",
+        selection=f"{OUT}/study/selection.parquet",
+        curves=f"{OUT}/study/curves.parquet",
+        description=os.path.join(workflow.basedir, "report", "workflow.rst"),
+    output:
+        table=f"{OUT}/report/summary.parquet",
+        page=TARGETS.summary_page,
+    log:
+        f"{OUT}/logs/study/summary.log",
+    conda:
+        "../envs/tinylang.yaml"
+    threads: 1
+    resources:
+        gpu=0,
+    script:
+        "../scripts/study_summary.py"

@@ -7,9 +7,11 @@ from tinylang.stages.run import EvaluateSpec, LanguageSpec, TrainSpec, evaluate,
 from tinylang.stages.study import (
     FigureSpec,
     StudyFigureSpec,
+    StudySummarySpec,
     StudyTablesSpec,
     draw_figure,
     draw_study_figure,
+    study_summary,
     study_tables,
 )
 
@@ -18,6 +20,7 @@ __all__ = [
     "FigureSpec",
     "LanguageSpec",
     "StudyFigureSpec",
+    "StudySummarySpec",
     "StudyTablesSpec",
     "TrainSpec",
     "draw_figure",
@@ -26,6 +29,7 @@ __all__ = [
     "generate_language",
     "stage_context",
     "stage_logging",
+    "study_summary",
     "study_tables",
     "train",
 ]

@@ -126,6 +126,40 @@ def _log_summary(tables: Mapping[str, pd.DataFrame], n_failed: int) -> None:
 
 
 @dataclass(frozen=True)
+class StudySummarySpec:
+    """The report's landing page: the study tables it summarises, the workflow description it
+    starts with, and where the summary table and the page go."""
+
+    runs: Path
+    selection: Path
+    curves: Path
+    description: Path
+    table_out: Path
+    page_out: Path
+    log: Path | None = None
+
+    @classmethod
+    def from_job(cls, job: Job) -> StudySummarySpec:
+        return cls(Path(job.input.runs), Path(job.input.selection), Path(job.input.curves),
+                   Path(job.input.description), Path(job.output.table), Path(job.output.page), log_file(job))
+
+
+def study_summary(spec: StudySummarySpec) -> pd.DataFrame:
+    """Write the summary table (``tinylang.study.summary``) and the landing page drawn from it."""
+    from tinylang.figures.summary import summary_rst
+    from tinylang.files import atomic_file
+    from tinylang.study.summary import summary_table
+
+    with stage_context(spec.log):
+        runs = read_table(spec.runs)
+        table = summary_table(runs, read_table(spec.selection), read_table(spec.curves))
+        write_table(table, spec.table_out)
+        with atomic_file(spec.page_out) as tmp:
+            tmp.write_text(summary_rst(spec.description.read_text(), runs, table))
+        return table
+
+
+@dataclass(frozen=True)
 class StudyFigureSpec:
     """A study figure (``tinylang.figures.registry``) drawn from study table ``table``; with
     ``paper_study``, figures that take a reference draw the paper's numbers of that study
