@@ -204,3 +204,33 @@ def test_the_slurm_profile_submits_each_training_job_with_one_gpu(tmp_path, tiny
     for call in calls:
         options = call.split(" --wrap=")[0].split()
         assert "--gpus=1" in options and options[options.index("-p") + 1] == "gpu", call
+
+
+@pytest.mark.slow
+def test_the_grouped_slurm_profile_submits_one_job_per_run_with_one_gpu(tmp_path, tiny_study):
+    """``profiles/slurm-grouped``: a run's training and evaluations are one sbatch job on one
+    GPU, its evaluations stacked two at a time (``cores: 2``) rather than all asked for at once."""
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for tool in ("sbatch", "sacct"):
+        (fake / tool).write_text(FAKE_SLURM_TOOL)
+        (fake / tool).chmod(0o755)
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(tiny_study))
+    base = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(tmp_path),
+            "--configfile", str(tmp_path / "study.yaml")]
+    local = subprocess.run([*base, "--cores", "1", "--until", "language"], capture_output=True, text=True, timeout=300, check=False)
+    assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
+    proc = subprocess.run(
+        [*base, "--profile", str(REPO / "profiles" / "slurm-grouped"), "--retries", "0",
+         "--slurm-init-seconds-before-status-checks", "1"],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"},
+    )
+    assert proc.returncode != 0 and "Error in group run" in proc.stdout + proc.stderr  # the fake refused it
+    calls = (fake / "sbatch.calls").read_text().splitlines()
+    assert [re.search(r"--comment (\S+)", call).group(1) for call in calls] == ["rule_run_evaluate_train"] * 2
+    for call in calls:
+        options = call.split(" --wrap=")[0].split()
+        assert "--gpus=1" in options and "--cpus-per-task=2" in options, call
+        assert options[options.index("--mem") + 1] == "16000" and options[options.index("-p") + 1] == "gpu", call
