@@ -149,6 +149,26 @@ def test_describe_model_prints_parameters_state_and_hooks(capsys):
     assert "mlp_input" not in out and "block_input (layers[i] input)" in out
 
 
+def test_describe_model_counts_the_parameters_training_builds(tmp_path, monkeypatch, capsys, tiny_study):
+    """Sized from the study: its language's vocabulary and, once generated, its longest example."""
+    from tinylang.config import load_study
+    from tinylang.models import load_checkpoint
+    from tinylang.training import train_run
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(tiny_study))
+    language = tmp_path / "results" / "tiny" / "languages" / "ar"
+    write_language(parse_language_config(tiny_study["languages"]["ar"]), language)
+    run = load_study(tiny_study).run("attention")
+    train_run(run.model, run.train.model_copy(update={"steps": 1, "checkpoints": []}), language, tmp_path / "run",
+              device="cpu", progress=False)
+    trained, _ = load_checkpoint(tmp_path / "run" / "checkpoints" / "step1.pt")
+    main(["describe-model", "study.yaml", "--model", "attention", "--vocab-size", "999", "--max-len", "999"])
+    out = capsys.readouterr().out
+    assert "== attention (run attention, language ar: vocabulary 19)" in out
+    assert f"parameters: {sum(p.numel() for p in trained.parameters()):,} " in out
+
+
 def test_every_mixer_can_be_described():
     from tinylang.models import MIXERS, ModelConfig, build_model
     from tinylang.models.describe import describe_model

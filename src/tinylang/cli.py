@@ -101,14 +101,54 @@ def _describe_model(args: argparse.Namespace) -> None:
 
     with open(args.config) as f:
         raw = yaml.safe_load(f)
-    models = raw.get("models") if isinstance(raw, dict) and "models" in raw else {"model": raw}
-    names = [args.model] if args.model else list(models)
-    unknown = [n for n in names if n not in models]
+    if isinstance(raw, dict) and "study" in raw:
+        described = _study_models(raw, Path(args.config), args)
+    else:
+        models = raw.get("models") if isinstance(raw, dict) and "models" in raw else {"model": raw}
+        described = {name: (ModelConfig(**config), args.vocab_size, args.max_len, "")
+                     for name, config in models.items()}
+    names = [args.model] if args.model else list(described)
+    unknown = [n for n in names if n not in described]
     if unknown:
-        raise SystemExit(f"tinylang: no model {unknown[0]!r} in {args.config}; it has: {', '.join(models)}")
+        raise SystemExit(f"tinylang: no model {unknown[0]!r} in {args.config}; it has: {', '.join(described)}")
     for name in names:
-        model = build_model(ModelConfig(**models[name]), args.vocab_size, args.max_len)
-        print(f"== {name}\n{format_description(model)}\n")
+        config, vocab_size, max_len, where = described[name]
+        print(f"== {name}{where}\n{format_description(build_model(config, vocab_size, max_len))}\n")
+
+
+def _study_models(raw: dict, path: Path, args: argparse.Namespace) -> dict:
+    """Model name (or run, for a sweep) → (config, vocabulary size, positions, note), sized as the
+    study trains it: its language's vocabulary and the model's position table."""
+    from tinylang.config import ConfigError, load_study
+    from tinylang.languages import make_language
+    from tinylang.languages.dataset import longest_example
+
+    library = next((d for d in (path.parent / "languages", path.parent.parent / "languages") if d.is_dir()), None)
+    try:
+        study = load_study(raw, language_library=library)
+    except ConfigError as err:
+        raise SystemExit(f"tinylang: {err}") from None
+    named = raw.get("runs") or {}
+    described, vocab = {}, {}
+    for run_name in study.run_names:
+        run = study.run(run_name)
+        key = named[run_name].get("model", run_name) if isinstance(named.get(run_name), dict) else run_name
+        if key in described:  # the first run of each named model
+            continue
+        if run.language not in vocab:
+            vocab[run.language] = len(make_language(study.languages[run.language]).vocabulary())
+        positions, note = run.model.n_positions, ""
+        if positions is None:
+            generated = Path("results", study.study, "languages", run.language)
+            if (generated / "meta.json").exists():  # as training sizes it: the longest example
+                positions = longest_example(generated)
+            else:
+                positions = args.max_len
+                note = "" if not run.model.pos_embed else (
+                    f"; positions: --max-len {positions} until the language is generated, then its longest example")
+        described[key] = (run.model, vocab[run.language], positions,
+                          f" (run {run_name}, language {run.language}: vocabulary {vocab[run.language]}{note})")
+    return described
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -137,7 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     describe.add_argument("config", help="a study config (its `models`) or a single model config (YAML)")
     describe.add_argument("--model", help="only this model of the study")
-    describe.add_argument("--vocab-size", type=int, default=67, help="vocabulary size (default: 67, AR with num_kv 64)")
+    describe.add_argument("--vocab-size", type=int, default=67,
+                          help="vocabulary of a lone model config (default: 67, AR with num_kv 64)")
     describe.add_argument("--max-len", type=int, default=64, help="positional table length (default: 64)")
     describe.set_defaults(func=_describe_model)
     export = commands.add_parser("export", help="a checkpoint as model.safetensors plus config.json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
-from .base import PAD, POSITION_COLUMNS, LanguageDataError, read_meta, read_split, regenerate_hint
+from .base import PAD, POSITION_COLUMNS, LanguageDataError, checked_split_path, read_meta, read_split, regenerate_hint
 
 IGNORE_INDEX = -100
 
@@ -188,3 +189,18 @@ def load_tensors(language_dir: Path, split: str) -> TokenTensors:
                           source=f"language split {Path(language_dir) / f'{split}.parquet'}")
     except LanguageDataError as err:
         raise LanguageDataError(f"{err}; {regenerate_hint(Path(language_dir))}") from None
+
+
+def longest_example(language_dir: str | os.PathLike, meta: dict | None = None, splits: list[str] | None = None) -> int:
+    """The longest example over ``splits`` (default: every split) of a generated language: the
+    position table a model trained on it gets (so every split fits)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    meta = read_meta(language_dir) if meta is None else meta
+    longest = 0
+    for split in splits or list(meta["splits"]):
+        tokens = pq.read_table(checked_split_path(Path(language_dir), split, meta), columns=["tokens"])["tokens"]
+        if len(tokens):
+            longest = max(longest, int(pc.max(pc.list_value_length(tokens)).as_py() or 0))
+    return longest

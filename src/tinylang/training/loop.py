@@ -63,16 +63,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from tinylang.device import resolve_device
-from tinylang.languages.base import checked_split_path, read_meta
-from tinylang.languages.dataset import IGNORE_INDEX, load_tensors
+from tinylang.languages.base import read_meta
+from tinylang.languages.dataset import IGNORE_INDEX, load_tensors, longest_example
 from tinylang.models import LanguageModel, ModelConfig, build_model, checkpoint_path, save_checkpoint
 from tinylang.progress import ProgressLines
 from tinylang.tables import write_table
@@ -147,7 +145,7 @@ class _Trainer:
         n_train = len(self.train)
         if n_train == 0:
             raise ValueError(f"the train split of {language_dir} is empty")
-        vocab_size, max_len = len(meta["vocabulary"]), _max_length(language_dir, meta, splits, self.train)
+        vocab_size, max_len = len(meta["vocabulary"]), longest_example(language_dir, meta, splits)
         self.total = cfg.total_steps(n_train)
         self.batch_size = min(cfg.batch_size, n_train)
         self.steps_per_epoch = -(-n_train // self.batch_size)
@@ -348,18 +346,6 @@ class _Trainer:
             self.label, self.total, f" ({done} in this session)" if self.start else "", took, done / max(took, 1e-9),
             self.rows[-1]["loss"] if self.rows else float("nan"), self.out_dir / LOG_FILE, len(self.checkpoint_steps),
         )
-
-
-def _max_length(language_dir: Path, meta: dict[str, Any], splits: list[str], train) -> int:
-    """The longest sequence over every split (so evaluation splits fit the position table)."""
-    longest = int(train.lengths.max())
-    for split in splits:
-        if split == "train":
-            continue
-        tokens = pq.read_table(checked_split_path(language_dir, split, meta), columns=["tokens"])["tokens"]
-        if len(tokens):
-            longest = max(longest, int(pc.max(pc.list_value_length(tokens)).as_py() or 0))
-    return longest
 
 
 def _make_optimizer(model: LanguageModel, cfg: TrainConfig) -> tuple[torch.optim.AdamW, bool]:
