@@ -298,3 +298,13 @@ def test_a_training_default_mistake_is_reported_once_not_once_per_run(tiny_study
         load_study(tiny_study)
     assert str(err.value).count("lr: Input should be greater than 0") == 1
     assert "training.lr: Input should be greater than 0" in str(err.value)
+
+
+def test_the_schema_describes_fields_with_the_comments_of_their_source():
+    from tinylang.config import json_schema
+
+    schema = json_schema()
+    tracking = schema["$defs"]["TrackingConfig"]["properties"]
+    assert tracking["mlflow_uri"]["description"].startswith("None: a file store in <dir>/mlruns")
+    assert schema["properties"]["tracking"]["description"] == "off by default (tinylang.tracking)"
+    assert schema["properties"]["evaluators"]["description"].startswith("Evaluators to run on checkpoints")

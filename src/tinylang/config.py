@@ -33,7 +33,7 @@ from tinylang.evaluation.evaluators import (
 )
 from tinylang.languages import parse_language_config
 from tinylang.models import ModelConfig
-from tinylang.strict import StrictModel
+from tinylang.strict import StrictModel, describe_fields
 from tinylang.sweep import MODEL_FIELDS, SweepConfig, expand
 from tinylang.tracking import TrackingConfig
 from tinylang.training.config import TrainConfig
@@ -427,4 +427,21 @@ def json_schema() -> dict[str, Any]:
         "description": "Evaluators to run on checkpoints, by name, with their options (null: defaults).",
         "default": DEFAULT_EVALUATORS,
     }
+    _describe_from_source(schema)
     return schema
+
+
+def _describe_from_source(schema: dict[str, Any]) -> None:
+    """Descriptions for the fields the models document with a comment (``strict.describe_fields``)."""
+    from pydantic import BaseModel
+
+    models: dict[str, type[BaseModel]] = {}
+    pending = [BaseModel]
+    while pending:
+        for sub in pending.pop().__subclasses__():
+            models.setdefault(sub.__name__, sub)
+            pending.append(sub)
+    describe_fields(schema, models)
+    describe_fields(schema["properties"]["training"], models | {"": TrainConfig})
+    for option in schema["properties"]["evaluators"]["properties"].values():
+        describe_fields(option["oneOf"][0], models)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import inspect
+import io
+import re
+import tokenize
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -28,3 +32,43 @@ class StrictModel(BaseModel):
                 hints.append(f"{key!r}" + (f" (did you mean {match[0]!r}?)" if match else ""))
             raise ValueError(f"unknown key(s) {', '.join(hints)}; allowed: {', '.join(allowed)}")
         return data
+
+
+def field_comments(cls: type[BaseModel]) -> dict[str, str]:
+    """Field name → the comment that documents it in ``cls``'s source: the comment at the end of
+    its line, else the comment lines right above it (so a schema describes what the code says)."""
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    comments: dict[int, str] = {}
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            comments[token.start[0]] = token.string.lstrip("#").strip()
+    found, lines = {}, source.splitlines()
+    for number, line in enumerate(lines, start=1):
+        match = re.match(r"\s+(\w+)\s*:", line)
+        if not match or match.group(1) not in cls.model_fields or line.lstrip().startswith("#"):
+            continue
+        above, index = [], number - 1
+        while index in comments and lines[index - 1].lstrip().startswith("#"):
+            above.insert(0, comments[index])
+            index -= 1
+        text = comments.get(number) if number in comments and not line.lstrip().startswith("#") else None
+        text = text or " ".join(above)
+        if text:
+            found[match.group(1)] = text
+    return found
+
+
+def describe_fields(schema: dict[str, Any], models: dict[str, type[BaseModel]]) -> None:
+    """Give every property of ``schema`` (and of its ``$defs``) without a description the comment
+    its model's source has for it; ``models`` maps a schema's title to its model class."""
+    for name, sub in [("", schema), *schema.get("$defs", {}).items()]:
+        cls = models.get(sub.get("title", name)) or models.get(name)
+        if cls is None:
+            continue
+        comments = field_comments(cls)
+        for field, prop in sub.get("properties", {}).items():
+            if "description" not in prop and field in comments:
+                prop["description"] = comments[field]

@@ -17,12 +17,12 @@ class ModelConfig(StrictModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    mixer: str
-    d_model: StrictInt = Field(64, ge=1)
-    n_layers: StrictInt = Field(2, ge=1)
+    mixer: str  # a registered mixer (attention, mamba, ...) or 'module:Class' from outside tinylang
+    d_model: StrictInt = Field(64, ge=1)  # the residual stream's width
+    n_layers: StrictInt = Field(2, ge=1)  # blocks of mixer (+ state mixer)
     state_mixer: str | None = None  # None: the mixer's own default ("mlp" or "none")
-    mlp_ratio: StrictInt = Field(4, ge=1)
-    pos_embed: bool = True
+    mlp_ratio: StrictInt = Field(4, ge=1)  # the state mixer's hidden width over d_model
+    pos_embed: bool = True  # learned absolute positions (the paper: attention only)
     # auto: the paper's, LayerNorm in Transformer-style blocks, RMSNorm in Mamba-style ones, final LayerNorm
     norm: Literal["auto", "layernorm", "rmsnorm"] = "auto"
     tie_embeddings: bool = True  # the paper's LM head is the token embedding
@@ -31,7 +31,7 @@ class ModelConfig(StrictModel):
     n_positions: StrictInt | None = Field(None, ge=1)
     # Unused rows appended to the token table: the paper's AR vocabulary holds one (for its -100 label).
     extra_tokens: StrictInt = Field(0, ge=0)
-    mixer_args: dict[str, Any] = Field(default_factory=dict)
+    mixer_args: dict[str, Any] = Field(default_factory=dict)  # the mixer's own options, validated by it
 
     @field_validator("mixer")
     @classmethod

@@ -16,22 +16,22 @@ class TrainConfig(StrictModel):
     # `batch_size: true` used to become 1).
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    lr: PositiveFloat = 1e-3
-    weight_decay: float = Field(0.01, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: StrictInt = Field(0, ge=0)
-    schedule: Literal["constant", "linear", "cosine"] = "linear"
+    lr: PositiveFloat = 1e-3  # the peak learning rate (AdamW)
+    weight_decay: float = Field(0.01, ge=0)  # AdamW's, on matrices other than embeddings
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW's
+    warmup_steps: StrictInt = Field(0, ge=0)  # linear warmup from 0 to lr
+    schedule: Literal["constant", "linear", "cosine"] = "linear"  # the decay after warmup
     min_lr_ratio: float = Field(0.0, ge=0, le=1)  # the decay ends at lr * min_lr_ratio
-    batch_size: StrictInt = Field(32, ge=1)
+    batch_size: StrictInt = Field(32, ge=1)  # examples per optimiser step
     # The examples' order in each epoch: a fresh seeded permutation ("shuffle"), or the train
     # split's own order every epoch ("file": the paper's code, whose splits are i.i.d. samples).
     order: Literal["shuffle", "file"] = "shuffle"
     steps: StrictInt | None = Field(None, ge=1)  # optimiser steps in all
     epochs: StrictInt | None = Field(None, ge=1)  # or whole passes over the train split
-    grad_clip: float | None = Field(1.0, gt=0)
-    seed: StrictInt = 0
+    grad_clip: float | None = Field(1.0, gt=0)  # the gradient norm's limit; None: no clipping
+    seed: StrictInt = 0  # the initialisation and the data order
     checkpoints: list[StrictInt] = Field(default_factory=list)  # steps to save at; 0 and the last always saved
-    log_every: StrictInt = Field(10, ge=1)
+    log_every: StrictInt = Field(10, ge=1)  # steps per train-log row (mean loss since the last)
     # Every this many steps (and at every checkpoint) the resumable training state is written, so a
     # killed or preempted job loses at most this many steps; None: at checkpoints only. It does
     # not change what is trained: a state written at another interval still resumes.
