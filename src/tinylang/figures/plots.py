@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -106,6 +107,29 @@ def language_stats(language_dirs: Mapping[str, PathLike], table_path: PathLike, 
     return table
 
 
+ATTRIB_AXIS = (-0.5, 1.5)
+"""The Attrib axis, widened only to show every kept run: a dropped run's ratio has a tiny gap
+under it and can reach ±500, which would flatten every other bar to a line."""
+
+
+def _clip_bars(ax, kept_values: pd.Series) -> int:
+    """Limit the y axis to ``ATTRIB_AXIS`` (widened to the kept runs' values); print the value of
+    each bar beyond it at the edge. Returns how many bars were clipped."""
+    finite = kept_values[np.isfinite(kept_values)]
+    low = min(ATTRIB_AXIS[0], float(finite.min()) - 0.1) if len(finite) else ATTRIB_AXIS[0]
+    high = max(ATTRIB_AXIS[1], float(finite.max()) + 0.1) if len(finite) else ATTRIB_AXIS[1]
+    ax.set_ylim(low, high)
+    clipped = 0
+    for bar in ax.patches:
+        value = bar.get_height() if bar.get_y() == 0 else bar.get_y() + bar.get_height()
+        if np.isfinite(value) and not low <= value <= high:
+            clipped += 1
+            edge = high if value > high else low
+            ax.annotate(f"{value:.3g}", (bar.get_x() + bar.get_width() / 2, edge), ha="center",
+                        va="top" if value > high else "bottom", fontsize=6, rotation=90)
+    return clipped
+
+
 def attribution(intervention_tables: Iterable[PathLike], table_path: PathLike,
                 figure_paths: Sequence[PathLike]) -> pd.DataFrame:
     """The paper's Attrib (ratio of means over examples) at @Key / @Value / @Query per run, read
@@ -127,9 +151,12 @@ def attribution(intervention_tables: Iterable[PathLike], table_path: PathLike,
         if round(bar.get_x() + bar.get_width() / 2) in faint:
             bar.set_alpha(0.3)
     ax.set_xticks(range(len(runs)), [f"{run}\n(dropped: gap {gaps.loc[run, 'gap']:.3f})" if run in dropped else run
-                                     for run in runs])
+                                     for run in runs], rotation=45 if len(runs) > 8 else 0,
+                  ha="right" if len(runs) > 8 else "center")
     ax.axhline(1.0, color="0.3", linewidth=0.8, linestyle=":")
     ax.axhline(0.0, color="0.3", linewidth=0.8)
-    ax.set(ylabel="Attrib (restored share of the gap)", xlabel="", title="Where the association is read")
+    clipped = _clip_bars(ax, table.loc[table["kept"].astype(bool), "attrib"])
+    note = f"; {clipped} bar(s) past the axis, their value printed at its edge" if clipped else ""
+    ax.set(ylabel="Attrib (restored share of the gap)", xlabel="", title="Where the association is read" + note)
     _save(fig, table, table_path, figure_paths)
     return table
