@@ -176,10 +176,10 @@ exit 1
 """
 
 
-@pytest.mark.slow
-def test_the_slurm_profile_submits_each_training_job_with_one_gpu(tmp_path, tiny_study):
-    """The sbatch lines themselves, without a cluster: fake ``sbatch`` and ``sacct`` record
-    the submission and refuse it, so the run stops right after submitting the train jobs."""
+@pytest.fixture
+def fake_slurm(tmp_path, tiny_study):
+    """A tiny study with its language generated locally, and stand-in ``sbatch``/``sacct`` in a
+    folder to put first on PATH: ``(that folder, the Snakemake command line without a profile)``."""
     pytest.importorskip("snakemake_executor_plugin_slurm")
     fake = tmp_path / "bin"
     fake.mkdir()
@@ -191,6 +191,14 @@ def test_the_slurm_profile_submits_each_training_job_with_one_gpu(tmp_path, tiny
             "--configfile", str(tmp_path / "study.yaml")]
     local = subprocess.run([*base, "--cores", "1", "--until", "language"], capture_output=True, text=True, timeout=300, check=False)
     assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
+    return fake, base
+
+
+@pytest.mark.slow
+def test_the_slurm_profile_submits_each_training_job_with_one_gpu(fake_slurm):
+    """The sbatch lines themselves, without a cluster: fake ``sbatch`` and ``sacct`` record
+    the submission and refuse it, so the run stops right after submitting the train jobs."""
+    fake, base = fake_slurm
     proc = subprocess.run(
         [*base, "--profile", str(REPO / "profiles" / "slurm"), "--until", "train", "--retries", "0",
          "--slurm-init-seconds-before-status-checks", "1"],
@@ -207,20 +215,10 @@ def test_the_slurm_profile_submits_each_training_job_with_one_gpu(tmp_path, tiny
 
 
 @pytest.mark.slow
-def test_the_grouped_slurm_profile_submits_one_job_per_run_with_one_gpu(tmp_path, tiny_study):
+def test_the_grouped_slurm_profile_submits_one_job_per_run_with_one_gpu(fake_slurm):
     """``profiles/slurm-grouped``: a run's training and evaluations are one sbatch job on one
     GPU, its evaluations stacked two at a time (``cores: 2``) rather than all asked for at once."""
-    pytest.importorskip("snakemake_executor_plugin_slurm")
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    for tool in ("sbatch", "sacct"):
-        (fake / tool).write_text(FAKE_SLURM_TOOL)
-        (fake / tool).chmod(0o755)
-    (tmp_path / "study.yaml").write_text(yaml.safe_dump(tiny_study))
-    base = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(tmp_path),
-            "--configfile", str(tmp_path / "study.yaml")]
-    local = subprocess.run([*base, "--cores", "1", "--until", "language"], capture_output=True, text=True, timeout=300, check=False)
-    assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
+    fake, base = fake_slurm
     proc = subprocess.run(
         [*base, "--profile", str(REPO / "profiles" / "slurm-grouped"), "--retries", "0",
          "--slurm-init-seconds-before-status-checks", "1"],
