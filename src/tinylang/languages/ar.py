@@ -39,13 +39,13 @@ class ARConfig(LanguageConfig):
     ``dev`` never do. A ``dev`` split needs ``train_test_split > 0``.
     """
 
-    type: Literal["ar"] = "ar"
-    num_kv: int
-    min_pairs: int = Field(ge=1)
-    max_pairs: int
-    query_type: Literal["key", "value"] = "key"
-    mask_nonquery: bool = True
-    train_test_split: float = Field(0.0, ge=0.0, lt=1.0)
+    type: Literal["ar"] = "ar"  # associative recall
+    num_kv: int  # keys and values together (half each)
+    min_pairs: int = Field(ge=1)  # key-value pairs per example, at least
+    max_pairs: int  # and at most (distinct keys, so ≤ num_kv / 2)
+    query_type: Literal["key", "value"] = "key"  # what the query repeats: a key (answer: its value) or a value
+    mask_nonquery: bool = True  # only the answer is a training target
+    train_test_split: float = Field(0.0, ge=0.0, lt=1.0)  # share of (key, value) pairs only test queries
 
     def min_bytes(self) -> int:
         return super().min_bytes() + 64 * self.num_kv  # the vocabulary: a string per token

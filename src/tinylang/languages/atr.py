@@ -97,25 +97,25 @@ def held_out_count(fraction: float, num_symbols: int) -> int:
 class ATRConfig(LanguageConfig):
     """Associative treecall over sentences of a random PCFG built from ``seed``."""
 
-    type: Literal["atr"] = "atr"
-    num_terminals: int = Field(ge=1)
-    num_nonterminals: int = Field(ge=1)
-    max_rhs_len: int = Field(ge=1)
-    max_rules_per_nt: int = Field(ge=1)
-    max_depth: int = Field(ge=1)
+    type: Literal["atr"] = "atr"  # associative treecall
+    num_terminals: int = Field(ge=1)  # terminal classes: the words of the grammar
+    num_nonterminals: int = Field(ge=1)  # nonterminals of the grammar
+    max_rhs_len: int = Field(ge=1)  # the longest right-hand side, inclusive (the original's exclusive 5 is 4)
+    max_rules_per_nt: int = Field(ge=1)  # rules per nonterminal at most
+    max_depth: int = Field(ge=1)  # the grammar's derivation depth bound
     head_position: Literal["left", "right"] = "left"
     transparent_nonterminals: bool = False
     terminal_occurrence_factor: float | None = Field(None, gt=0)
     max_length: int = Field(1024, ge=MIN_SENTENCE)
-    no_parent_queries: bool = False
-    no_child_queries: bool = False
-    no_sibling_queries: bool = False
+    no_parent_queries: bool = False  # leave out PARENT queries
+    no_child_queries: bool = False  # leave out CHILD queries
+    no_sibling_queries: bool = False  # leave out SIBLING queries
     unambiguous_queries: bool = False
     sample_first: Literal["target", "query"] = "target"
-    train_test_split: float = Field(0.0, ge=0.0, lt=1.0)
-    mask_nonquery: bool = True
-    grammar_rng: Literal["tinylang", "legacy"] = "tinylang"
-    sentence_rng: Literal["tinylang", "legacy"] = "tinylang"
+    train_test_split: float = Field(0.0, ge=0.0, lt=1.0)  # share of (target, query) pairs only test queries
+    mask_nonquery: bool = True  # only the answer is a training target
+    grammar_rng: Literal["tinylang", "legacy"] = "tinylang"  # legacy: the paper's code's grammar for a seed
+    sentence_rng: Literal["tinylang", "legacy"] = "tinylang"  # legacy: the paper's code's sentences, draw for draw
 
     _grammar: Grammar | None = PrivateAttr(None)
 

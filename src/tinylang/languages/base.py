@@ -40,8 +40,8 @@ class LanguageConfig(StrictModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    seed: int = Field(0, ge=0)
-    splits: dict[str, int] = {"train": 10000, "test": 1000}
+    seed: int = Field(0, ge=0)  # every random draw of the language
+    splits: dict[str, int] = {"train": 10000, "test": 1000}  # split name (train, dev, test) → examples
 
     @field_validator("splits")
     @classmethod
