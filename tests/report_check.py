@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import time
 from pathlib import Path
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -37,6 +36,23 @@ def _driver():
     return webdriver.Chrome(service=webdriver.ChromeService(shutil.which("chromedriver")), options=options)
 
 
+RESULTS_MENU = "//li[normalize-space(.)='Results']/following-sibling::li/a/span"
+TIMEOUT_S = 20  # waiting for the report's scripts to draw an element
+
+
+def _wait_until(driver, condition):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, TIMEOUT_S, poll_frequency=0.05).until(condition)
+
+
+def _wait(driver, xpath: str) -> list:
+    """The elements at ``xpath`` as soon as there is one (instead of sleeping a fixed time)."""
+    from selenium.webdriver.common.by import By
+
+    return _wait_until(driver, lambda d: d.find_elements(By.XPATH, xpath))
+
+
 def landing_page(report: str | Path, screenshot: str | Path | None = None) -> str:
     """The text the report shows when it opens (its landing page), with a screenshot of it."""
     from selenium.webdriver.common.by import By
@@ -44,7 +60,7 @@ def landing_page(report: str | Path, screenshot: str | Path | None = None) -> st
     driver = _driver()
     try:
         driver.get(Path(report).resolve().as_uri())
-        time.sleep(1.0)
+        _wait(driver, "//*[contains(text(), 'tinylang study')]")  # the workflow description, drawn
         text = driver.find_element(By.TAG_NAME, "body").text
         if screenshot is not None:
             driver.save_screenshot(str(screenshot))
@@ -63,16 +79,15 @@ def shown_figures(report: str | Path, screenshots: str | Path | None = None) -> 
 
     def open_category(name: str) -> None:  # the report keeps no history: start from the top each time
         driver.get(url)
-        time.sleep(0.5)
-        driver.find_element(By.XPATH, f"//li/a/span[normalize-space(text())='{name}']").click()
-        time.sleep(0.3)
+        _wait(driver, f"//li/a/span[normalize-space(text())='{name}']")[0].click()
+        _wait(driver, "//tr/td[1]")
 
     shown: dict[str, tuple[int, int]] = {}
     try:
         driver.get(url)
-        time.sleep(0.5)
+        _wait(driver, RESULTS_MENU)
         categories = [span.text for span in driver.find_elements(
-            By.XPATH, "//li[normalize-space(.)='Results']/following-sibling::li/a/span")]
+            By.XPATH, RESULTS_MENU)]
         for category in categories:
             open_category(category)
             names = [cell.text for cell in driver.find_elements(By.XPATH, "//tr/td[1]") if cell.text.endswith(".png")]
@@ -80,8 +95,8 @@ def shown_figures(report: str | Path, screenshots: str | Path | None = None) -> 
                 open_category(category)
                 row = driver.find_element(By.XPATH, f"//tr[td[normalize-space(text())='{name}']]")
                 row.find_element(By.XPATH, ".//a[@iconname='eye']").click()
-                time.sleep(0.5)
-                image = driver.find_element(By.XPATH, "//img[starts-with(@src, 'data:image/png')]")
+                image = _wait(driver, "//img[starts-with(@src, 'data:image/png')]")[0]
+                _wait_until(driver, lambda d, image=image: d.execute_script("return arguments[0].complete", image))
                 size = driver.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", image)
                 shown[Path(name).name] = (int(size[0]), int(size[1])) if image.is_displayed() else (0, 0)
                 if screenshots is not None:
