@@ -89,7 +89,7 @@ def test_study_results_go_to_each_tracked_run(recorder, tmp_path):
                            "value": [0.1, 0.9, float("nan"), 0.5]})
     final = pd.DataFrame({"run": ["a", "a", "b"], "step": [10, 10, 10], "split": ["train", "test", "test"],
                           "metric": ["accuracy"] * 3, "value": [1.0, 0.8, 0.5]})
-    log_study_results(recorder, "s", tmp_path, tmp_path / "runs", {"curves": curves, "run_accuracy": final})
+    log_study_results(recorder, "s", tmp_path, {"curves": curves, "run_accuracy": final})
     logged = [(c[2], c[3]) for c in CALLS if c[0] == "log"]
     assert logged == [(0, {"eval/accuracy": 0.1}), (10, {"eval/accuracy": 0.9}),
                       (10, {"final/train/accuracy": 1.0, "final/test/accuracy": 0.8})]  # run b: no record

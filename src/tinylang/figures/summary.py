@@ -6,6 +6,8 @@ import math
 
 import pandas as pd
 
+from tinylang.study.summary import SUMMARY_COLUMNS
+
 QUANTITIES = {"accuracy": "accuracy (best lr)", "attrib@Key": "Attrib @Key", "attrib@Value": "Attrib @Value",
               "attrib@Query": "Attrib @Query"}
 
@@ -20,7 +22,7 @@ def summary_rst(description: str, runs: pd.DataFrame, summary: pd.DataFrame) -> 
              "learning rate picked on the selection split (95 % interval); Attrib the median over the runs "
              "of every learning rate that the run filter keeps (n; –: none kept). The figures are in the "
              "menu's categories.", ""]
-    config = [c for c in summary.columns if c not in ("quantity", "value", "ci_low", "ci_high", "n")]
+    config = [c for c in summary.columns if c not in SUMMARY_COLUMNS]
     fixed = {c: summary[c].iloc[0] for c in config if c != "mixer" and summary[c].nunique(dropna=False) == 1}
     config = [c for c in config if c not in fixed]  # the same in every row: said once, above the table
     header = [*config, *(label for q, label in QUANTITIES.items() if q in set(summary["quantity"]))]

@@ -199,7 +199,7 @@ def longest_example(language_dir: str | os.PathLike, meta: dict | None = None, s
 
     meta = read_meta(language_dir) if meta is None else meta
     longest = 0
-    for split in splits or list(meta["splits"]):
+    for split in list(meta["splits"]) if splits is None else splits:
         tokens = pq.read_table(checked_split_path(Path(language_dir), split, meta), columns=["tokens"])["tokens"]
         if len(tokens):
             longest = max(longest, int(pc.max(pc.list_value_length(tokens)).as_py() or 0))

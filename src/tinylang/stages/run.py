@@ -87,7 +87,7 @@ def train(spec: TrainSpec) -> dict[str, Any]:
     from tinylang.training.status import write_run_status
 
     with stage_context(spec.log, spec.device, spec.threads):
-        partial = spec.checkpoints_dir.parent / "partial"
+        partial = spec.run_dir / "partial"
         with trainer_lock(partial):  # held until the outputs are moved out of the folder
             earlier_attempts(partial / ATTEMPTS_LOG)
             with kept_log(partial / ATTEMPTS_LOG), _tracked(spec, partial) as tracker:

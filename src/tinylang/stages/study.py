@@ -110,7 +110,7 @@ def study_tables(spec: StudyTablesSpec) -> dict[str, pd.DataFrame]:
         if spec.tracking is not None:
             from tinylang.tracking import log_study_results
 
-            log_study_results(spec.tracking, spec.study, spec.study_dir, spec.study_dir / "runs", tables)
+            log_study_results(spec.tracking, spec.study, spec.study_dir, tables)
         return tables
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from tinylang.study.runs import configuration_columns
+from tinylang.study.runs import STATUS_COLUMNS, configuration_columns
 
 SUMMARY_COLUMNS = ["quantity", "value", "ci_low", "ci_high", "n"]
 
@@ -16,8 +16,7 @@ def summary_table(runs: pd.DataFrame, selection: pd.DataFrame, curves: pd.DataFr
     ``attrib@Key|Value|Query`` the median headline Attrib at each run's last evaluated step over
     the runs of every learning rate that the run filter keeps (``n`` of them), as the mechanism
     figures draw them."""
-    config = configuration_columns(runs.drop(columns=["status", "failed_step", "failed_lr", "failure"],
-                                             errors="ignore"))
+    config = configuration_columns(runs.drop(columns=list(STATUS_COLUMNS), errors="ignore"))
     accuracy = selection.assign(quantity="accuracy", value=selection["mean"], n=selection["n_seeds"])
     attrib = curves[curves["quantity"].str.startswith("attrib")]
     last = attrib[attrib["step"] == attrib.groupby("run")["step"].transform("max")]

@@ -106,8 +106,7 @@ def flat_params(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def log_study_results(config: TrackingConfig, study: str, study_dir: Path, runs_dir: Path,
-                      tables: Mapping[str, Any]) -> None:
+def log_study_results(config: TrackingConfig, study: str, study_dir: Path, tables: Mapping[str, Any]) -> None:
     """Add each tracked run's evaluation to its record: accuracy and Attrib per checkpoint
     (``eval/<quantity>``, from the ``curves`` table) and the final accuracy of every split
     (``final/<split>/accuracy``, from ``run_accuracy``)."""
@@ -115,7 +114,7 @@ def log_study_results(config: TrackingConfig, study: str, study_dir: Path, runs_
         return
     curves, final = tables["curves"], tables["run_accuracy"]
     for run in sorted(set(curves["run"]) | set(final["run"])):
-        ids_file = runs_dir / run / IDS_FILE
+        ids_file = Path(study_dir) / "runs" / run / IDS_FILE
         if not ids_file.exists():
             log.info("tracking: run %s has no tracked record (trained before tracking was on); skipped", run)
             continue

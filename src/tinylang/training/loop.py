@@ -145,7 +145,10 @@ class _Trainer:
         n_train = len(self.train)
         if n_train == 0:
             raise ValueError(f"the train split of {language_dir} is empty")
-        vocab_size, max_len = len(meta["vocabulary"]), longest_example(language_dir, meta, splits)
+        vocab_size = len(meta["vocabulary"])
+        # Every split must fit the position table; the train split's lengths are in memory already.
+        max_len = max(int(self.train.lengths.max()),
+                      longest_example(language_dir, meta, [s for s in splits if s != "train"]))
         self.total = cfg.total_steps(n_train)
         self.batch_size = min(cfg.batch_size, n_train)
         self.steps_per_epoch = -(-n_train // self.batch_size)
