@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
+import io
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -67,6 +70,28 @@ def run_snakemake(workdir: Path, study: dict, *args: str, check: bool = True) ->
     if check:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
+
+
+def snakemake_summary(workdir: Path, study: dict | None, *targets: str, config: dict | None = None) -> pd.DataFrame:
+    """Snakemake's ``--summary`` table (one row per output: its ``rule`` and ``plan``) for ``study``
+    (written to ``workdir/study.yaml``; None: the default study) and ``targets``, with ``config`` as
+    ``--config`` would give it. Computed in this process through Snakemake's API: a fraction of a
+    second, where a new Snakemake process takes seconds to import torch for the config's validation.
+    A config the Snakefile refuses raises ``SystemExit`` with its message."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings
+
+    configfiles = []
+    if study is not None:
+        configfiles = [workdir / "study.yaml"]
+        configfiles[0].write_text(yaml.safe_dump(study))
+    printed = io.StringIO()
+    with contextlib.chdir(Path.cwd()), contextlib.redirect_stdout(printed), \
+            SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+        workflow = api.workflow(ResourceSettings(cores=2), ConfigSettings(configfiles=configfiles, config=config or {}),
+                                snakefile=SNAKEFILE, workdir=workdir)
+        workflow.dag(DAGSettings(targets=set(targets))).summary()
+    return pd.read_csv(io.StringIO(printed.getvalue()), sep="\t")
 
 
 # The tracking backends whose client library is installed; the shared study tracks with each.
@@ -156,3 +181,4 @@ def untrained_attention(trained_attention):
     trained, _ = trained_attention
     torch.manual_seed(0)
     return build_model(trained.model_config, trained.config.vocab_size, trained.config.max_len).eval()
+

@@ -10,7 +10,7 @@ from unittest import mock
 
 import pytest
 import yaml
-from conftest import REPO, SNAKEFILE
+from conftest import REPO, SNAKEFILE, snakemake_summary
 
 from tinylang.config import ConfigError, load_study
 
@@ -117,15 +117,9 @@ def test_mistakes_only_a_run_would_show_are_refused_with_the_study(tiny_study, e
 )
 def test_snakemake_stops_before_any_job_on_a_bad_config(tmp_path, tiny_study, edit, field):
     edit(tiny_study)
-    configfile = tmp_path / "study.yaml"
-    configfile.write_text(yaml.safe_dump(tiny_study))
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(tmp_path),
-         "--configfile", str(configfile), "--cores", "1"],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert proc.returncode != 0
-    assert field in proc.stderr + proc.stdout
+    with pytest.raises(SystemExit) as stop:  # while Snakemake reads the Snakefile, before any planning
+        snakemake_summary(tmp_path, tiny_study)
+    assert str(stop.value.code).startswith("tinylang: ") and field in str(stop.value.code)
     assert not (tmp_path / "results").exists()
 
 
@@ -264,14 +258,11 @@ def test_a_study_file_without_a_study_name_is_refused_not_merged_into_the_defaul
 
 
 def test_config_overrides_apply_to_the_chosen_study(tmp_path, tiny_study):
-    proc = _dry_run(tmp_path, "--config", "study=renamed")  # the default study, renamed
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "results/renamed/languages/" in proc.stdout and "results/default" not in proc.stdout
-    configfile = tmp_path / "tiny.yaml"
-    configfile.write_text(yaml.safe_dump(tiny_study))
-    proc = _dry_run(tmp_path, "--configfile", str(configfile), "--config", "study=tiny2")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "results/tiny2/runs/attention/" in proc.stdout
+    outputs = snakemake_summary(tmp_path, None, config={"study": "renamed"})["output_file"]  # the default study, renamed
+    assert outputs.str.startswith("results/renamed/languages/").any()
+    assert not outputs.str.startswith("results/default").any()
+    outputs = snakemake_summary(tmp_path, tiny_study, config={"study": "tiny2"})["output_file"]
+    assert outputs.str.startswith("results/tiny2/runs/attention/").any()
 
 
 def _sweep_study(tiny_study, **grid):

@@ -29,12 +29,15 @@ STUDY = {
 
 def test_a_mixer_language_and_evaluator_from_outside_the_package_run_a_whole_study(tmp_path):
     shutil.copy(EXTENSION, tmp_path)  # beside the study file, where Snakemake runs: found there
-    run_snakemake(tmp_path, STUDY)
-    out = tmp_path / "results" / "ext"
+    out = Path("results") / "ext"
+    ranks = out / "runs" / "mean" / "eval" / "step12" / "my_extension:AnswerRank.parquet"
+    # (the other figures are the shared study's tests)
+    run_snakemake(tmp_path, STUDY, "study_tables", str(ranks), str(out / "figures" / "accuracy.png"))
+    out = tmp_path / out
     runs = pd.read_parquet(out / "study" / "runs.parquet")
     assert runs[["run", "language", "mixer", "status"]].values.tolist() == [
         ["mean", "first", "my_extension:CausalMean", "ok"]]
-    ranks = pd.read_parquet(out / "runs" / "mean" / "eval" / "step12" / "my_extension:AnswerRank.parquet")
+    ranks = pd.read_parquet(tmp_path / ranks)
     assert ranks[["run", "step", "split", "metric"]].values.tolist() == [
         ["mean", 12, "test", "mean_rank"], ["mean", 12, "test", "top1"]]
     assert 0 <= ranks.value.min() and ranks.value.max() < 8  # a rank among 8 symbols + 4 other tokens

@@ -106,7 +106,7 @@ def test_a_nan_loss_marks_the_run_failed_and_the_study_reports_it(tmp_path, capl
     assert pd.read_parquet(outputs["selection"])["lr"].tolist() == [3e-3]
 
 
-# The workflow test: one run long enough to be killed mid-way (a few seconds of training, a
+# The workflow test: one run long enough to be killed mid-way (a second or two of training, a
 # resumable state every 50 steps), and one that diverges.
 STUDY = {
     "study": "resilience",
@@ -114,13 +114,13 @@ STUDY = {
     "threads": 1,
     "languages": {"ar": LANGUAGE},
     "models": {"attention": MODEL},
-    "training": {"lr": 0.003, "batch_size": 16, "steps": 3000, "checkpoints": [1500], "state_every": 50, "seed": 0},
+    "training": {"lr": 0.003, "batch_size": 16, "steps": 1200, "checkpoints": [600], "state_every": 50, "seed": 0},
     "runs": {"long": {"language": "ar", "model": "attention"},
              "nan": {"language": "ar", "model": "attention", "train": DIVERGING}},
     "evaluators": {"behaviour": {"checkpoints": "final", "num_examples": 32}},
 }
 OUT = Path("results") / STUDY["study"]
-KILL_AFTER = 300  # kill once a state of at least this step is on disk (of 3000; the checkpoint is at 1500)
+KILL_AFTER = 300  # kill once a state of at least this step is on disk (of 1200; the checkpoint is at 600)
 TARGET = str(OUT / "study" / "runs.parquet")  # the aggregation: every train and evaluate job, no figures
 
 
@@ -164,8 +164,8 @@ def uninterrupted_reference(language: Path, out: Path) -> Path:
     run, runs = load_study(STUDY).run("long"), out / "runs" / "long"
     train(TrainSpec("long", run.model, run.train, language, runs / "checkpoints", runs / "train_log.parquet",
                     device="cpu", progress=False))
-    evaluate(EvaluateSpec.build("long", 3000, "behaviour", STUDY["evaluators"]["behaviour"], runs / "checkpoints",
-                                language, runs / "eval" / "step3000" / "behaviour.parquet", device="cpu"))
+    evaluate(EvaluateSpec.build("long", 1200, "behaviour", STUDY["evaluators"]["behaviour"], runs / "checkpoints",
+                                language, runs / "eval" / "step1200" / "behaviour.parquet", device="cpu"))
     return out
 
 
@@ -193,15 +193,15 @@ def test_a_sigkilled_workflow_resumes_to_the_uninterrupted_result(tmp_path):
         assert not group_alive(proc.pid), "a process of the killed workflow survived SIGKILL"
 
     kill_step = saved_step(partial)
-    assert KILL_AFTER <= kill_step < 3000
-    assert not (partial / "checkpoints" / "step3000.pt").exists()
+    assert KILL_AFTER <= kill_step < 1200
+    assert not (partial / "checkpoints" / "step1200.pt").exists()
     assert not (victim / OUT / "runs" / "long" / "checkpoints").exists()
 
     # A killed Snakemake leaves its lock behind: unlock, then rerun what was incomplete.
     run_snakemake(victim, "--unlock")
     run_snakemake(victim, "--rerun-incomplete", TARGET)
     train_log = (victim / OUT / "logs" / "train" / "long.log").read_text()
-    assert f"run long: resuming from step {kill_step} of 3000" in train_log
+    assert f"run long: resuming from step {kill_step} of 1200" in train_log
     # Snakemake deletes a job's log before rerunning it; the killed attempt's lines are kept.
     assert "an earlier attempt of this job was interrupted; its log:" in train_log
     assert train_log.count("run long: attention model") == 2  # the killed attempt's start, then this one's
@@ -210,13 +210,13 @@ def test_a_sigkilled_workflow_resumes_to_the_uninterrupted_result(tmp_path):
 
     # Bit-identical on the CPU: weights, the train log's losses and the behaviour table.
     reference = uninterrupted_reference(victim / OUT / "languages" / "ar", tmp_path / "reference")
-    for step in (0, 1500, 3000):
+    for step in (0, 600, 1200):
         name = Path("runs") / "long" / "checkpoints" / f"step{step}.pt"
         assert same_weights(weights(reference / name), weights(victim / OUT / name)), name
     columns = ["step", "epoch", "loss", "lr"]
     logs = [pd.read_parquet(w / "runs" / "long" / "train_log.parquet")[columns] for w in (reference, victim / OUT)]
     pd.testing.assert_frame_equal(*logs)
-    behaviour = Path("runs") / "long" / "eval" / "step3000" / "behaviour.parquet"
+    behaviour = Path("runs") / "long" / "eval" / "step1200" / "behaviour.parquet"
     pd.testing.assert_frame_equal(pd.read_parquet(reference / behaviour), pd.read_parquet(victim / OUT / behaviour))
     assert not (victim / OUT / "runs" / "long" / "partial").exists()
 
@@ -227,7 +227,7 @@ def test_a_sigkilled_workflow_resumes_to_the_uninterrupted_result(tmp_path):
     assert status["status"] == "failed" and runs.loc["nan", "status"] == "failed"
     assert runs.loc["nan", "failed_step"] == status["step"] and runs.loc["long", "status"] == "ok"
     assert sorted(p.name for p in (out / "runs" / "nan" / "checkpoints").glob("*.pt")) == ["step0.pt", "step1.pt"]
-    empty = pd.read_parquet(out / "runs" / "nan" / "eval" / "step3000" / "behaviour.parquet")
+    empty = pd.read_parquet(out / "runs" / "nan" / "eval" / "step1200" / "behaviour.parquet")
     assert empty.empty and list(empty.columns) == list(pd.read_parquet(out / behaviour).columns)
     accuracy = pd.read_parquet(out / "study" / "run_accuracy.parquet")
     assert accuracy.loc[accuracy.run == "nan", "value"].isna().all()

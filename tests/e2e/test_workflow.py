@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import copy
-import io
 import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import TINY_STUDY, TRACKED, copy_finished_study, run_snakemake
+from conftest import TINY_STUDY, TRACKED, copy_finished_study, run_snakemake, snakemake_summary
 from test_safe_loading import truncate
 from tracking_records import READERS
 
@@ -29,7 +28,7 @@ def planned(workdir: Path, study: dict, *targets: str) -> set[tuple[str, str]]:
     """(rule, run or language) pairs Snakemake would run now for ``targets`` (default: every
     output), from its ``--summary`` table; '' where the rule has neither. Evaluation jobs are
     named after their evaluator: ``evaluate/interventions``."""
-    summary = pd.read_csv(io.StringIO(run_snakemake(workdir, study, "--summary", *targets).stdout), sep="\t")
+    summary = snakemake_summary(workdir, study, *targets)
     pending = summary[summary["plan"] != "no update"]
     return {_job(rule, Path(path)) for rule, path in zip(pending["rule"], pending["output_file"])}
 
@@ -93,6 +92,8 @@ def test_complete_run_writes_every_output(finished_study):
     attention = pd.read_parquet(out / "runs" / "attention" / "eval" / "step12" / "attention.parquet")
     assert {"layer", "head", "from_position", "to_position", "value"} <= set(attention.columns)
     assert not (out / "runs" / "mamba" / "eval" / "step12" / "attention.parquet").exists()  # no attention to read
+    mechanism = pd.read_parquet(out / "study" / "mechanism.parquet")  # every run's interventions, aggregated
+    assert set(mechanism.readout) == {"@Key", "@Value", "@Query"} and set(mechanism.run) == {"attention", "mamba"}
     for figure in ("training_curves", "accuracy", "language_stats", "attribution", "interventions_attention", "interventions_mamba"):
         for suffix in (".png", ".pdf", ".parquet"):
             assert (out / "figures" / f"{figure}{suffix}").stat().st_size > 0
@@ -194,22 +195,22 @@ def test_a_truncated_checkpoint_fails_only_its_job_and_the_log_names_it(tmp_path
     truncate(bad, keep=0.1)
     before = snapshot(out)
 
-    tiny_study["evaluators"]["interventions"]["num_examples"] = 6  # re-plans the interventions tables
+    tiny_study["evaluators"]["probes"]["num_examples"] = 24  # re-plans the probes tables
     second = run_snakemake(tmp_path, tiny_study, check=False)
     assert second.returncode != 0
-    job_log = (out / "logs" / "interventions" / "attention" / "step12.log").read_text()
+    job_log = (out / "logs" / "probes" / "attention" / "step12.log").read_text()
     assert f"CheckpointError: checkpoint {bad.relative_to(tmp_path)}" in job_log
     assert "is truncated or corrupt" in job_log
     remedy = f"snakemake --cores all --forcerun {bad.parent.relative_to(tmp_path)}"
     assert remedy in job_log
     assert "Error in rule evaluate" in second.stdout + second.stderr
 
-    failed_output = "runs/attention/eval/step12/interventions.parquet"
+    failed_output = "runs/attention/eval/step12/probes.parquet"
     after = snapshot(out)
     assert set(before) - set(after) <= {failed_output}  # nothing else was lost
     for path, stat in before.items():
-        if not (path.endswith("interventions.parquet") or path.startswith("benchmarks/interventions/")):
-            # (outputs of the interventions jobs the change re-plans may be rewritten)
+        if not (path.endswith("probes.parquet") or path.startswith("benchmarks/probes/")):
+            # (outputs of the probes jobs the change re-plans may be rewritten)
             assert after[path] == stat, path  # untouched, the truncated checkpoint included
 
     # Following the remedy (with the study's configfile) trains that run again; Snakemake then
@@ -217,8 +218,8 @@ def test_a_truncated_checkpoint_fails_only_its_job_and_the_log_names_it(tmp_path
     folder = str(bad.parent.relative_to(tmp_path))
     run_snakemake(tmp_path, tiny_study, "--forcerun", folder, "--until", "train")
     load_checkpoint(bad)
-    summary = run_snakemake(tmp_path, tiny_study, "--summary").stdout.splitlines()[1:]
-    pending = {tuple(line.split("\t")[i] for i in (0, 2)) for line in summary if not line.endswith("no update")}
+    summary = snakemake_summary(tmp_path, tiny_study)
+    pending = set(summary.loc[summary["plan"] != "no update", ["output_file", "rule"]].itertuples(index=False))
     assert {rule for _, rule in pending} <= {"evaluate", "training_curves", "accuracy", "attribution",
                                              "intervention_heatmap", "study_tables", "study_figure", "study_summary"}
     assert not any("/runs/mamba/" in path for path, _ in pending)  # the other run is untouched

@@ -2,30 +2,28 @@
 
 ``evaluators.EVALUATORS`` maps the names a study's ``evaluators`` block uses to these analyses.
 
-The interventions module imports pyvene (slow: it pulls in transformers) through
-``pyvene_adapter``, so both are loaded only when one of their names is first used
-(``LanguageModel`` is registered with pyvene by ``tinylang.models``, in either import order).
+Every name loads its module on first use: the pandas-only modules (``attribution``,
+``restoration``) are read by the figure and aggregation jobs, which then never import torch,
+and the interventions module imports pyvene (slow: it pulls in transformers) through
+``pyvene_adapter`` (``LanguageModel`` is registered with pyvene by ``tinylang.models``, in either
+import order).
 """
 
 from importlib import import_module
 
-from .activations import capture_all
-from .attention import attention_mass, attention_summary, has_attention
-from .attribution import attribution_summary, example_attributions
-from .behaviour import evaluate_behaviour
-from .probes import run_probes
-from .restoration import restoration_summary
-
 _LAZY = {
+    "capture_all": "activations",
+    **dict.fromkeys(["attention_mass", "attention_summary", "has_attention"], "attention"),
+    **dict.fromkeys(["attribution_summary", "example_attributions"], "attribution"),
+    "evaluate_behaviour": "behaviour",
+    "run_probes": "probes",
+    "restoration_summary": "restoration",
     **dict.fromkeys(["RANDOM", "corrupt", "interchange", "kl_divergence", "patch_locations", "random_positions",
                      "run_interventions"], "interventions"),
     **dict.fromkeys(["intervenable_model"], "pyvene_adapter"),
 }
 
-__all__ = [
-    "attention_mass", "attention_summary", "attribution_summary", "capture_all", "evaluate_behaviour",
-    "example_attributions", "has_attention", "restoration_summary", "run_probes", *sorted(_LAZY),
-]
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str):

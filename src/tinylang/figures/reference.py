@@ -33,7 +33,6 @@ import pandas as pd
 import yaml
 
 from tinylang.evaluation.attribution import READOUTS
-from tinylang.models.mixers import MIXERS
 
 PathLike = str | os.PathLike
 
@@ -75,6 +74,8 @@ def _integer(text: str, column: str) -> int | None:
 
 def _row(raw: dict[str, str], studies: set[str], tasks: set[str]) -> dict[str, object]:
     """One validated row (a ValueError says what is wrong with it)."""
+    from tinylang.models.mixers import MIXERS  # torch: only when the paper's numbers are drawn
+
     missing = [c for c in REQUIRED if raw[c] == ""]
     if missing:
         raise ValueError(f"empty {', '.join(missing)}")
