@@ -299,3 +299,14 @@ def test_the_schema_describes_fields_with_the_comments_of_their_source():
     assert tracking["mlflow_uri"]["description"].startswith("None: a file store in <dir>/mlruns")
     assert schema["properties"]["tracking"]["description"] == "off by default (tinylang.tracking)"
     assert schema["properties"]["evaluators"]["description"].startswith("Evaluators to run on checkpoints")
+    ar = schema["$defs"]["ARConfig"]["properties"]
+    assert ar["seed"]["description"] == "every random draw of the language"  # inherited from LanguageConfig
+
+
+def test_every_field_of_the_schema_is_described():
+    from tinylang.config import json_schema
+
+    schema = json_schema()
+    undescribed = [f"{name or 'study'}.{field}" for name, sub in [("", schema), *schema["$defs"].items()]
+                   for field, prop in sub.get("properties", {}).items() if not prop.get("description")]
+    assert undescribed == [], "give these fields a comment in their model's source"

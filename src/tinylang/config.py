@@ -55,9 +55,9 @@ class _Section(StrictModel):
 class RunSpec(_Section):
     """One training run: a language, a model and overrides of the study's training defaults."""
 
-    language: str
-    model: str
-    train: dict[str, Any] = Field(default_factory=dict)
+    language: str  # a name in the study's `languages`
+    model: str  # a name in the study's `models`
+    train: dict[str, Any] = Field(default_factory=dict)  # this run's training settings over the study's `training`
 
 
 @dataclass(frozen=True)
@@ -90,16 +90,17 @@ class Run:
 
 
 class StudyConfig(_Section):
-    study: str = Field(pattern=NAME_PATTERN)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    study: str = Field(pattern=NAME_PATTERN)  # the study's name: its outputs go to results/<study>
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # where jobs train and evaluate (auto: cuda when there is one)
     threads: int = Field(2, ge=1)  # torch threads per training/intervention job
     # The paper-scale study whose reference numbers the figures draw (config/paper/reference.csv);
     # None: this study's name without "-cpu".
     paper_study: str | None = Field(None, pattern=NAME_PATTERN)
+    # Language name → its config, or the name of one in config/languages (tinylang.languages).
     languages: dict[str, Any]
-    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    models: dict[str, ModelConfig] = Field(default_factory=dict)  # model name → its architecture (tinylang.models)
     training: dict[str, Any] = Field(default_factory=dict)  # defaults for every run's `train`
-    runs: dict[str, RunSpec] = Field(default_factory=dict)
+    runs: dict[str, RunSpec] = Field(default_factory=dict)  # run name → a language, a model and training overrides
     sweep: SweepConfig | None = None  # more runs, as a grid (tinylang.sweep)
     # Evaluator name → its options (None or {} for the defaults); see tinylang.evaluation.evaluators.
     evaluators: dict[str, dict[str, Any] | None] = Field(default_factory=lambda: dict(DEFAULT_EVALUATORS))

@@ -7,6 +7,7 @@ import inspect
 import io
 import re
 import tokenize
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -35,8 +36,17 @@ class StrictModel(BaseModel):
 
 
 def field_comments(cls: type[BaseModel]) -> dict[str, str]:
-    """Field name → the comment that documents it in ``cls``'s source: the comment at the end of
-    its line, else the comment lines right above it (so a schema describes what the code says)."""
+    """Field name → the comment that documents it in the source of ``cls`` or of the class it
+    inherits the field from: the comment at the end of its line, else the comment lines right
+    above it (so a schema describes what the code says)."""
+    found: dict[str, str] = {}
+    for owner in reversed([c for c in cls.__mro__ if isinstance(c, type) and issubclass(c, BaseModel)]):
+        found.update(_own_field_comments(owner, cls.model_fields))
+    return found
+
+
+def _own_field_comments(cls: type[BaseModel], fields: Iterable[str]) -> dict[str, str]:
+    """The comments of the fields among ``fields`` written in ``cls``'s own source."""
     try:
         source = inspect.getsource(cls)
     except (OSError, TypeError):
@@ -48,7 +58,7 @@ def field_comments(cls: type[BaseModel]) -> dict[str, str]:
     found, lines = {}, source.splitlines()
     for number, line in enumerate(lines, start=1):
         match = re.match(r"\s+(\w+)\s*:", line)
-        if not match or match.group(1) not in cls.model_fields or line.lstrip().startswith("#"):
+        if not match or match.group(1) not in fields or line.lstrip().startswith("#"):
             continue
         above, index = [], number - 1
         while index in comments and lines[index - 1].lstrip().startswith("#"):

@@ -64,11 +64,11 @@ class SweepConfig(StrictModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: dict[str, Any] = Field(default_factory=dict)
-    train: dict[str, Any] = Field(default_factory=dict)
-    grid: dict[str, list[Any]]
-    per_mixer: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    exclude: list[dict[str, Any]] = Field(default_factory=list)
+    model: dict[str, Any] = Field(default_factory=dict)  # template of every run's model
+    train: dict[str, Any] = Field(default_factory=dict)  # template over the study's `training`
+    grid: dict[str, list[Any]]  # axis → values; the runs are the product of every axis (language and mixer required)
+    per_mixer: dict[str, dict[str, Any]] = Field(default_factory=dict)  # mixer → settings over the templates for its runs
+    exclude: list[dict[str, Any]] = Field(default_factory=list)  # runs matching every key of an entry are left out
 
     @field_validator("grid")
     @classmethod

@@ -103,15 +103,17 @@ class ATRConfig(LanguageConfig):
     max_rhs_len: int = Field(ge=1)  # the longest right-hand side, inclusive (the original's exclusive 5 is 4)
     max_rules_per_nt: int = Field(ge=1)  # rules per nonterminal at most
     max_depth: int = Field(ge=1)  # the grammar's derivation depth bound
-    head_position: Literal["left", "right"] = "left"
-    transparent_nonterminals: bool = False
+    head_position: Literal["left", "right"] = "left"  # where a constituent's head word goes: before or after its children
+    transparent_nonterminals: bool = False  # each nonterminal is its own head word (vocabulary: terminals + nonterminals)
+    # Weight of a terminal against each allowed nonterminal when a right-hand side symbol is drawn
+    # (None: num_terminals, i.e. every terminal class weighs as much as one nonterminal).
     terminal_occurrence_factor: float | None = Field(None, gt=0)
-    max_length: int = Field(1024, ge=MIN_SENTENCE)
+    max_length: int = Field(1024, ge=MIN_SENTENCE)  # longest sentence kept, in words (longer ones are dropped)
     no_parent_queries: bool = False  # leave out PARENT queries
     no_child_queries: bool = False  # leave out CHILD queries
     no_sibling_queries: bool = False  # leave out SIBLING queries
-    unambiguous_queries: bool = False
-    sample_first: Literal["target", "query"] = "target"
+    unambiguous_queries: bool = False  # query a word only at its rightmost occurrence (SIBLING answers too): one position per query
+    sample_first: Literal["target", "query"] = "target"  # draw the answer word first, then a query for it, or the reverse
     train_test_split: float = Field(0.0, ge=0.0, lt=1.0)  # share of (target, query) pairs only test queries
     mask_nonquery: bool = True  # only the answer is a training target
     grammar_rng: Literal["tinylang", "legacy"] = "tinylang"  # legacy: the paper's code's grammar for a seed
