@@ -1,6 +1,6 @@
 """The paper's reference numbers: the file's rows are valid, a bad row is refused with its
 file and line, and the study figures draw the rows that match their axes (marked in the
-saved table by ``source``)."""
+drawn table by ``source``); the study figure stage saves that table beside the figure."""
 
 from __future__ import annotations
 
@@ -115,11 +115,7 @@ def reference_rows(*rows):
         {"d_model": "Int64", "n_layers": "Int64", "pos_embed": "boolean"})
 
 
-def outputs(tmp_path, name):
-    return tmp_path / f"{name}.parquet", [tmp_path / f"{name}.png"]
-
-
-def test_the_accuracy_figure_draws_the_matching_paper_rows(tmp_path):
+def test_the_accuracy_figure_draws_the_matching_paper_rows():
     paper = reference_rows(
         {},  # drawn: its width joins the axis
         {"mixer": "mamba", "d_model": None, "pos_embed": None, "statistic": "max_over_widths", "value": 0.9},
@@ -129,29 +125,27 @@ def test_the_accuracy_figure_draws_the_matching_paper_rows(tmp_path):
         {"pos_embed": False},  # attention ran with positions only
         {"metric": "attrib", "readout": "@Value"},
     )
-    table_out, figure_outs = outputs(tmp_path, "width")
-    drawn = sp.accuracy_vs_width(selection(), table_out, figure_outs, reference=paper)
-    saved = pd.read_parquet(table_out)
-    assert (saved["source"] == "ours").sum() == len(selection())
-    theirs = saved[saved["source"] == "paper"]
+    plot = sp.accuracy_vs_width(selection(), reference=paper)
+    drawn = plot.table
+    assert (drawn["source"] == "ours").sum() == len(selection())
+    theirs = drawn[drawn["source"] == "paper"]
     assert sorted(theirs["mixer"]) == ["attention", "mamba"]
     assert theirs["mean"].tolist() == [1.0, 0.9] and theirs["figure"].eq("Figure 3a").all()
-    assert len(drawn) == len(saved) and figure_outs[0].stat().st_size > 0
+    assert len(drawn) == len(selection()) + 2 and plot.figure.axes
 
 
-def test_the_ar_studys_reference_on_its_accuracy_figure(tmp_path):
-    table_out, figure_outs = outputs(tmp_path, "width")
-    sp.accuracy_vs_width(selection(), table_out, figure_outs, reference=ref.study_reference("ar-cpu"))
-    theirs = pd.read_parquet(table_out).query("source == 'paper'")
+def test_the_ar_studys_reference_on_its_accuracy_figure():
+    drawn = sp.accuracy_vs_width(selection(), reference=ref.study_reference("ar-cpu")).table
+    theirs = drawn.query("source == 'paper'")
     assert set(zip(theirs["mixer"], theirs["d_model"])) == {
         ("attention", 32), ("attention", 64), ("attention", 128), ("attention", 256), ("mamba", 256)}
 
 
-def test_without_a_reference_the_table_is_ours_alone(tmp_path):
-    drawn = sp.accuracy_vs_width(selection(), *outputs(tmp_path, "width"))
+def test_without_a_reference_the_table_is_ours_alone():
+    drawn = sp.accuracy_vs_width(selection()).table
     assert "source" not in drawn
     nothing = reference_rows({"mixer": "hyena"})
-    drawn = sp.accuracy_vs_width(selection(), *outputs(tmp_path, "width"), reference=nothing)
+    drawn = sp.accuracy_vs_width(selection(), reference=nothing).table
     assert drawn["source"].eq("ours").all() and len(drawn) == len(selection())
 
 
@@ -165,25 +159,27 @@ def mechanism():
     return pd.DataFrame(rows)
 
 
-def test_the_mechanism_boxes_draw_the_paper_attrib(tmp_path):
+def test_the_mechanism_boxes_draw_the_paper_attrib():
     paper = reference_rows(
         {"metric": "attrib", "readout": "@Value", "d_model": None, "statistic": "nearly_all_runs"},
         {"metric": "attrib", "readout": "@Value", "d_model": None, "statistic": "nearly_all_runs", "n_layers": 1},
     )
-    table_out, figure_outs = outputs(tmp_path, "boxes")
-    sp.mechanism_boxes(mechanism(), table_out, figure_outs, reference=paper)
-    saved = pd.read_parquet(table_out)
-    theirs = saved[saved["source"] == "paper"]
+    drawn = sp.mechanism_boxes(mechanism(), reference=paper).table
+    theirs = drawn[drawn["source"] == "paper"]
     assert len(theirs) == 1 and theirs["readout"].tolist() == ["@Value"] and theirs["attrib"].tolist() == [1.0]
-    by_layer = sp.mechanism_boxes(mechanism(), table_out, figure_outs, by="layer", reference=paper)
+    by_layer = sp.mechanism_boxes(mechanism(), by="layer", reference=paper).table
     assert "source" not in by_layer  # the paper's values are last-layer values
 
 
-def test_the_study_figure_stage_draws_the_studys_reference(tmp_path):
+def test_the_study_figure_stage_draws_the_studys_reference_and_saves_it(tmp_path):
     from tinylang.stages import StudyFigureSpec, draw_study_figure
+    from tinylang.tables import read_table
 
     table = tmp_path / "selection.parquet"
     selection().to_parquet(table)
-    table_out, figure_outs = outputs(tmp_path, "width")
+    out = tmp_path / "figures" / "new"  # the stage makes the folder
+    table_out, figure_outs = out / "width.parquet", [out / "width.png", out / "width.pdf"]
     drawn = draw_study_figure(StudyFigureSpec("accuracy_vs_width", table, table_out, figure_outs, paper_study="ar-cpu"))
     assert (drawn["source"] == "paper").sum() == 5
+    pd.testing.assert_frame_equal(read_table(table_out), drawn)
+    assert all(path.stat().st_size > 0 for path in figure_outs)

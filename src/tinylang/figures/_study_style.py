@@ -1,28 +1,37 @@
-"""The look every study figure shares: fixed mixer colours and order, facets, labels of
-sweep axes, legends, the paper's reference points, saving a figure with its table, and the
-readout rows the mechanism figures draw. Private to ``tinylang.figures``' study figures."""
+"""The look every figure shares: the ``Plot`` each drawing function returns, fixed mixer
+colours and order, facets, labels of sweep axes, legends, the paper's reference points, and
+the readout rows the mechanism figures draw. Private to ``tinylang.figures``."""
 
 from __future__ import annotations
 
 import math
-import os
+import warnings
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import matplotlib as mpl
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.figure import Figure
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure, SubFigure
+from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
 
 from tinylang.study.run_tables import report_split
 from tinylang.study.runs import COORDINATES
-from tinylang.tables import write_table
 
-PathLike = str | os.PathLike
 
+class Plot(NamedTuple):
+    """A drawn figure (or the subfigure it was drawn into) and the tidy table it shows."""
+
+    figure: Figure | SubFigure
+    table: pd.DataFrame
+
+
+FigureLike = Figure | SubFigure
 
 
 READOUTS = ("@Key", "@Query", "@Value")
@@ -263,44 +272,64 @@ def _selected(table: pd.DataFrame) -> pd.DataFrame:
 
 
 @contextmanager
-def _style(style: str = "whitegrid") -> Iterator[None]:
+def _style(style: str = "whitegrid", font_scale: float = 0.95) -> Iterator[None]:
     """seaborn's paper theme for the duration of a ``with`` block (matplotlib's
     rcParams are restored on exit)."""
     with mpl.rc_context():
-        sns.set_theme(style=style, context="paper", font_scale=0.95)
+        sns.set_theme(style=style, context="paper", font_scale=font_scale)
         yield
 
 
 def _subplots(
-    n_rows: int, n_cols: int, width: float, height: float, **kwargs: object
-) -> tuple[Figure, np.ndarray]:
-    fig = Figure(
-        figsize=(width * n_cols + 1.6, height * n_rows + 0.3), layout="constrained"
-    )
+    n_rows: int,
+    n_cols: int,
+    width: float,
+    height: float,
+    *,
+    fig: FigureLike | None = None,
+    ax: Axes | None = None,
+    pad: tuple[float, float] = (1.6, 0.3),
+    **kwargs: object,
+) -> tuple[FigureLike, np.ndarray]:
+    """A grid of panels in ``fig``; when None, in a new figure of panels ``width`` ×
+    ``height`` inches plus ``pad`` (room for the legend and titles). With ``ax``, that
+    one panel and its figure."""
+    if ax is not None:
+        return ax.figure, np.array([[ax]])
+    if fig is None:
+        size = (width * n_cols + pad[0], height * n_rows + pad[1])
+        fig = Figure(figsize=size, layout="constrained")
     axes = fig.subplots(n_rows, n_cols, squeeze=False, **kwargs)
+    for panel in axes.flat:
+        _fix_tick_space(panel)
     return fig, axes
 
 
-def _empty(message: str) -> Figure:
-    fig = Figure(figsize=(4, 1.5), layout="constrained")
-    ax = fig.subplots()
-    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
-    ax.set_axis_off()
+def _fix_tick_space(ax: Axes) -> None:
+    # How many ticks fit is worked out at draw time from the rc tick label size: pin the
+    # style's size so a figure saved after the style's context ends keeps its ticks.
+    for name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
+        size = FontProperties(size=mpl.rcParams[f"{name}tick.labelsize"]).get_size_in_points()
+        axis.set_tick_params(labelsize=size)
+
+
+def _empty(message: str, fig: FigureLike | None = None, ax: Axes | None = None) -> FigureLike:
+    """A figure (or ``fig``, or ``ax``) that only says ``message``."""
+    fig, axes = _subplots(1, 1, 4, 1.5, fig=fig, ax=ax, pad=(0, 0))
+    axes[0, 0].text(0.5, 0.5, message, ha="center", va="center", wrap=True)
+    axes[0, 0].set_axis_off()
     return fig
 
 
-def _save(
-    fig: Figure,
-    table: pd.DataFrame,
-    table_out: PathLike,
-    figure_outs: Sequence[PathLike],
-) -> pd.DataFrame:
-    table = table.reset_index(drop=True)
-    write_table(table, table_out)
-    for path in figure_outs:
-        os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
-        fig.savefig(path, bbox_inches="tight", dpi=150)
-    return table
+def _plot(fig: FigureLike, table: pd.DataFrame) -> Plot:
+    return Plot(fig, table.reset_index(drop=True))
+
+
+def _boxplot(**kwargs: object) -> None:
+    # seaborn 0.13 passes `vert`, deprecated in matplotlib 3.11
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "vert: bool was deprecated")
+        sns.boxplot(**kwargs)
 
 
 def _header(text: str) -> Line2D:
@@ -308,7 +337,7 @@ def _header(text: str) -> Line2D:
     return Line2D([], [], linestyle="none", marker="none", label=text, gid="header")
 
 
-def _figure_legend(fig: Figure, handles: Sequence[object]) -> None:
+def _figure_legend(fig: FigureLike, handles: Sequence[object]) -> None:
     """``handles`` as one legend right of the axes, section titles in bold."""
     legend = fig.legend(
         handles=handles, loc="outside right upper", frameon=False, fontsize="small"
@@ -319,7 +348,7 @@ def _figure_legend(fig: Figure, handles: Sequence[object]) -> None:
 
 
 def _legend(
-    fig: Figure,
+    fig: FigureLike,
     mixers: Iterable[str],
     *,
     positions: Iterable[bool] = (),

@@ -29,7 +29,8 @@ def _load(draw: str | Callable[..., Any]) -> Callable[..., Any]:
 @dataclass(frozen=True)
 class RunFigure:
     """A figure drawn from per-run files by ``draw`` (a function, or ``"module:function"``),
-    called as ``draw(inputs, table_out, figure_outs)``; ``keyed``: it takes its inputs as a
+    called as ``draw(inputs)``; it returns a ``tinylang.figures.Plot`` (the figure and its
+    table), which ``tinylang.stages.draw_figure`` saves. ``keyed``: it takes its inputs as a
     mapping name → path (the runs or languages it labels), else as a list."""
 
     draw: str | Callable[..., Any]
@@ -49,7 +50,8 @@ for _name, _keyed in (("training_curves", True), ("language_stats", True), ("acc
 class StudyFigure:
     """A study figure: drawn by ``draw`` (a function, or ``"module:function"``) from study
     table ``table``, with keyword ``options``; the function is called as
-    ``draw(table, table_out, figure_outs, **options)`` and returns the table it drew."""
+    ``draw(table, **options)`` and returns a ``tinylang.figures.Plot`` (the figure and the
+    table it drew), which ``tinylang.stages.draw_study_figure`` saves."""
 
     table: StudyTable
     draw: str | Callable[..., Any]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
@@ -11,7 +9,8 @@ from matplotlib.patches import Patch
 from tinylang.figures._study_style import (
     _CI_ALPHA,
     _PAPER_MAX_LINE,
-    PathLike,
+    FigureLike,
+    Plot,
     _band_line,
     _empty,
     _header,
@@ -22,8 +21,8 @@ from tinylang.figures._study_style import (
     _paper_panels,
     _paper_point,
     _paper_rows,
+    _plot,
     _require,
-    _save,
     _set_titles,
     _style,
     _subplots,
@@ -36,12 +35,11 @@ from tinylang.figures._study_style import (
 
 def accuracy_vs_width(
     selection: pd.DataFrame,
-    table_out: PathLike,
-    figure_outs: Sequence[PathLike],
     *,
     metric: str | None = None,
     reference: pd.DataFrame | None = None,
-) -> pd.DataFrame:
+    fig: FigureLike | None = None,
+) -> Plot:
     """Accuracy at the selected learning rate against width: the mean over seeds on the
     report split with its 95% interval as a band (cut to [0, 1] for accuracy), one line per
     mixer (solid NoPE, dashed learned positions), d_model on a log2 axis; columns by
@@ -51,17 +49,16 @@ def accuracy_vs_width(
     metric's rows to draw; by default the only one present (a ValueError if there are
     several). ``reference``: the paper's numbers (``tinylang.figures.reference``), drawn
     where they match (that metric, a language, mixer, layer count and positions drawn, the
-    report split or none named), at their widths (which join the axis). Saves and returns
-    the rows drawn (``selection`` restricted to that metric; with a reference, followed by
-    the paper's rows and marked by ``source``)."""
+    report split or none named), at their widths (which join the axis). ``fig``: a figure
+    or subfigure to draw into. The Plot's table is the rows drawn (``selection`` restricted
+    to that metric; with a reference, followed by the paper's rows and marked by
+    ``source``)."""
     _require(selection, ["language", "mixer", "d_model", "n_layers", "pos_embed", "mean", "ci_low", "ci_high"],
              "selection")
     table, metric = _one_metric(selection, metric, "selection")
     with _style():
         if table.empty:
-            return _save(
-                _empty(f"no {metric} rows to draw"), table, table_out, figure_outs
-            )
+            return _plot(_empty(f"no {metric} rows to draw", fig), table)
         rows, row_order = _labels(table, ["language"])
         cols, col_order = _labels(table, ["n_layers"])
         variants, markers = _variants(table)
@@ -70,9 +67,7 @@ def accuracy_vs_width(
         paper = _paper_at_report_split(_paper_rows(reference, table, metric), table)
         paper_widths = [] if paper is None else paper["d_model"].dropna().astype(int).tolist()
         widths = sorted({int(w) for w in table["d_model"].unique()} | set(paper_widths))
-        fig, axes = _subplots(
-            len(row_order), len(col_order), 2.9, 2.3, sharex=True, sharey=True
-        )
+        fig, axes = _subplots(len(row_order), len(col_order), 2.9, 2.3, sharex=True, sharey=True, fig=fig)
         for (row, col), panel in draw.groupby(["_row", "_col"], sort=False):
             ax = axes[row_order.index(row), col_order.index(col)]
             for (mixer, pos, variant), line in panel.groupby(["mixer", "pos_embed", "_variant"], sort=False):
@@ -92,7 +87,7 @@ def accuracy_vs_width(
             variants=markers,
             extra=[_header(""), ci, *_paper_legend(paper)],
         )
-        return _save(fig, _with_paper(table, paper, "mean"), table_out, figure_outs)
+        return _plot(fig, _with_paper(table, paper, "mean"))
 
 
 def _paper_at_report_split(paper: pd.DataFrame | None, table: pd.DataFrame) -> pd.DataFrame | None:

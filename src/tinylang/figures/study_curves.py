@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -12,15 +12,16 @@ from tinylang.figures._study_style import (
     _CI_ALPHA,
     COORDINATES,
     QUANTITIES,
-    PathLike,
+    FigureLike,
+    Plot,
     _band_line,
     _empty,
     _header,
     _labels,
     _legend,
+    _plot,
     _references,
     _require,
-    _save,
     _selected,
     _style,
     _subplots,
@@ -34,7 +35,7 @@ def _quantity_order(quantities: Iterable[str]) -> list[str]:
     return [q for q in QUANTITIES if q in present] + sorted(present - set(QUANTITIES))
 
 
-def training_curves(curves: pd.DataFrame, table_out: PathLike, figure_outs: Sequence[PathLike]) -> pd.DataFrame:
+def training_curves(curves: pd.DataFrame, *, fig: FigureLike | None = None) -> Plot:
     """Accuracy (report split) and the headline Attrib at @Key/@Query/@Value (NaN, so
     not drawn, at steps where the gap filter drops a run) against training step for the
     selected runs: one line per configuration, the mean over seeds
@@ -42,7 +43,7 @@ def training_curves(curves: pd.DataFrame, table_out: PathLike, figure_outs: Sequ
     ``n_layers`` / ``d_model`` (where they vary); colour by mixer, dashed for learned
     positions.
 
-    Saves and returns the drawn table: the configuration columns (every column but
+    ``fig``: a figure or subfigure to draw into. The Plot's table: the configuration columns (every column but
     ``run, seed, step, quantity, value, selected``), ``quantity, step`` and ``mean, min,
     max, n_seeds`` over the selected seeds."""
     _require(curves, [*COORDINATES, "step", "quantity", "value", "selected"], "curves")
@@ -52,13 +53,13 @@ def training_curves(curves: pd.DataFrame, table_out: PathLike, figure_outs: Sequ
              .agg(mean="mean", min="min", max="max", n_seeds="count").reset_index())
     with _style():
         if table.empty:
-            return _save(_empty("no selected runs"), table, table_out, figure_outs)
+            return _plot(_empty("no selected runs", fig), table)
         quantities = _quantity_order(table["quantity"])
         rows_, row_order = _labels(table, ["language", "n_layers", "d_model"])
         variants, markers = _variants(table)
         draw = table.assign(_row=rows_, _variant=variants)
         palette = mixer_palette(table["mixer"])
-        fig, axes = _subplots(len(row_order), len(quantities), 2.4, 1.8, sharex=True, sharey="col")
+        fig, axes = _subplots(len(row_order), len(quantities), 2.4, 1.8, sharex=True, sharey="col", fig=fig)
         for (row, quantity), panel in draw.groupby(["_row", "quantity"], sort=False):
             ax = axes[row_order.index(row), quantities.index(quantity)]
             for (mixer, pos, variant), line in panel.groupby(["mixer", "pos_embed", "_variant"], sort=False):
@@ -69,7 +70,7 @@ def training_curves(curves: pd.DataFrame, table_out: PathLike, figure_outs: Sequ
             axes[i, 0].set_ylabel(row or "value", fontsize="small")
         band = Patch(color="0.3", alpha=_CI_ALPHA * 2, linewidth=0, label="seed range")
         _legend(fig, table["mixer"], positions=table["pos_embed"], variants=markers, extra=[_header(""), band])
-        return _save(fig, table, table_out, figure_outs)
+        return _plot(fig, table)
 
 
 def _quantity_axes(axes: np.ndarray, table: pd.DataFrame, quantities: list[str]) -> None:

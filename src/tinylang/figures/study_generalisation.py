@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
@@ -12,15 +10,16 @@ from matplotlib.patheffects import withStroke
 from tinylang.figures._study_style import (
     _REFERENCE,
     COORDINATES,
-    PathLike,
+    FigureLike,
+    Plot,
     _empty,
     _fmt,
     _header,
     _labels,
     _legend,
     _one_metric,
+    _plot,
     _require,
-    _save,
     _set_titles,
     _style,
     _subplots,
@@ -52,13 +51,12 @@ def generalisation_table(
 
 def generalisation(
     run_accuracy: pd.DataFrame,
-    table_out: PathLike,
-    figure_outs: Sequence[PathLike],
     *,
     x_split: str = "dev",
     y_split: str = "test",
     metric: str | None = None,
-) -> pd.DataFrame:
+    fig: FigureLike | None = None,
+) -> Plot:
     """Does selection on ``x_split`` carry over to ``y_split``? Every run's final
     accuracy on ``x_split`` (default dev) against ``y_split`` (default test) as a faint
     point, the selected runs as stronger points, and per mixer (and positions / other
@@ -67,8 +65,8 @@ def generalisation(
     reference. Columns by ``n_layers``, rows by
     ``language``.
 
-    ``metric``: which metric's rows; by default the only one present. Saves and returns
-    the per-run table (``generalisation_table``): one row per run with both splits, the
+    ``metric``: which metric's rows; by default the only one present. ``fig``: a figure or
+    subfigure to draw into. The Plot's table is the per-run table (``generalisation_table``): one row per run with both splits, the
     values in columns named after the splits. Runs lacking either split (e.g. languages
     without a dev split) are left out."""
     _require(run_accuracy, [*COORDINATES, "split", "value", "selected"], "run accuracy")
@@ -81,7 +79,7 @@ def generalisation(
     with _style():
         if table.empty:
             message = f"no run has {metric} on both {x_split!r} and {y_split!r}"
-            return _save(_empty(message), table, table_out, figure_outs)
+            return _plot(_empty(message, fig), table)
         rows, row_order = _labels(table, ["language"])
         cols, col_order = _labels(table, ["n_layers"])
         variants, markers = _variants(table.drop(columns=[x_split, y_split]))
@@ -92,15 +90,13 @@ def generalisation(
             _selected=table["selected"].astype(bool),
         )
         palette = mixer_palette(table["mixer"])
-        fig, axes = _subplots(
-            len(row_order), len(col_order), 3.2, 3.2, sharex=True, sharey=True
-        )
+        fig, axes = _subplots(len(row_order), len(col_order), 3.2, 3.2, sharex=True, sharey=True, fig=fig)
         for (row, col), panel in draw.groupby(["_row", "_col"], sort=False):
             _draw_panel(axes[row_order.index(row), col_order.index(col)], panel, palette, markers, x_split, y_split)
         _unit_square_axes(axes, metric, x_split, y_split)
         _set_titles(axes, row_order, col_order)
         _legend(fig, table["mixer"], positions=table["pos_embed"], variants=markers, lines=False, extra=_run_legend())
-        return _save(fig, table, table_out, figure_outs)
+        return _plot(fig, table)
 
 
 def _draw_panel(ax: object, panel: pd.DataFrame, palette: dict[str, str], markers: dict[str, str], x_split: str,

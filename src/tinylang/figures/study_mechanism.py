@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Sequence
-
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -18,7 +15,9 @@ from tinylang.figures._study_style import (
     LAYER_COMPONENT,
     LAYER_READOUT,
     READOUTS,
-    PathLike,
+    FigureLike,
+    Plot,
+    _boxplot,
     _by_labels,
     _dropped_notes,
     _empty,
@@ -33,9 +32,9 @@ from tinylang.figures._study_style import (
     _paper_panels,
     _paper_point,
     _paper_rows,
+    _plot,
     _references,
     _require,
-    _save,
     _set_titles,
     _style,
     _subplots,
@@ -71,12 +70,11 @@ def mechanism_points(
 
 def mechanism_scatter(
     mechanism: pd.DataFrame,
-    table_out: PathLike,
-    figure_outs: Sequence[PathLike],
     *,
     x: str = "@Value",
     y: str = "@Query",
-) -> pd.DataFrame:
+    fig: FigureLike | None = None,
+) -> Plot:
     """Where each run reads the association: one point per run the gap filter kept, over
     every learning rate and width (as the paper's scatter), its Attrib at the last layer's
     block input at readout ``x`` (default @Value) against ``y`` (default @Query), in-context
@@ -87,19 +85,20 @@ def mechanism_scatter(
     For one-layer models the last layer's block input is the embedding, so @Value and
     @Query are 0 by construction there: ``mechanism_layers`` reads those models.
 
-    Saves and returns the points (``mechanism_points``)."""
+    ``fig``: a figure or subfigure to draw into. The Plot's table is the points
+    (``mechanism_points``)."""
     _require(mechanism, [*COORDINATES, "layer", "readout", "attrib", "kept"], "mechanism")
     table = mechanism_points(mechanism)
     xcol, ycol = f"attrib{x}", f"attrib{y}"
     with _style():
         if table.empty or xcol not in table or ycol not in table:
-            return _save(_empty(f"no kept runs with Attrib at {x} and {y}"), table, table_out, figure_outs)
+            return _plot(_empty(f"no kept runs with Attrib at {x} and {y}", fig), table)
         rows, row_order = _labels(table, ["language"])
         cols, col_order = _labels(table, ["n_layers"])
         variants, markers = _variants(table)
         draw = table.assign(_row=rows, _col=cols, _variant=variants)
         palette = mixer_palette(table["mixer"])
-        fig, axes = _subplots(len(row_order), len(col_order), 2.7, 2.5, sharex=True, sharey=True)
+        fig, axes = _subplots(len(row_order), len(col_order), 2.7, 2.5, sharex=True, sharey=True, fig=fig)
         for (row, col), panel in draw.groupby(["_row", "_col"], sort=False):
             ax = axes[row_order.index(row), col_order.index(col)]
             for (mixer, pos, variant), points in panel.groupby(["mixer", "pos_embed", "_variant"], sort=False):
@@ -115,7 +114,7 @@ def mechanism_scatter(
             ax.set_ylabel(f"Attrib {y}")
         _set_titles(axes, row_order, col_order)
         _legend(fig, table["mixer"], positions=table["pos_embed"], variants=markers, lines=False)
-        return _save(fig, table, table_out, figure_outs)
+        return _plot(fig, table)
 
 
 def _paper_beside_boxes(paper: pd.DataFrame | None, draw: pd.DataFrame, axes: np.ndarray, row_order: list[str],
@@ -136,12 +135,11 @@ def _paper_beside_boxes(paper: pd.DataFrame | None, draw: pd.DataFrame, axes: np
 
 def mechanism_boxes(
     mechanism: pd.DataFrame,
-    table_out: PathLike,
-    figure_outs: Sequence[PathLike],
     *,
     by: str | None = None,
     reference: pd.DataFrame | None = None,
-) -> pd.DataFrame:
+    fig: FigureLike | None = None,
+) -> Plot:
     """The paper's Attrib at @Key, @Query and @Value of every run the gap filter kept (over
     all learning rates, widths and seeds) as box plots over runs, read at the last layer's
     block input with the in-context key corrupted; reference lines at 0 and 1.
@@ -158,9 +156,10 @@ def mechanism_boxes(
     width), ``by="d_model"`` (per width), and ``by="layer"``, which draws every layer
     rather than only the last one.
 
-    Saves and returns the rows drawn: the kept runs' rows at their last layer (every layer
-    with ``by="layer"``), NaN Attrib left out; with a reference (``by=None``), followed by
-    the paper's rows and marked by ``source``."""
+    ``fig``: a figure or subfigure to draw into. The Plot's table is the rows drawn: the
+    kept runs' rows at their last layer (every layer with ``by="layer"``), NaN Attrib left
+    out; with a reference (``by=None``), followed by the paper's rows and marked by
+    ``source``."""
     _require(mechanism, [*COORDINATES, "layer", "readout", "attrib", "kept"], "mechanism")
     _check_by(mechanism, by)
     rows = _headline_rows(mechanism, every_split=by == "split")
@@ -168,12 +167,12 @@ def mechanism_boxes(
     table = rows[rows["attrib"].notna()]
     with _style():
         if table.empty:
-            return _save(_empty("no kept runs with Attrib"), table, table_out, figure_outs)
+            return _plot(_empty("no kept runs with Attrib", fig), table)
         readouts = [r for r in READOUTS if r in set(table["readout"])] + sorted(set(table["readout"]) - set(READOUTS))
         hue, hue_order, palette, (rows_, row_order), (cols, col_order) = _box_layout(table, by)
         draw = table.assign(_row=rows_, _col=cols, _hue=hue)
         width = 0.9 + 0.35 * len(readouts) * len(hue_order)
-        fig, axes = _subplots(len(row_order), len(col_order), max(2.6, width), 2.5, sharex=True, sharey=True)
+        fig, axes = _subplots(len(row_order), len(col_order), max(2.6, width), 2.5, sharex=True, sharey=True, fig=fig)
         for (row, col), panel in draw.groupby(["_row", "_col"], sort=False):
             _boxes(axes[row_order.index(row), col_order.index(col)], panel, readouts, hue_order, palette)
         paper = None
@@ -190,10 +189,10 @@ def mechanism_boxes(
         if by is None:
             _dropped_notes(axes, _headline_rows(mechanism, kept_only=False), row_order, col_order)
             _legend(fig, table["mixer"], lines=False, extra=_paper_legend(paper))
-            return _save(fig, _with_paper(table, paper, "attrib"), table_out, figure_outs)
+            return _plot(fig, _with_paper(table, paper, "attrib"))
         _figure_legend(fig, [_header(by.rsplit(".", 1)[-1]),
                              *(Patch(facecolor=palette[h], edgecolor="0.3", label=h) for h in hue_order)])
-        return _save(fig, table, table_out, figure_outs)
+        return _plot(fig, table)
 
 
 def _check_by(mechanism: pd.DataFrame, by: str | None) -> None:
@@ -222,22 +221,18 @@ def _box_layout(table: pd.DataFrame, by: str | None):
 
 def _boxes(ax: object, panel: pd.DataFrame, readouts: list[str], hue_order: list[str],
            palette: dict[str, str]) -> None:
-    # seaborn 0.13 passes `vert`, deprecated in matplotlib 3.11
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "vert: bool was deprecated")
-        sns.boxplot(panel, x="readout", y="attrib", hue="_hue", order=readouts,
-                    hue_order=[h for h in hue_order if h in set(panel["_hue"])], palette=palette, fliersize=1,
-                    linewidth=0.7, width=0.8, legend=False, ax=ax)
+    _boxplot(data=panel, x="readout", y="attrib", hue="_hue", order=readouts,
+             hue_order=[h for h in hue_order if h in set(panel["_hue"])], palette=palette, fliersize=1,
+             linewidth=0.7, width=0.8, legend=False, ax=ax)
 
 
 def mechanism_layers(
     mechanism: pd.DataFrame,
-    table_out: PathLike,
-    figure_outs: Sequence[PathLike],
     *,
     component: str = LAYER_COMPONENT,
     readout: str = LAYER_READOUT,
-) -> pd.DataFrame:
+    fig: FigureLike | None = None,
+) -> Plot:
     """The per-layer readout (the paper's layer figure): the Attrib of the sequence mixer's
     output (``component``, default ``mixer_output``) at the query (``readout``, default
     @Query) at every layer, in-context key corrupted, for every run the gap filter kept: one
@@ -246,7 +241,8 @@ def mechanism_layers(
     ``language``; each panel says how many runs the filter dropped. For a one-layer model
     this is the one place the context reaches the query, so the readout is not a no-op.
 
-    Saves and returns the rows drawn (NaN Attrib left out)."""
+    ``fig``: a figure or subfigure to draw into. The Plot's table is the rows drawn (NaN
+    Attrib left out)."""
     _require(mechanism, [*COORDINATES, "layer", "readout", "attrib", "kept"], "mechanism")
     every = _headline_rows(mechanism, component, kept_only=False)
     every = every[every["readout"] == readout]
@@ -254,7 +250,7 @@ def mechanism_layers(
     with _style():
         if table.empty:
             message = f"no kept runs with Attrib of {component} at {readout} (does the interventions evaluator compute it?)"
-            return _save(_empty(message), table, table_out, figure_outs)
+            return _plot(_empty(message, fig), table)
         rows, row_order = _labels(table, ["language"])
         cols, col_order = _labels(table, ["n_layers"])
         draw = table.assign(_row=rows, _col=cols)
@@ -262,9 +258,7 @@ def mechanism_layers(
         palette = mixer_palette(mixers)
         offsets = dict(zip(mixers, np.linspace(-0.25, 0.25, len(mixers)) if len(mixers) > 1 else [0.0]))
         layers = sorted(table["layer"].unique())
-        fig, axes = _subplots(
-            len(row_order), len(col_order), 2.4 + 0.5 * len(layers), 2.5, sharey=True
-        )
+        fig, axes = _subplots(len(row_order), len(col_order), 2.4 + 0.5 * len(layers), 2.5, sharey=True, fig=fig)
         for (row, col), panel in draw.groupby(["_row", "_col"], sort=False):
             ax = axes[row_order.index(row), col_order.index(col)]
             for (mixer, pos), points in panel.groupby(["mixer", "pos_embed"], sort=False):
@@ -288,4 +282,4 @@ def mechanism_layers(
         _set_titles(axes, row_order, col_order)
         median = Line2D([], [], color="0.2", linewidth=1.2, marker="_", markersize=9, label="median over runs")
         _legend(fig, table["mixer"], positions=table["pos_embed"], lines=False, extra=[_header(""), median])
-        return _save(fig, table, table_out, figure_outs)
+        return _plot(fig, table)

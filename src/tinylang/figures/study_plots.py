@@ -1,9 +1,10 @@
 """A study's figures, drawn from its aggregate tables (``tinylang.study``).
 
-Each function takes one tidy table, ``table_out`` (a Parquet path) and ``figure_outs``
-(PNG/PDF paths), checks the columns it needs (a ValueError names the missing ones),
-draws, saves the table it drew beside the figure (``tinylang.tables.write_table``) and
-returns that table.
+Each function takes one tidy table and its keyword options, checks the columns it needs
+(a ValueError names the missing ones), draws and returns a ``Plot``: the figure and the
+tidy table it drew. It writes no file (the workflow's ``tinylang.stages.draw_study_figure``
+saves both). ``fig=`` draws into a given ``Figure`` or ``SubFigure``, so that several
+compose into one (``root.subfigures(1, 2)``).
 
 Conventions shared by every figure:
 
@@ -26,12 +27,12 @@ Conventions shared by every figure:
   table) are drawn beside ours where the figure's axes match (its metric, languages, mixers,
   layer counts and positions; the accuracy figure also the report split): black-edged
   diamonds in the mixer's colour labelled "paper" (a white centre for learned positions), a
-  dotted line in the mixer's colour for a best-over-widths value; the saved table then has
+  dotted line in the mixer's colour for a best-over-widths value; the Plot's table then has
   a ``source`` column, "ours" or "paper".
 
-Figures are built on ``matplotlib.figure.Figure`` (no pyplot state) inside
-``rc_context``, so the seaborn theme does not leak into the caller's matplotlib
-settings.
+Figures are built on ``matplotlib.figure.Figure`` (no pyplot state, nothing to close)
+inside ``rc_context``, so the seaborn theme does not leak into the caller's matplotlib
+settings; a figure saved later, outside it, looks the same.
 
 The figures live one module each (``study_accuracy``, ``study_mechanism``, ``study_curves``,
 ``study_generalisation``) over the shared look of ``_study_style``; this module gathers them."""
@@ -45,6 +46,7 @@ from tinylang.figures._study_style import (
     MIXER_ORDER,
     QUANTITIES,
     READOUTS,
+    Plot,
     mixer_order,
     mixer_palette,
     sweep_axes,
@@ -63,6 +65,7 @@ __all__ = [
     "MIXER_ORDER",
     "QUANTITIES",
     "READOUTS",
+    "Plot",
     "accuracy_vs_width",
     "generalisation",
     "generalisation_table",

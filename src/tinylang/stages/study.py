@@ -7,13 +7,16 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from tinylang.stages.context import stage_context
 from tinylang.stages.job import Job, figure_outputs, log_file, study_of, tracking_of
 from tinylang.tables import read_table, write_table
+
+if TYPE_CHECKING:
+    from tinylang.figures import Plot
 
 log = logging.getLogger("tinylang")
 
@@ -45,8 +48,19 @@ class FigureSpec:
         return cls(figure, inputs, *figure_outputs(job), log=log_file(job))
 
 
+def _save_plot(plot: Plot, table_out: Path, figure_outs: list[Path]) -> pd.DataFrame:
+    """Write ``plot``'s table to ``table_out`` and its figure to each of ``figure_outs``;
+    returns the table written."""
+    table = plot.table.reset_index(drop=True)
+    write_table(table, table_out)
+    for path in figure_outs:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        plot.figure.savefig(path, bbox_inches="tight", dpi=150)
+    return table
+
+
 def draw_figure(spec: FigureSpec) -> pd.DataFrame:
-    """Draw ``spec.figure`` and save it with the table it shows."""
+    """Draw ``spec.figure`` and save it with the table it shows; returns that table."""
     from tinylang.figures.registry import RUN_FIGURES
 
     figure = RUN_FIGURES.get(spec.figure)
@@ -54,7 +68,7 @@ def draw_figure(spec: FigureSpec) -> pd.DataFrame:
     if not figure.keyed and isinstance(inputs, dict):
         inputs = list(inputs.values())
     with stage_context(spec.log):
-        return figure.function()(inputs, spec.table_out, spec.figure_outs)
+        return _save_plot(figure.function()(inputs), spec.table_out, spec.figure_outs)
 
 
 @dataclass(frozen=True)
@@ -186,7 +200,7 @@ class StudyFigureSpec:
 
 
 def draw_study_figure(spec: StudyFigureSpec) -> pd.DataFrame:
-    """Draw the study figure and save it with the table it shows."""
+    """Draw the study figure and save it with the table it shows; returns that table."""
     from tinylang.figures.registry import study_figure
 
     figure = study_figure(spec.figure)
@@ -196,7 +210,8 @@ def draw_study_figure(spec: StudyFigureSpec) -> pd.DataFrame:
             from tinylang.figures.reference import REFERENCE_CSV, study_reference
 
             options.setdefault("reference", study_reference(spec.paper_study, path=spec.reference_csv or REFERENCE_CSV))
-        return figure.function()(read_table(spec.table), spec.table_out, spec.figure_outs, **options)
+        plot = figure.function()(read_table(spec.table), **options)
+        return _save_plot(plot, spec.table_out, spec.figure_outs)
 
 
 __all__ = ["FigureSpec", "StudyFigureSpec", "StudyTablesSpec", "draw_figure", "draw_study_figure",
