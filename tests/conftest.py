@@ -57,11 +57,17 @@ def tiny_study() -> dict:
     return copy.deepcopy(TINY_STUDY)
 
 
+def write_study(workdir: Path, study: dict) -> Path:
+    """``study`` as ``workdir/study.yaml``, the configfile the Snakemake helpers pass."""
+    configfile = workdir / "study.yaml"
+    configfile.write_text(yaml.safe_dump(study))
+    return configfile
+
+
 def run_snakemake(workdir: Path, study: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Snakemake on ``study`` (written to ``workdir/study.yaml``) in ``workdir``, with 2 cores;
     with ``check``, a failed run is an assertion error showing the end of its output."""
-    configfile = workdir / "study.yaml"
-    configfile.write_text(yaml.safe_dump(study))
+    configfile = write_study(workdir, study)
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir),
          "--configfile", str(configfile), "--cores", "2", *args],
@@ -81,10 +87,7 @@ def snakemake_summary(workdir: Path, study: dict | None, *targets: str, config: 
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings
 
-    configfiles = []
-    if study is not None:
-        configfiles = [workdir / "study.yaml"]
-        configfiles[0].write_text(yaml.safe_dump(study))
+    configfiles = [] if study is None else [write_study(workdir, study)]
     printed = io.StringIO()
     with contextlib.chdir(Path.cwd()), contextlib.redirect_stdout(printed), \
             SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
