@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib
 import importlib.util
 import io
 import shutil
@@ -78,23 +79,41 @@ def run_snakemake(workdir: Path, study: dict, *args: str, check: bool = True) ->
     return proc
 
 
-def snakemake_summary(workdir: Path, study: dict | None, *targets: str, config: dict | None = None) -> pd.DataFrame:
-    """Snakemake's ``--summary`` table (one row per output: its ``rule`` and ``plan``) for ``study``
-    (written to ``workdir/study.yaml``; None: the default study) and ``targets``, with ``config`` as
-    ``--config`` would give it. Computed in this process through Snakemake's API: a fraction of a
-    second, where a new Snakemake process takes seconds to import torch for the config's validation.
-    A config the Snakefile refuses raises ``SystemExit`` with its message."""
+@contextlib.contextmanager
+def snakemake_dag(workdir: Path, study: dict | None, *targets: str, config: dict | None = None):
+    """Snakemake's DAG (its ``DAGApi``) for ``study`` (written to ``workdir/study.yaml``; None: the
+    default study) and ``targets``, with ``config`` as ``--config`` would give it, built in this
+    process: a fraction of a second, where a new Snakemake process takes seconds to import torch
+    for the config's validation. Its printed output is discarded; a config the Snakefile refuses
+    raises ``SystemExit`` with its message."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings
 
     configfiles = [] if study is None else [write_study(workdir, study)]
-    printed = io.StringIO()
-    with contextlib.chdir(Path.cwd()), contextlib.redirect_stdout(printed), \
-            SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+    with contextlib.chdir(Path.cwd()), SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
         workflow = api.workflow(ResourceSettings(cores=2), ConfigSettings(configfiles=configfiles, config=config or {}),
                                 snakefile=SNAKEFILE, workdir=workdir)
-        workflow.dag(DAGSettings(targets=set(targets))).summary()
+        yield workflow.dag(DAGSettings(targets=set(targets)))
+
+
+def snakemake_summary(workdir: Path, study: dict | None, *targets: str, config: dict | None = None) -> pd.DataFrame:
+    """Snakemake's ``--summary`` table (one row per output: its ``rule`` and ``plan``) for the DAG
+    of ``snakemake_dag``."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), snakemake_dag(workdir, study, *targets, config=config) as dag:
+        dag.summary()
     return pd.read_csv(io.StringIO(printed.getvalue()), sep="\t")
+
+
+class LazyModule:
+    """A module imported on its first attribute access (for a slow import a test module needs in
+    its tests but not at collection, which every test worker does for the whole suite)."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attribute: str):
+        return getattr(importlib.import_module(self._name), attribute)
 
 
 # The tracking backends whose client library is installed; the shared study tracks with each.

@@ -1,14 +1,15 @@
 """Open a Snakemake report in headless Chromium and look at every figure in it.
 
 Used by the workflow tests and by hand (``python tests/report_check.py report.html shots/``):
-for each category of the report's results, every file entry is opened with its "view" button
-and the figure must be displayed as a decoded image. Needs ``selenium`` and Chromium with its
-driver (Debian: ``apt-get install chromium chromium-driver``).
+the landing page's text, then for each category of the report's results every file entry opened
+with its "view" button, where the figure itself must be displayed as a decoded image. Needs
+``selenium`` and Chromium with its driver (Debian: ``apt-get install chromium chromium-driver``).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import shutil
 from pathlib import Path
 
@@ -53,70 +54,81 @@ def _wait(driver, xpath: str) -> list:
     return _wait_until(driver, lambda d: d.find_elements(By.XPATH, xpath))
 
 
-def landing_page(report: str | Path, screenshot: str | Path | None = None) -> str:
-    """The text the report shows when it opens (its landing page), with a screenshot of it."""
-    from selenium.webdriver.common.by import By
+class OpenReport:
+    """A Snakemake report open in one headless Chromium session (a context manager): its landing
+    page as the browser drew it on opening, and every figure of every result category, each shown
+    with its "view" button and left through the report's own breadcrumb links (no reload)."""
 
-    driver = _driver()
-    try:
-        driver.get(Path(report).resolve().as_uri())
-        _wait(driver, "//*[contains(text(), 'tinylang study')]")  # the workflow description, drawn
-        text = driver.find_element(By.TAG_NAME, "body").text
-        if screenshot is not None:
-            driver.save_screenshot(str(screenshot))
-    finally:
-        driver.quit()
-    return text
+    def __init__(self, report: str | Path, workdir: str | Path | None = None):
+        self.url = Path(report).resolve().as_uri()
+        self.workdir = Path(report).parent if workdir is None else Path(workdir)  # where the report's paths start
 
+    def __enter__(self) -> OpenReport:
+        from selenium.webdriver.common.by import By
 
-def shown_figures(report: str | Path, screenshots: str | Path | None = None) -> dict[str, tuple[int, int]]:
-    """Open every figure of every result category of the report; return ``{file name: (width,
-    height)}`` of the image the browser displayed (natural size: 0 would mean it did not decode)."""
-    from selenium.webdriver.common.by import By
+        self.driver = _driver()
+        try:
+            self.driver.get(self.url)
+            _wait(self.driver, "//*[contains(text(), 'tinylang study')]")  # the workflow description, drawn
+            self.landing_page = self.driver.find_element(By.TAG_NAME, "body").text
+        except BaseException:
+            self.driver.quit()
+            raise
+        return self
 
-    driver = _driver()
-    url = Path(report).resolve().as_uri()
+    def __exit__(self, *exc) -> None:
+        self.driver.quit()
 
-    def open_category(name: str) -> None:  # the report keeps no history: start from the top each time
-        driver.get(url)
-        _wait(driver, f"//li/a/span[normalize-space(text())='{name}']")[0].click()
-        _wait(driver, "//tr/td[1]")
+    def screenshot(self, path: str | Path) -> None:
+        self.driver.save_screenshot(str(path))
 
-    shown: dict[str, tuple[int, int]] = {}
-    try:
-        driver.get(url)
+    def shown_figures(self, screenshots: str | Path | None = None) -> dict[str, tuple[int, int]]:
+        """``{file name: (width, height)}`` of the image the browser displayed for every figure
+        (natural size: 0 would mean it did not decode), with a screenshot of each in ``screenshots``.
+        The image must carry that figure's own bytes: the page keeps the last one shown."""
+        from selenium.webdriver.common.by import By
+
+        driver, shown = self.driver, {}
         _wait(driver, RESULTS_MENU)
-        categories = [span.text for span in driver.find_elements(
-            By.XPATH, RESULTS_MENU)]
-        for category in categories:
-            open_category(category)
+        for category in [span.text for span in driver.find_elements(By.XPATH, RESULTS_MENU)]:
+            _wait(driver, f"//li/a/span[normalize-space(text())='{category}']")[0].click()
+            _wait(driver, "//tr/td[1]")
             names = [cell.text for cell in driver.find_elements(By.XPATH, "//tr/td[1]") if cell.text.endswith(".png")]
             for name in names:
-                open_category(category)
-                row = driver.find_element(By.XPATH, f"//tr[td[normalize-space(text())='{name}']]")
+                row = _wait(driver, f"//tr[td[normalize-space(text())='{name}']]")[0]
                 row.find_element(By.XPATH, ".//a[@iconname='eye']").click()
-                image = _wait(driver, "//img[starts-with(@src, 'data:image/png')]")[0]
-                _wait_until(driver, lambda d, image=image: d.execute_script("return arguments[0].complete", image))
-                size = driver.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", image)
-                shown[Path(name).name] = (int(size[0]), int(size[1])) if image.is_displayed() else (0, 0)
+                shown[Path(name).name] = self._displayed_image(self.workdir / name)
                 if screenshots is not None:
                     Path(screenshots).mkdir(parents=True, exist_ok=True)
-                    driver.save_screenshot(str(Path(screenshots) / f"{Path(name).stem}.png"))
-    finally:
-        driver.quit()
-    return shown
+                    self.screenshot(Path(screenshots) / f"{Path(name).stem}.png")
+                _wait(driver, f"//a[normalize-space(.)='{category}']")[0].click()  # back to the category
+            _wait(driver, "//a[normalize-space(.)='Results']")[0].click()  # back to the list of categories
+        return shown
+
+    def _displayed_image(self, png: Path) -> tuple[int, int]:
+        payload = "," + base64.b64encode(png.read_bytes()).decode()  # a data URI's header, then this
+        find = ("return Array.from(document.images).filter(image => image.src.startsWith('data:image/png')"
+                " && image.src.endsWith(arguments[0]))")
+        image = _wait_until(self.driver, lambda d: d.execute_script(find, payload))[0]
+        _wait_until(self.driver, lambda d: d.execute_script("return arguments[0].complete", image))
+        size = self.driver.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", image)
+        return (int(size[0]), int(size[1])) if image.is_displayed() else (0, 0)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("report")
     parser.add_argument("screenshots", nargs="?")
+    parser.add_argument("--workdir", help="the folder the report's file paths start from (default: the report's)")
     args = parser.parse_args(argv)
     if args.screenshots:
         Path(args.screenshots).mkdir(parents=True, exist_ok=True)
-    print(landing_page(args.report, args.screenshots and Path(args.screenshots) / "landing_page.png"))
-    for name, size in shown_figures(args.report, args.screenshots).items():
-        print(f"{name}: {size[0]}x{size[1]}")
+    with OpenReport(args.report, args.workdir) as report:
+        print(report.landing_page)
+        if args.screenshots:
+            report.screenshot(Path(args.screenshots) / "landing_page.png")
+        for name, size in report.shown_figures(args.screenshots).items():
+            print(f"{name}: {size[0]}x{size[1]}")
 
 
 if __name__ == "__main__":

@@ -154,9 +154,11 @@ def test_planning_a_workflow_does_not_load_the_plotting_stack():
 
 
 def test_figure_and_aggregation_jobs_do_not_load_torch():
-    """A figure, study-table or summary job reads tables; importing torch would add seconds to each."""
+    """A figure, study-table or summary job reads tables (and a language's files); importing torch
+    would add seconds to each."""
     script = ("import sys, tinylang.stages.study, tinylang.figures.plots, tinylang.figures.study_plots, "
-              "tinylang.study, tinylang.study.mechanism, tinylang.evaluation.restoration, tinylang.figures.reference; "
+              "tinylang.study, tinylang.study.mechanism, tinylang.evaluation.restoration, tinylang.figures.reference, "
+              "tinylang.languages; "
               "print('torch' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
     assert proc.stdout.strip() == "False"

@@ -225,7 +225,7 @@ def test_the_grouped_slurm_profile_submits_one_job_per_run_with_one_gpu(fake_slu
     fake, base = fake_slurm
     proc = subprocess.run(
         [*base, "--profile", str(REPO / "profiles" / "slurm-grouped"), "--retries", "0",
-         "--slurm-init-seconds-before-status-checks", "1"],
+         "--slurm-init-seconds-before-status-checks", "1", "study_tables"],  # no local figure job to wait for
         capture_output=True, text=True, timeout=300, check=False,
         env={**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"},
     )

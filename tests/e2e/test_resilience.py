@@ -15,8 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-import yaml
-from conftest import SNAKEFILE
+from conftest import SNAKEFILE, snakemake_dag, write_study
 
 LANGUAGE = {"type": "ar", "num_kv": 16, "min_pairs": 2, "max_pairs": 3, "seed": 0, "splits": {"train": 256, "test": 32}}
 MODEL = {"mixer": "attention", "d_model": 16, "n_layers": 1}
@@ -125,8 +124,7 @@ TARGET = str(OUT / "study" / "runs.parquet")  # the aggregation: every train and
 
 
 def snakemake_command(workdir: Path, *args: str) -> list[str]:
-    configfile = workdir / "study.yaml"
-    configfile.write_text(yaml.safe_dump(STUDY))
+    configfile = write_study(workdir, STUDY)
     return [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir),
             "--configfile", str(configfile), "--cores", "2", *args]
 
@@ -198,7 +196,8 @@ def test_a_sigkilled_workflow_resumes_to_the_uninterrupted_result(tmp_path):
     assert not (victim / OUT / "runs" / "long" / "checkpoints").exists()
 
     # A killed Snakemake leaves its lock behind: unlock, then rerun what was incomplete.
-    run_snakemake(victim, "--unlock")
+    with snakemake_dag(victim, STUDY) as dag:
+        dag.unlock()
     run_snakemake(victim, "--rerun-incomplete", TARGET)
     train_log = (victim / OUT / "logs" / "train" / "long.log").read_text()
     assert f"run long: resuming from step {kill_step} of 1200" in train_log

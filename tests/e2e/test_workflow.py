@@ -148,17 +148,18 @@ def test_gpu_rules_declare_a_gpu_when_the_study_runs_on_cuda(tmp_path):
 
 
 def test_the_report_shows_every_figure_in_headless_chromium(finished_study):
-    from report_check import browser_available, landing_page, shown_figures
+    from report_check import OpenReport, browser_available
 
     if not browser_available():
         pytest.skip("needs selenium, chromium and chromedriver (make browser)")
     workdir, study = finished_study
     snakemake(workdir, study, "--report", "report.html")
-    shown = shown_figures(workdir / "report.html")
+    with OpenReport(workdir / "report.html") as report:
+        page = report.landing_page  # opens on the study's summary
+        shown = report.shown_figures()
     expected = {p.name for p in (workdir / "results" / "tiny" / "figures").rglob("*.png")}
     assert expected and set(shown) == expected
     assert all(width > 100 and height > 100 for width, height in shown.values()), shown
-    page = landing_page(workdir / "report.html")  # opens on the study's summary
     assert "Summary\n2 runs (0 failed): mixer attention, mamba" in page
     summary = pd.read_parquet(workdir / "results" / "tiny" / "report" / "summary.parquet")
     for mixer in ("attention", "mamba"):

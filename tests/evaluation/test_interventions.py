@@ -5,21 +5,16 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import LazyModule
 
-from tinylang.evaluation import corrupt, run_interventions
 from tinylang.evaluation.attribution import example_attributions
 from tinylang.evaluation.behaviour import answer_scores, query_logits
-from tinylang.evaluation.interventions import (
-    RANDOM,
-    interchange,
-    kl_divergence,
-    patch_locations,
-    random_positions,
-)
 from tinylang.evaluation.restoration import restoration_summary
 from tinylang.languages import load_tensors, read_meta, write_language
 from tinylang.languages import parse_language_config as parse
 from tinylang.models import HOOK_POINTS, ModelConfig, build_model
+
+iv = LazyModule("tinylang.evaluation.interventions")  # imports pyvene (seconds): on first use
 
 ITEMS = ("query_item_orig", "target_item_orig")
 
@@ -75,16 +70,16 @@ def changed_token(tensors, out, item):
 @pytest.mark.parametrize("item", ITEMS)
 def test_corrupt_is_seeded_and_changes_only_the_item(language, item, rule):
     tensors, classes, _ = language
-    out = corrupt(tensors, item, classes, seed=3, rule=rule)
-    assert torch.equal(out, corrupt(tensors, item, classes, seed=3, rule=rule))
-    assert not torch.equal(out, corrupt(tensors, item, classes, seed=4, rule=rule))
+    out = iv.corrupt(tensors, item, classes, seed=3, rule=rule)
+    assert torch.equal(out, iv.corrupt(tensors, item, classes, seed=3, rule=rule))
+    assert not torch.equal(out, iv.corrupt(tensors, item, classes, seed=4, rule=rule))
     changed_token(tensors, out, item)
 
 
 @pytest.mark.parametrize("item", ITEMS)
 def test_unused_rule_draws_a_same_class_token_new_to_the_example(language, item):
     tensors, classes, _ = language
-    old, new = changed_token(tensors, corrupt(tensors, item, classes, seed=3, rule="unused"), item)
+    old, new = changed_token(tensors, iv.corrupt(tensors, item, classes, seed=3, rule="unused"), item)
     for start, stop in classes.values():
         in_class = (old >= start) & (old < stop)
         assert ((new[in_class] >= start) & (new[in_class] < stop)).all()
@@ -102,7 +97,7 @@ def test_paper_rule_draws_from_the_query_items_class_range(language):
     copies = tensors.subset(torch.zeros(4000, dtype=torch.long))  # one example, 4000 draws
     for item, allowed in [("query_item_orig", set(range(start, stop)) - {int(query[0])}),
                           ("target_item_orig", set(range(start, stop - 1)))]:
-        _, new = changed_token(copies, corrupt(copies, item, classes, seed=1, rule="paper"), item)
+        _, new = changed_token(copies, iv.corrupt(copies, item, classes, seed=1, rule="paper"), item)
         counts = torch.bincount(new - start, minlength=stop - start)
         assert set((counts.nonzero().squeeze(1) + start).tolist()) == allowed
         expected = len(new) / len(allowed)
@@ -119,34 +114,34 @@ def test_paper_rule_corrupts_an_example_that_uses_every_token_of_the_class(langu
     two = {**classes, "key": [query, query + 2]}
     two["value"] = [classes["key"][0], query] if query > classes["key"][0] else [query + 2, classes["value"][1]]
     with pytest.raises(ValueError, match="no token left"):
-        corrupt(one, "query_item_orig", two, seed=0, rule="unused")
-    _, new = changed_token(one, corrupt(one, "query_item_orig", two, seed=0, rule="paper"), "query_item_orig")
+        iv.corrupt(one, "query_item_orig", two, seed=0, rule="unused")
+    _, new = changed_token(one, iv.corrupt(one, "query_item_orig", two, seed=0, rule="paper"), "query_item_orig")
     assert new.tolist() == [query + 1]
     with pytest.raises(ValueError, match="unknown corruption rule"):
-        corrupt(one, "query_item_orig", classes, seed=0, rule="other")
+        iv.corrupt(one, "query_item_orig", classes, seed=0, rule="other")
 
 
 def test_corrupt_rejects_unclassed_token(language):
     tensors, classes, _ = language
     with pytest.raises(ValueError, match="no class"):
-        corrupt(tensors, "bos", classes, seed=0, rule="unused")
+        iv.corrupt(tensors, "bos", classes, seed=0, rule="unused")
 
 
 def test_random_position_is_a_seeded_non_probe_position_before_the_readout(language):
     tensors, classes, _ = language
-    pos = random_positions(tensors, seed=5)
-    assert torch.equal(pos, random_positions(tensors, seed=5))
-    assert not torch.equal(pos, random_positions(tensors, seed=6))
+    pos = iv.random_positions(tensors, seed=5)
+    assert torch.equal(pos, iv.random_positions(tensors, seed=5))
+    assert not torch.equal(pos, iv.random_positions(tensors, seed=6))
     assert (pos >= 0).all() and (pos < tensors.predicts_answer).all() and (pos < tensors.lengths).all()
     for probe in tensors.positions.values():
         assert (pos != probe).all()
     rows = torch.arange(len(tensors))
     for i, item in enumerate(ITEMS):  # corruption moves no token: the position means the same in both runs
-        assert torch.equal(corrupt(tensors, item, classes, seed=i)[rows, pos], tensors.input_ids[rows, pos])
-    assert torch.equal(patch_locations(tensors, [RANDOM, "divider"], seed=5),
+        assert torch.equal(iv.corrupt(tensors, item, classes, seed=i)[rows, pos], tensors.input_ids[rows, pos])
+    assert torch.equal(iv.patch_locations(tensors, [iv.RANDOM, "divider"], seed=5),
                        torch.stack([pos, tensors.positions["divider"]]))
     with pytest.raises(ValueError, match="unknown position"):
-        patch_locations(tensors, ["nowhere"])
+        iv.patch_locations(tensors, ["nowhere"])
 
 
 def test_random_position_is_uniform_over_the_candidates(language):
@@ -154,7 +149,7 @@ def test_random_position_is_uniform_over_the_candidates(language):
     copies = tensors.subset(torch.zeros(6000, dtype=torch.long))  # one example, 6000 draws
     probes = {int(p[0]) for p in tensors.positions.values()}
     candidates = [t for t in range(int(tensors.predicts_answer[0])) if t not in probes]
-    counts = torch.bincount(random_positions(copies, seed=0), minlength=int(tensors.lengths[0]))
+    counts = torch.bincount(iv.random_positions(copies, seed=0), minlength=int(tensors.lengths[0]))
     assert set(counts.nonzero().flatten().tolist()) == set(candidates)
     expected = len(copies) / len(candidates)
     assert ((counts[candidates] - expected).abs() < 0.15 * expected).all()
@@ -162,12 +157,12 @@ def test_random_position_is_uniform_over_the_candidates(language):
 
 def test_examples_without_a_control_position_get_nan_there(tmp_path):
     tensors, classes, vocab = write_ar(tmp_path, min_pairs=1, max_pairs=2, splits={"train": 8, "test": 16})
-    pos = random_positions(tensors)
+    pos = iv.random_positions(tensors)
     single = tensors.positions["divider"] == 3  # bos k v eos q a eos: only probe positions before q
     assert single.any() and (~single).any() and torch.equal(pos < 0, single)
-    df = wide(run_interventions(make_model(vocab), tensors, classes, positions=["divider", RANDOM],
+    df = wide(iv.run_interventions(make_model(vocab), tensors, classes, positions=["divider", iv.RANDOM],
                                 components=["block_input"]))
-    at_random = df[df.position == RANDOM]
+    at_random = df[df.position == iv.RANDOM]
     missing = at_random.example.isin(single.nonzero().flatten().tolist())
     assert at_random[missing][["p_patched", "p_diff", "kl_patched_corrupted"]].isna().all().all()
     assert not at_random[~missing][["p_patched", "kl_patched_corrupted"]].isna().any().any()
@@ -182,7 +177,7 @@ def test_examples_without_a_control_position_get_nan_there(tmp_path):
 def test_patching_restores_exactly(language, options):
     tensors, classes, vocab = language
     model = make_model(vocab, **options)
-    df = wide(run_interventions(model, tensors, classes, batch_size=5))
+    df = wide(iv.run_interventions(model, tensors, classes, batch_size=5))
     assert (df.p_clean - df.p_corrupted).abs().max() > 1e-4  # the corruption matters
     last = df[(df.layer == 1) & (df.component == "block_output")]
     at_query = last[last.position == "query_item"]
@@ -196,7 +191,7 @@ def test_patching_restores_exactly(language, options):
     # Any other position holds the same token in both runs (the control included): nothing to
     # patch, the prediction stays bit-identical, and KL is exactly 0.
     elsewhere = first[first.position != first.corrupted]
-    assert set(elsewhere.position) >= {RANDOM, "bos", "divider"} and (elsewhere.p_diff == 0).all()
+    assert set(elsewhere.position) >= {iv.RANDOM, "bos", "divider"} and (elsewhere.p_diff == 0).all()
     assert (elsewhere.logit_diff == 0).all() and (elsewhere.kl_patched_corrupted == 0).all()
     assert torch.allclose(torch.tensor(df.p_diff.values), torch.tensor((df.p_patched - df.p_corrupted).values),
                           atol=1e-6)  # float32 rounding of the two subtractions
@@ -208,7 +203,7 @@ def test_patching_after_the_predicting_position_changes_nothing(language, option
     tensors, classes, vocab = language
     model = make_model(vocab, **options)
     assert (tensors.positions["target_item"] > tensors.predicts_answer).all()
-    df = wide(run_interventions(model, tensors, classes, positions=["target_item"], batch_size=5))
+    df = wide(iv.run_interventions(model, tensors, classes, positions=["target_item"], batch_size=5))
     assert len(df) == len(ITEMS) * 2 * len(model.components) * len(tensors)
     # Causal models: the readout never sees later positions. The logits are the corrupted run's
     # up to rounding (the patched and the reference pass differ in batch shape, so the kernels
@@ -227,10 +222,10 @@ def test_patching_a_run_with_its_own_activations_changes_nothing(language, sourc
     the last bit. With the default ``skip_noops`` every cell is recognised as a no-op."""
     tensors, classes, vocab = language
     model = make_model(vocab)
-    base = corrupt(tensors, "query_item_orig", classes, seed=0) if source == "corrupted" else tensors.input_ids
-    locations = patch_locations(tensors, [*tensors.positions, RANDOM])
+    base = iv.corrupt(tensors, "query_item_orig", classes, seed=0) if source == "corrupted" else tensors.input_ids
+    locations = iv.patch_locations(tensors, [*tensors.positions, iv.RANDOM])
     args = (model, base, base, tensors.lengths, tensors.predicts_answer, tensors.answer, locations)
-    out = interchange(*args, batch_size=5, skip_noops=False)
+    out = iv.interchange(*args, batch_size=5, skip_noops=False)
     n_layers, n_components = model.config.n_layers, len(model.components)
     assert out["p_patched"].shape == (1, n_layers, n_components, len(locations), len(tensors))
     assert out["ran"].all()
@@ -238,11 +233,11 @@ def test_patching_a_run_with_its_own_activations_changes_nothing(language, sourc
     assert (out["p_patched"] - out["p_base"][:, None, None, None]).abs().max() < 1e-6
     assert (out["logit_patched"] - out["logit_base"][:, None, None, None]).abs().max() < 1e-5
     assert out["kl_patched_base"].max() < 1e-10
-    skipped = interchange(*args, batch_size=5)
+    skipped = iv.interchange(*args, batch_size=5)
     assert not skipped["ran"].any() and (skipped["kl_patched_base"] == 0).all()
     assert torch.equal(skipped["p_patched"], skipped["p_base"][:, None, None, None].expand_as(skipped["p_patched"]))
     # ... whereas a different source does move the prediction.
-    other = interchange(model, tensors.input_ids, corrupt(tensors, "query_item_orig", classes, seed=0),
+    other = iv.interchange(model, tensors.input_ids, iv.corrupt(tensors, "query_item_orig", classes, seed=0),
                         tensors.lengths, tensors.predicts_answer, tensors.answer, locations, batch_size=5)
     assert other["kl_patched_base"].max() > 1e-3
 
@@ -255,11 +250,11 @@ def test_skipping_no_op_cells_changes_no_result(language, options):
     model so does nothing before it."""
     tensors, classes, vocab = language
     model = make_model(vocab, **options)
-    bases = torch.stack([corrupt(tensors, item, classes, seed=i) for i, item in enumerate(ITEMS)])
-    positions = [*tensors.positions, RANDOM]
-    locations = patch_locations(tensors, positions)
+    bases = torch.stack([iv.corrupt(tensors, item, classes, seed=i) for i, item in enumerate(ITEMS)])
+    positions = [*tensors.positions, iv.RANDOM]
+    locations = iv.patch_locations(tensors, positions)
     args = (model, tensors.input_ids, bases, tensors.lengths, tensors.predicts_answer, tensors.answer, locations)
-    fast, full = interchange(*args, batch_size=5), interchange(*args, batch_size=5, skip_noops=False)
+    fast, full = iv.interchange(*args, batch_size=5), iv.interchange(*args, batch_size=5, skip_noops=False)
     for name in ("p_patched", "logit_patched", "kl_patched_base"):
         assert (fast[name] - full[name]).abs().max() < 1e-6
     assert full["ran"].all() and 0.2 < (~fast["ran"]).float().mean() < 0.8
@@ -296,15 +291,15 @@ def manual_patch(model, clean, base, query, layer, component, pos):
 def test_matches_manual_patching(language):
     tensors, classes, vocab = language
     model = make_model(vocab)
-    df = run_interventions(model, tensors, classes, corrupt_items=["target_item_orig"],
-                           positions=["target_item_orig", "query_item", RANDOM], batch_size=4, seed=7)
-    base = corrupt(tensors, "target_item_orig", classes, seed=7)
+    df = iv.run_interventions(model, tensors, classes, corrupt_items=["target_item_orig"],
+                           positions=["target_item_orig", "query_item", iv.RANDOM], batch_size=4, seed=7)
+    base = iv.corrupt(tensors, "target_item_orig", classes, seed=7)
     query, answer = tensors.predicts_answer, tensors.answer
     corrupted_logits = query_logits(model, base, query)
-    locations = {RANDOM: random_positions(tensors, seed=7), **tensors.positions}
+    locations = {iv.RANDOM: iv.random_positions(tensors, seed=7), **tensors.positions}
     for layer, component, position in [(0, "mixer_output", "target_item_orig"), (1, "mlp_input", "query_item"),
                                        (0, "mixer_input", "query_item"), (1, "block_input", "target_item_orig"),
-                                       (1, "mixer_output", RANDOM)]:
+                                       (1, "mixer_output", iv.RANDOM)]:
         logits = manual_patch(model, tensors.input_ids, base, query, layer, component, locations[position])
         at = df[(df.layer == layer) & (df.component == component) & (df.position == position)]
         got = at[at.metric == "p_patched"].sort_values("example").value
@@ -319,12 +314,12 @@ def test_matches_manual_patching(language):
 def test_kl_is_non_negative_and_the_reference_kl_is_the_direct_one(language):
     tensors, classes, vocab = language
     model = make_model(vocab)
-    df = run_interventions(model, tensors, classes, batch_size=5)
+    df = iv.run_interventions(model, tensors, classes, batch_size=5)
     kl = df[df.metric.isin(["kl_patched_corrupted", "kl_clean_corrupted"])].value
     assert len(kl) and kl.notna().all() and (kl >= 0).all() and (kl > 0).any()
     clean_logits = query_logits(model, tensors.input_ids, tensors.predicts_answer)
     for i, item in enumerate(ITEMS):
-        corrupted_logits = query_logits(model, corrupt(tensors, item, classes, seed=i), tensors.predicts_answer)
+        corrupted_logits = query_logits(model, iv.corrupt(tensors, item, classes, seed=i), tensors.predicts_answer)
         got = df[(df.metric == "kl_clean_corrupted") & (df.corrupted == item)].sort_values("example").value
         expected = direct_kl(clean_logits, corrupted_logits)
         assert expected.min() > 0
@@ -336,9 +331,9 @@ def test_kl_divergence_direction_and_zero():
     logq = torch.tensor([[0.2, 0.4, 0.4]]).double().log()
     expected = 0.7 * torch.log(torch.tensor(0.7 / 0.2)) + 0.2 * torch.log(torch.tensor(0.5)) \
         + 0.1 * torch.log(torch.tensor(0.25))
-    assert kl_divergence(logp, logq).item() == pytest.approx(expected.item())
-    assert kl_divergence(logp, logq).item() != pytest.approx(kl_divergence(logq, logp).item())
-    assert kl_divergence(logq, logq).item() == 0.0
+    assert iv.kl_divergence(logp, logq).item() == pytest.approx(expected.item())
+    assert iv.kl_divergence(logp, logq).item() != pytest.approx(iv.kl_divergence(logq, logp).item())
+    assert iv.kl_divergence(logq, logq).item() == 0.0
 
 
 # --- layout -------------------------------------------------------------------------------
@@ -348,10 +343,10 @@ def test_output_layout(language):
     tensors, classes, vocab = language
     model = make_model(vocab)
     model.train()
-    df = run_interventions(model, tensors, classes, batch_size=8)
+    df = iv.run_interventions(model, tensors, classes, batch_size=8)
     assert list(df.columns) == ["example", "query_type", "corrupted", "layer", "component", "position",
                                 "metric", "value"]
-    n, positions = len(tensors), [*tensors.positions, RANDOM]
+    n, positions = len(tensors), [*tensors.positions, iv.RANDOM]
     patch = df[df.layer >= 0]
     assert set(patch.metric) == {"p_patched", "logit_patched", "p_diff", "logit_diff", "kl_patched_corrupted"}
     assert list(dict.fromkeys(patch.position)) == positions  # the control comes last
@@ -370,10 +365,10 @@ def test_model_without_mlp(language):
     tensors, classes, vocab = language
     model = make_model(vocab, state_mixer="none")
     assert not any(c.startswith("mlp_") for c in model.components)
-    df = run_interventions(model, tensors.subset(torch.arange(4)), classes, positions=["query_item"])
+    df = iv.run_interventions(model, tensors.subset(torch.arange(4)), classes, positions=["query_item"])
     assert set(df[df.layer >= 0].component) == {"block_input", "block_output", "mixer_input", "mixer_output"}
     with pytest.raises(ValueError, match="mlp_output"):
-        run_interventions(model, tensors, classes, components=["mlp_output"])
+        iv.run_interventions(model, tensors, classes, components=["mlp_output"])
 
 
 # --- what trained and untrained models show -----------------------------------------------
@@ -392,13 +387,13 @@ def test_untrained_model_restores_nothing_anywhere(untrained_attention, tiny_ar)
     average), and its means per (corrupted, position) at the last block_input range from -2.1
     to 5.0 (noise over noise)."""
     tensors, classes = load_tensors(tiny_ar, "test"), read_meta(tiny_ar)["token_classes"]
-    df = run_interventions(untrained_attention, tensors, classes, batch_size=100)
+    df = iv.run_interventions(untrained_attention, tensors, classes, batch_size=100)
     assert df[df.metric == "kl_clean_corrupted"].value.mean() < 1e-3
     p_diff = df[df.metric == "p_diff"]
     relative = p_diff.value.abs().groupby([p_diff[k] for k in ("corrupted", "layer", "component", "position")]) \
         .mean() / df[df.metric == "p_clean"].value.mean()
     assert relative.max() < 0.05
-    assert relative.xs(RANDOM, level="position").max() < 0.005
+    assert relative.xs(iv.RANDOM, level="position").max() < 0.005
     assert df[df.metric == "kl_patched_corrupted"].value.max() < 0.01
 
 
@@ -411,21 +406,21 @@ def test_trained_model_reads_the_association_at_the_value_not_at_a_random_positi
     200 examples (random for none), mean p_diff 0.574 vs -0.014, mean KL 2.48 vs 0.13 nats."""
     model, _ = trained_attention
     tensors, classes = load_tensors(tiny_ar, "test"), read_meta(tiny_ar)["token_classes"]
-    table = run_interventions(model, tensors, classes, corrupt_items=["query_item_orig"],
-                              positions=["query_item_orig", "target_item_orig", "query_item", RANDOM],
+    table = iv.run_interventions(model, tensors, classes, corrupt_items=["query_item_orig"],
+                              positions=["query_item_orig", "target_item_orig", "query_item", iv.RANDOM],
                               components=["block_input"], batch_size=100)
     attrib = example_attributions(table)
     last = attrib[attrib.layer == model.config.n_layers - 1].pivot(index="example", columns="position",
                                                                    values="attrib").dropna()
     assert len(last) > 150
-    value, control = last["target_item_orig"], last[RANDOM]
+    value, control = last["target_item_orig"], last[iv.RANDOM]
     assert value.mean() > 0.8 and (value > 0.5).mean() > 0.8
     assert abs(control.median()) < 0.05 and (control > 0.5).mean() < 0.1
     assert (value > 0.5).mean() - (control > 0.5).mean() > 0.7
     summary = restoration_summary(table).set_index(["layer", "position", "statistic"]).value
     assert summary[1, "target_item_orig", "share_max_position"] > 0.8
-    assert summary[1, RANDOM, "share_max_position"] < 0.1
-    assert summary[1, "target_item_orig", "kl_patched_corrupted_mean"] > 10 * summary[1, RANDOM,
+    assert summary[1, iv.RANDOM, "share_max_position"] < 0.1
+    assert summary[1, "target_item_orig", "kl_patched_corrupted_mean"] > 10 * summary[1, iv.RANDOM,
                                                                                        "kl_patched_corrupted_mean"]
 
 
@@ -434,11 +429,11 @@ def test_interventions_log_their_progress_over_the_examples(language, caplog):
 
     tensors, classes, vocab = language
     model = make_model(vocab)
-    bases = corrupt(tensors, "query_item_orig", classes, seed=0)[None]
-    locations = patch_locations(tensors, list(tensors.positions))
+    bases = iv.corrupt(tensors, "query_item_orig", classes, seed=0)[None]
+    locations = iv.patch_locations(tensors, list(tensors.positions))
     n = len(tensors)
     with caplog.at_level(logging.INFO, logger="tinylang.evaluation"):
-        interchange(model, tensors.input_ids, bases, tensors.lengths, tensors.predicts_answer, tensors.answer,
+        iv.interchange(model, tensors.input_ids, bases, tensors.lengths, tensors.predicts_answer, tensors.answer,
                     locations, batch_size=max(1, n // 10))
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("interventions: ")]
     done = [int(line.split(": ")[1].split("/")[0]) for line in lines]

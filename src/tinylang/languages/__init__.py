@@ -1,4 +1,10 @@
-"""Synthetic languages, one module each, registered by the ``type`` a language config uses."""
+"""Synthetic languages, one module each, registered by the ``type`` a language config uses.
+
+The torch half (``TokenTensors``, ``load_tensors``, ``to_tensors`` in ``dataset``) loads on first
+use: a language's files and statistics are read by figure jobs, which never import torch.
+"""
+
+from importlib import import_module
 
 # Importing a language module registers it.
 from . import (
@@ -21,7 +27,15 @@ from .base import (
     read_split,
     write_language,
 )
-from .dataset import TokenTensors, load_tensors, to_tensors  # noqa: E402
+
+_TENSORS = ("TokenTensors", "load_tensors", "to_tensors")
+
+
+def __getattr__(name: str):
+    if name in _TENSORS:
+        return getattr(import_module(f"{__name__}.dataset"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BOS",
