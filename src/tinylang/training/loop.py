@@ -56,8 +56,8 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +110,7 @@ def train_run(
     language_dir, out_dir = Path(language_dir), Path(out_dir)
     meta, splits = _check_language(language_dir)  # everything cheap before any expensive work
     with trainer_lock(out_dir) if lock else nullcontext():
-        _Trainer(model_config, train_config, language_dir, meta, splits, out_dir, resolve_device(device),
+        Trainer(model_config, train_config, language_dir, meta, splits, out_dir, resolve_device(device),
                  run_name, on_log).run(progress)
 
 
@@ -129,7 +129,7 @@ def _check_language(language_dir: Path) -> tuple[dict[str, Any], list[str]]:
     return meta, splits
 
 
-class _Trainer:
+class Trainer:
     """One training session of a run: the model, optimiser, schedule and data order, restored
     from the run's resumable state where it has one, then stepped to the end."""
 
@@ -155,7 +155,7 @@ class _Trainer:
         self.checkpoint_steps = cfg.checkpoint_steps(self.total)
         self.model = build_model(model_config, vocab_size, max_len).to(dev)
         self.model.train()
-        self.optimizer, fused = _make_optimizer(self.model, cfg)
+        self.optimizer, self.fused = _make_optimizer(self.model, cfg)
         self.multiplier = lr_lambda(cfg, self.total)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.multiplier)
         self.generator = torch.Generator().manual_seed(cfg.seed)
@@ -171,7 +171,7 @@ class _Trainer:
             "run %s: %s model, %s parameters, on %s; %d steps (batch %d, %d examples, %d batches an epoch), "
             "lr %g (%s schedule, %d warmup steps), AdamW%s; checkpoints at steps %s",
             self.label, model_config.mixer, f"{n_params:,}", dev, self.total, self.batch_size, n_train,
-            self.steps_per_epoch, cfg.lr, cfg.schedule, cfg.warmup_steps, " (fused)" if fused else "",
+            self.steps_per_epoch, cfg.lr, cfg.schedule, cfg.warmup_steps, " (fused)" if self.fused else "",
             self.checkpoint_steps,
         )
         self._start(state, resumed_from)
@@ -220,18 +220,27 @@ class _Trainer:
 
     def run(self, progress: bool) -> None:
         """Step to the end: log rows, checkpoints and states on their steps; then the log."""
-        cfg = self.cfg
+        with self.session(progress) as bar:
+            while self.step < self.total:
+                self._train_step()
+                self.after_step(bar)
+        self.finish()
+
+    @contextmanager
+    def session(self, progress: bool) -> Iterator[tqdm]:
+        """The data on the device, the epoch's order, the monitor and the clocks; the progress bar
+        (yielded) until the last step."""
         if self.start == 0 and 0 in self.checkpoint_steps:
             save_checkpoint(checkpoint_path(self.ckpt_dir, 0), self.model, 0, self.extra)
         # The data, on the device once; lengths stay on the CPU so batch widths need no sync.
         self.input_ids, self.labels = self.train.input_ids.to(self.dev), self.train.labels.to(self.dev)
         self.lengths = self.train.lengths.cpu()
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        self.monitor = DivergenceMonitor(cfg.log_every, self.params, self.dev)
-        checkpoint_set, state_set = set(self.checkpoint_steps), set(cfg.state_steps(self.total))
+        self.monitor = DivergenceMonitor(self.cfg.log_every, self.params, self.dev)
+        self.checkpoint_set, self.state_set = set(self.checkpoint_steps), set(self.cfg.state_steps(self.total))
         self.generator.set_state(self.epoch_state)
         self.order, self.widths, self.tokens = _epoch_order(self.generator, self.lengths, self.batch_size, self.dev,
-                                                            cfg.order)
+                                                            self.cfg.order)
         self.t_start = time.perf_counter()
         self.t_last, self.steps_since, self.tokens_since = self.t_start, 0, 0
         self.progress = ProgressLines(log, f"run {self.label}", self.total, start=self.start)
@@ -239,21 +248,27 @@ class _Trainer:
         refresh = 0.1 if sys.stderr.isatty() else 10.0
         with tqdm(total=self.total, initial=self.start, disable=not progress, desc=self.run_name or "train",
                   dynamic_ncols=True, mininterval=refresh) as bar:
-            while self.step < self.total:
-                self._train_step()
-                bar.update(1)
-                if self.step % cfg.log_every == 0 or self.step == self.total:
-                    self._check(weights=False)
-                    self._log_row(bar)
-                if self.step in checkpoint_set or self.step in state_set:
-                    self._check(weights=True)
-                    if self.step in checkpoint_set:
-                        save_checkpoint(checkpoint_path(self.ckpt_dir, self.step), self.model, self.step, self.extra)
-                    if self.step in state_set:
-                        write_state(*state_paths(self.out_dir), self._state())
-        self._finish()
+            yield bar
 
-    def _train_step(self) -> None:
+    def saves_after(self, step: int) -> bool:
+        """Whether the step writes a checkpoint or a state (and so reads the weights)."""
+        return step in self.checkpoint_set or step in self.state_set
+
+    def after_step(self, bar: tqdm) -> None:
+        """The log row, checkpoint and state the step just done is due (each after its check)."""
+        bar.update(1)
+        if self.step % self.cfg.log_every == 0 or self.step == self.total:
+            self._check(weights=False)
+            self._log_row(bar)
+        if self.saves_after(self.step):
+            self._check(weights=True)
+            if self.step in self.checkpoint_set:
+                save_checkpoint(checkpoint_path(self.ckpt_dir, self.step), self.model, self.step, self.extra)
+            if self.step in self.state_set:
+                write_state(*state_paths(self.out_dir), self._state())
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch's token ids and labels (a new epoch's order drawn first where one begins)."""
         if self.pos == self.steps_per_epoch:
             self.epoch, self.pos = self.epoch + 1, 0
             self.epoch_state = self.generator.get_state()
@@ -261,8 +276,21 @@ class _Trainer:
                                                                 self.dev, self.cfg.order)
         index = self.order[self.pos * self.batch_size : (self.pos + 1) * self.batch_size]
         width = self.widths[self.pos]
-        batch_ids = self.input_ids[:, :width].index_select(0, index)
-        batch_labels = self.labels[:, :width].index_select(0, index)
+        return self.input_ids[:, :width].index_select(0, index), self.labels[:, :width].index_select(0, index)
+
+    def stepped(self, loss: torch.Tensor) -> None:
+        """Count a step whose update is done and whose (detached) loss is ``loss``."""
+        self.scheduler.step()
+        self.loss_sum += loss
+        self.monitor.record(loss)
+        self.pending_steps += 1
+        self.steps_since += 1
+        self.tokens_since += self.tokens[self.pos]
+        self.step += 1
+        self.pos += 1
+
+    def _train_step(self) -> None:
+        batch_ids, batch_labels = self.batch()
         select = batch_labels != IGNORE_INDEX
         loss = F.cross_entropy(self.model(batch_ids, select=select), batch_labels[select])
         self.optimizer.zero_grad(set_to_none=True)
@@ -270,14 +298,7 @@ class _Trainer:
         if self.cfg.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
         self.optimizer.step()
-        self.scheduler.step()
-        self.loss_sum += loss.detach()
-        self.monitor.record(loss.detach())
-        self.pending_steps += 1
-        self.steps_since += 1
-        self.tokens_since += self.tokens[self.pos]
-        self.step += 1
-        self.pos += 1
+        self.stepped(loss.detach())
 
     def _log_row(self, bar: tqdm) -> None:
         now = time.perf_counter()
@@ -340,7 +361,7 @@ class _Trainer:
         )
         raise TrainingDiverged(self.run_name, step, lr_at, reason, kept)
 
-    def _finish(self) -> None:
+    def finish(self) -> None:
         _write_log(self.rows, self.out_dir / LOG_FILE)
         remove_states(self.out_dir)
         took, done = time.perf_counter() - self.t_start, self.step - self.start

@@ -72,20 +72,22 @@ class _SelectiveScan(torch.autograd.Function):
     """The selective-scan recurrence with a hand-written backward.
 
     Computes ``h_t = exp(dt_t A) * h_{t-1} + dtu_t (outer) B_t`` and ``y_t = h_t . C_t``.
-    Inputs are time-major: ``dt``, ``dtu`` ``(L, batch, D)``; ``A`` ``(D, N)``; ``B``, ``C``
-    ``(L, batch, N)``; ``h0`` ``(batch, D, N)``. Returns ``y`` ``(L, batch, D)`` and the last
-    state ``(batch, D, N)``.
+    Inputs are time-major: ``dt``, ``dtu`` ``(L, batch, D)``; ``A`` ``(D, N)``, or
+    ``(batch, D, N)`` for one per row; ``B``, ``C`` ``(L, batch, N)``; ``h0`` ``(batch, D, N)``.
+    Returns ``y`` ``(L, batch, D)``, the last state ``(batch, D, N)`` and every state (what the
+    backward reads; not differentiable).
 
     Both directions loop over time on ``(batch, D, N)`` blocks, which stay in cache, and
     never materialise ``exp(dt A)`` or ``dt B x`` for the whole sequence; only the states are
     saved. The backward is the reverse-time scan
     ``g_t = C_t (outer) dL/dy_t + exp(dt_{t+1} A) * g_{t+1}`` (``g_t = dL/dh_t``), from which
     ``dL/d(dt_t A) = g_t * h_{t-1} * exp(dt_t A)``, ``dL/d dtu_t = g_t . B_t``,
-    ``dL/dB_t = dtu_t . g_t`` and ``dL/dC_t = dL/dy_t . h_t``.
+    ``dL/dB_t = dtu_t . g_t`` and ``dL/dC_t = dL/dy_t . h_t``. Under ``torch.func.vmap``
+    (models stacked along a run axis) the runs join the batch (``vmap`` below).
     """
 
     @staticmethod
-    def forward(ctx, dt, A, dtu, B, C, h0):
+    def forward(dt, A, dtu, B, C, h0):
         length = dt.shape[0]
         hs = dt.new_empty((length, *h0.shape))
         y = dt.new_empty(dt.shape)
@@ -98,13 +100,18 @@ class _SelectiveScan(torch.autograd.Function):
             torch.mul(dA, h, out=hs[t])
             h = hs[t].baddbmm_(dtu_col[t], B_row[t])
             torch.bmm(h, C_col[t], out=y[t].unsqueeze(-1))
-        ctx.save_for_backward(dt, A, dtu, B, C, h0, hs)
+        return y, h, hs
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        dt, A, dtu, B, C, h0 = inputs
+        ctx.save_for_backward(dt, A, dtu, B, C, h0, output[2])
+        ctx.mark_non_differentiable(output[2])
         ctx.set_materialize_grads(False)
-        return y, h
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_y, grad_h_last):
+    def backward(ctx, grad_y, grad_h_last, _grad_hs):
         dt, A, dtu, B, C, h0, hs = ctx.saved_tensors
         length = dt.shape[0]
         if grad_y is None:
@@ -139,7 +146,31 @@ class _SelectiveScan(torch.autograd.Function):
             torch.sum(q.mul_(A), dim=-1, out=grad_dt[t])
             dA_next = dA
         grad_h0 = g * dA_next if ctx.needs_input_grad[5] else None
-        return grad_dt, acc_A.sum(0), grad_dtu, grad_B, grad_C, grad_h0
+        return grad_dt, acc_A.sum(0) if A.dim() == 2 else acc_A, grad_dtu, grad_B, grad_C, grad_h0
+
+    @staticmethod
+    def vmap(info, in_dims, dt, A, dtu, B, C, h0):
+        """The scan of ``K`` stacked runs as one scan over ``K * batch`` rows, each row with its
+        run's ``A``."""
+        runs = info.batch_size
+        dt_dim, A_dim, dtu_dim, B_dim, C_dim, h0_dim = in_dims
+        dt, dtu, B, C = (_runs_into_batch(x, d, 1, runs) for x, d in ((dt, dt_dim), (dtu, dtu_dim), (B, B_dim), (C, C_dim)))
+        h0 = _runs_into_batch(h0, h0_dim, 0, runs)
+        batch = h0.shape[0] // runs
+        if A_dim is not None:  # one (D, N) per run: repeated for each of its rows
+            A = A.movedim(A_dim, 0)
+            A = A.unsqueeze(1).expand(runs, batch, *A.shape[1:]).flatten(0, 1)
+        y, h, hs = _SelectiveScan.apply(dt, A, dtu, B, C, h0)
+        return ((y.unflatten(1, (runs, batch)), h.unflatten(0, (runs, batch)), hs.unflatten(1, (runs, batch))),
+                (1, 0, 1))
+
+
+def _runs_into_batch(x: torch.Tensor, run_dim: int | None, batch_dim: int, runs: int) -> torch.Tensor:
+    """``x`` with its run axis (``run_dim``; None: shared by every run) merged into its batch axis,
+    runs outermost."""
+    x = x.unsqueeze(batch_dim).expand(*x.shape[:batch_dim], runs, *x.shape[batch_dim:]) if run_dim is None \
+        else x.movedim(run_dim, batch_dim)
+    return x.flatten(batch_dim, batch_dim + 1)
 
 
 def selective_scan(
@@ -170,7 +201,7 @@ def selective_scan(
     def time_major(t: torch.Tensor) -> torch.Tensor:
         return t.transpose(0, 1).contiguous()
 
-    y, h_last = _SelectiveScan.apply(
+    y, h_last, _ = _SelectiveScan.apply(
         time_major(dt), A, time_major(dt * x), time_major(B), time_major(C), h0
     )
     return y.transpose(0, 1) + x * D, h_last
