@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
 class PackedModels:
@@ -43,7 +44,10 @@ class PackedModels:
     def __call__(self, input_ids: torch.Tensor) -> torch.Tensor:
         if input_ids.shape[0] != len(self):
             raise ValueError(f"input_ids has {input_ids.shape[0]} runs on its first axis, the pack {len(self)}")
-        return vmap(self._one)(self.params, self.buffers, input_ids)
+        # The fused attention kernels have no vmap rule (vmap would loop over the runs); the math
+        # one is made of batchable operations.
+        with sdpa_kernel(SDPBackend.MATH):
+            return vmap(self._one)(self.params, self.buffers, input_ids)
 
     def _one(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
              input_ids: torch.Tensor) -> torch.Tensor:
