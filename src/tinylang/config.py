@@ -36,7 +36,7 @@ from tinylang.models import ModelConfig
 from tinylang.strict import StrictModel, describe_fields
 from tinylang.sweep import MODEL_FIELDS, SweepConfig, expand
 from tinylang.tracking import TrackingConfig
-from tinylang.training.config import TrainConfig
+from tinylang.training.config import TrainConfig, pack_key
 
 if TYPE_CHECKING:
     from tinylang.targets import StudyTargets
@@ -58,6 +58,13 @@ class RunSpec(_Section):
     language: str  # a name in the study's `languages`
     model: str  # a name in the study's `models`
     train: dict[str, Any] = Field(default_factory=dict)  # this run's training settings over the study's `training`
+
+
+class PackConfig(_Section):
+    """Runs that differ only in learning rate and seed, trained together in one job."""
+
+    # At most this many runs a pack, in run order; 1: every run trains alone (the default).
+    max_runs: int = Field(1, ge=1)
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,7 @@ class StudyConfig(_Section):
     # Evaluator name → its options (None or {} for the defaults); see tinylang.evaluation.evaluators.
     evaluators: dict[str, dict[str, Any] | None] = Field(default_factory=lambda: dict(DEFAULT_EVALUATORS))
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)  # off by default (tinylang.tracking)
+    pack: PackConfig = Field(default_factory=lambda: PackConfig())  # off by default (tinylang.training.packed)
     _runs: dict[str, Run] = PrivateAttr(default_factory=dict)
     _evaluators: dict[str, EvaluatorOptions] = PrivateAttr(default_factory=dict)
 
@@ -257,6 +265,17 @@ class StudyConfig(_Section):
     def run(self, name: str) -> Run:
         """The fully resolved run ``name``."""
         return self._runs[name]
+
+    def packs(self) -> dict[str, list[str]]:
+        """The packs of two runs or more (``pack.max_runs``): pack name → its runs, in run order.
+        A pack is named after its first run (``pack-<run>``). Runs pack together when they share
+        the language and ``tinylang.training.config.pack_key``."""
+        groups: dict[tuple, list[str]] = {}
+        for name, run in self._runs.items():
+            groups.setdefault((run.language, *pack_key(run.model, run.train)), []).append(name)
+        size = self.pack.max_runs
+        chunks = [names[i : i + size] for names in groups.values() for i in range(0, len(names), size)]
+        return {f"pack-{chunk[0]}": chunk for chunk in chunks if len(chunk) > 1}
 
     def targets(self, out: str) -> StudyTargets:
         """The study's output paths under ``out`` and the list of all of them (``tinylang.targets``)."""

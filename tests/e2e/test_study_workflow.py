@@ -22,6 +22,7 @@ SWEEP_STUDY = {
     "languages": {"ar": {"type": "ar", "num_kv": 16, "min_pairs": 2, "max_pairs": 3, "seed": 0, "train_test_split": 0.2,
                          "splits": {"train": 256, "dev": 32, "test": 32}}},
     "training": {"batch_size": 16, "steps": 12, "seed": 0},
+    "pack": {"max_runs": 4},  # the four runs train in one job (tinylang.training.packed)
     "sweep": {
         "model": {"d_model": 16, "n_layers": 1, "pos_embed": False},
         "grid": {"language": ["ar"], "mixer": ["attention"], "lr": [0.003, 0.03], "seed": [0, 1]},
@@ -77,7 +78,19 @@ def test_adding_a_learning_rate_replans_only_the_new_runs_and_the_aggregation(fi
     jobs = planned(finished_sweep, study, TABLES)
     new_runs = {f"ar-attention-lr0.01-s{seed}" for seed in (0, 1)}
     per_run = {(rule, run) for rule, run in jobs if run}
-    assert per_run == {(rule, run) for run in new_runs
-                       for rule in ("train", "evaluate/behaviour")}
+    assert per_run == {(rule, run) for run in new_runs  # a pack of the two new runs; the old pack stays
+                       for rule in ("train_pack-ar-attention-lr0.01-s0", "evaluate/behaviour")}
     assert {rule for rule, run in jobs if not run} == {"study_tables"}
+
+
+def test_the_sweep_trained_as_one_pack_and_a_pack_retrains_when_its_runs_change(finished_sweep):
+    log = (finished_sweep / "results" / "sweep" / "logs" / "train" / "pack-ar-attention-lr0.003-s0.log").read_text()
+    assert "4 runs train as one pack" in log
+    study = copy.deepcopy(SWEEP_STUDY)
+    study["sweep"]["grid"]["seed"].append(2)  # the packs become (lr 0.003: s0-s2, lr 0.03: s0), (lr 0.03: s1, s2)
+    trained = {(rule, run) for rule, run in planned(finished_sweep, study, TABLES) if rule.startswith("train")}
+    assert trained == {("train_pack-ar-attention-lr0.003-s0", f"ar-attention-lr0.003-s{s}") for s in (0, 1, 2)} | {
+        ("train_pack-ar-attention-lr0.003-s0", "ar-attention-lr0.03-s0"),
+        ("train_pack-ar-attention-lr0.03-s1", "ar-attention-lr0.03-s1"),
+        ("train_pack-ar-attention-lr0.03-s1", "ar-attention-lr0.03-s2")}
 

@@ -6,6 +6,11 @@ eval_tables = TARGETS.eval_tables
 all_eval_tables = TARGETS.all_eval_tables
 study_table_outputs = TARGETS.study_tables
 FIGURE_RUNS = TARGETS.figure_runs
+PACKS = STUDY.packs()
+PACKED = {run for runs in PACKS.values() for run in runs}
+UNPACKED_RUNS = (
+    "|".join(re.escape(run) for run in STUDY.run_names if run not in PACKED) or "(?!)"
+)
 
 
 def evaluator_threads(evaluator):

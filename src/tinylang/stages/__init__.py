@@ -3,7 +3,16 @@ spec. A rule's script builds the spec from its job (``Spec.from_job(snakemake)``
 the function; tests build specs directly. Nothing here imports Snakemake."""
 
 from tinylang.stages.context import stage_context, stage_logging
-from tinylang.stages.run import EvaluateSpec, LanguageSpec, TrainSpec, evaluate, generate_language, train
+from tinylang.stages.run import (
+    EvaluateSpec,
+    LanguageSpec,
+    TrainPackSpec,
+    TrainSpec,
+    evaluate,
+    generate_language,
+    train,
+    train_pack,
+)
 from tinylang.stages.study import (
     FigureSpec,
     StudyFigureSpec,
@@ -22,6 +31,7 @@ __all__ = [
     "StudyFigureSpec",
     "StudySummarySpec",
     "StudyTablesSpec",
+    "TrainPackSpec",
     "TrainSpec",
     "draw_figure",
     "draw_study_figure",
@@ -32,4 +42,5 @@ __all__ = [
     "study_summary",
     "study_tables",
     "train",
+    "train_pack",
 ]

@@ -7,7 +7,7 @@ import logging
 import os
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,15 +164,28 @@ def _train_in(spec: TrainSpec, partial: Path, tracker: Any = None) -> dict[str, 
     from tinylang.training import train_run
     from tinylang.training.loop import TrainingDiverged
 
-    result: dict[str, Any] = {"run": spec.run, "status": "ok"}
-    on_log = None if tracker is None else (
-        lambda row: tracker.log({f"train/{key}": row[key] for key in TRACKED_COLUMNS}, row["step"]))
     try:
         train_run(spec.model, spec.train, spec.language_dir, partial, device=spec.device, run_name=spec.run,
-                  progress=spec.progress, lock=False, on_log=on_log)
+                  progress=spec.progress, lock=False, on_log=_tracker_log(tracker))
     except TrainingDiverged as fault:
         if spec.status is None:
             raise
+        return _moved_into_place(spec, partial, fault)
+    return _moved_into_place(spec, partial, None)
+
+
+def _tracker_log(tracker: Any):
+    """What sends a train-log row to ``tracker`` (None when the run is not tracked)."""
+    if tracker is None:
+        return None
+    return lambda row: tracker.log({f"train/{key}": row[key] for key in TRACKED_COLUMNS}, row["step"])
+
+
+def _moved_into_place(spec: TrainSpec, partial: Path, fault: Any) -> dict[str, Any]:
+    """The checkpoints and train log moved from ``partial`` to the rule's outputs; the run's
+    status ("failed" with the fault's step, lr and reason when ``fault`` is a TrainingDiverged)."""
+    result: dict[str, Any] = {"run": spec.run, "status": "ok"}
+    if fault is not None:
         result.update(status="failed", step=fault.step, lr=fault.lr, reason=fault.reason,
                       checkpoints=fault.checkpoints)
     if spec.checkpoints_dir.exists():
@@ -181,6 +194,57 @@ def _train_in(spec: TrainSpec, partial: Path, tracker: Any = None) -> dict[str, 
     os.replace(partial / "train_log.parquet", spec.train_log)
     shutil.rmtree(partial, ignore_errors=True)
     return result
+
+
+@dataclass(frozen=True)
+class TrainPackSpec:
+    """Runs trained together (``tinylang.training.packed``): each run's own ``TrainSpec``, and
+    the job's device, threads and log."""
+
+    runs: tuple[TrainSpec, ...]
+    device: str = "auto"
+    threads: int = 1
+    log: Path | None = None
+
+    @classmethod
+    def from_job(cls, job: Job) -> TrainPackSpec:
+        from tinylang.models import ModelConfig
+        from tinylang.training import TrainConfig
+
+        outputs = zip(job.params.runs, job.params.models, job.params.trains, job.output.checkpoints,
+                      job.output.log, job.output.status)
+        runs = tuple(TrainSpec(run, ModelConfig(**model), TrainConfig(**train), Path(job.input.language),
+                               Path(checkpoints), Path(train_log), Path(status), job.params.device, job.threads,
+                               tracking=tracking_of(job), study=study_of(job))
+                     for run, model, train, checkpoints, train_log, status in outputs)
+        return cls(runs, job.params.device, job.threads, log_file(job))
+
+
+def train_pack(spec: TrainPackSpec) -> list[dict[str, Any]]:
+    """Train ``spec.runs`` together, each as ``train`` would (its ``partial`` folder, kept log,
+    tracked record, outputs and status); their statuses."""
+    from tinylang.training.packed import PackedRun
+    from tinylang.training.packed import train_pack as train_together
+    from tinylang.training.state import trainer_lock
+    from tinylang.training.status import write_run_status
+
+    with stage_context(spec.log, spec.device, spec.threads), ExitStack() as held:
+        partials = [run.run_dir / "partial" for run in spec.runs]
+        trackers = []
+        for run, partial in zip(spec.runs, partials):
+            held.enter_context(trainer_lock(partial))
+            earlier_attempts(partial / ATTEMPTS_LOG)
+            held.enter_context(kept_log(partial / ATTEMPTS_LOG))
+            trackers.append(held.enter_context(_tracked(run, partial)))
+        packed = [PackedRun(run.run, run.model, run.train, partial, _tracker_log(tracker))
+                  for run, partial, tracker in zip(spec.runs, partials, trackers)]
+        faults = train_together(packed, spec.runs[0].language_dir, spec.device, spec.runs[0].progress, lock=False)
+        results = [_moved_into_place(run, partial, faults[run.run]) for run, partial in zip(spec.runs, partials)]
+        for run, result, tracker in zip(spec.runs, results, trackers):
+            if tracker is not None:
+                tracker.failed = result["status"] == "failed"
+            write_run_status(result, run.status)
+        return results
 
 
 def evaluate(spec: EvaluateSpec) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, PositiveFloat, StrictInt, model_validator
 
@@ -60,3 +60,13 @@ class TrainConfig(StrictModel):
         ``state_every`` steps, except step 0 and the last (nothing is left to resume there)."""
         every = range(self.state_every, total_steps, self.state_every) if self.state_every else ()
         return sorted({*every, *self.checkpoint_steps(total_steps)} - {0, total_steps})
+
+
+PACKED_FIELDS = ("lr", "seed")
+"""What may differ between the runs of one pack (tinylang.training.packed)."""
+
+
+def pack_key(model: Any, train: TrainConfig) -> tuple[str, str]:
+    """Runs with the same key (and language) can train in one pack: ``model`` (a ModelConfig)
+    and the train config but for ``PACKED_FIELDS``."""
+    return model.model_dump_json(), train.model_copy(update=dict.fromkeys(PACKED_FIELDS)).model_dump_json()

@@ -38,16 +38,12 @@ from tinylang.languages.dataset import IGNORE_INDEX
 from tinylang.models import ModelConfig
 from tinylang.models.packed import PackedModels, packing_problem
 
-from .config import TrainConfig
+from .config import PACKED_FIELDS, TrainConfig, pack_key
 from .loop import Trainer, _check_language, train_run
 from .monitor import TrainingDiverged
 from .state import trainer_lock
 
 log = logging.getLogger("tinylang.training")
-
-PACKED_FIELDS = ("lr", "seed")
-"""What may differ between the runs of one pack (everything else of the train config is shared)."""
-
 
 @dataclass(frozen=True)
 class PackedRun:
@@ -60,14 +56,8 @@ class PackedRun:
     on_log: Callable[[dict[str, Any]], None] | None = None
 
 
-def pack_key(model: ModelConfig, train: TrainConfig) -> tuple[str, str]:
-    """Runs with the same key (and language) can share a pack: the model and the train config
-    but for ``PACKED_FIELDS``."""
-    return model.model_dump_json(), train.model_copy(update=dict.fromkeys(PACKED_FIELDS)).model_dump_json()
-
-
 def train_pack(runs: Sequence[PackedRun], language_dir: str | os.PathLike, device: str | torch.device = "auto",
-               progress: bool = True) -> dict[str, TrainingDiverged | None]:
+               progress: bool = True, lock: bool = True) -> dict[str, TrainingDiverged | None]:
     """Train ``runs`` (one language, one ``pack_key``) together; what ``train_run`` writes, for
     each run. Returns each run's ``TrainingDiverged`` (None: it finished). A mixer that cannot
     run packed, or runs resumed from different steps, train one by one (a log line says why)."""
@@ -77,12 +67,13 @@ def train_pack(runs: Sequence[PackedRun], language_dir: str | os.PathLike, devic
     language_dir, dev = Path(language_dir), resolve_device(device)
     meta, splits = _check_language(language_dir)
     with ExitStack() as locks:
-        for run in runs:
+        for run in runs if lock else ():
             locks.enter_context(trainer_lock(run.out_dir))
         trainers = [Trainer(run.model, run.train, language_dir, meta, splits, run.out_dir, dev, run.name, run.on_log)
                     for run in runs]
         problem = _why_not_packed(trainers)
         if problem is None:
+            log.info("%d runs train as one pack on %s: %s", len(runs), dev, ", ".join(run.name for run in runs))
             return _Pack(trainers).run(progress)
         log.info("runs %s train one by one: %s", ", ".join(run.name for run in runs), problem)
         return {run.name: _alone(run, language_dir, dev, progress) for run in runs}
