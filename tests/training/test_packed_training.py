@@ -34,8 +34,8 @@ def language(tmp_path_factory):
 def runs_of(mixer: str, out, **train) -> list[PackedRun]:
     model = ModelConfig(mixer=mixer, d_model=16, n_layers=1)
     return [PackedRun(f"lr{lr:g}-s{seed}", model,
-                      TrainConfig(lr=lr, seed=seed, steps=STEPS, batch_size=8, log_every=1, warmup_steps=5,
-                                  state_every=None, **train), out / f"lr{lr:g}-s{seed}")
+                      TrainConfig(**{"lr": lr, "seed": seed, "steps": STEPS, "batch_size": 8, "log_every": 1,
+                                     "warmup_steps": 5, "state_every": None, **train}), out / f"lr{lr:g}-s{seed}")
             for lr, seed in POINTS]
 
 
@@ -100,3 +100,28 @@ def test_a_mixer_without_a_vmap_rule_trains_one_by_one_and_says_so(language, tmp
     assert any("train one by one: mixer 'lstm' cannot run under torch.func.vmap" in r.getMessage() for r in caplog.records)
     status = [json.dumps(pd.read_parquet(run.out_dir / "train_log.parquet")["step"].tolist()) for run in runs]
     assert status[0] == status[1] == json.dumps(list(range(1, STEPS + 1)))
+
+
+class Interrupted(Exception):
+    """Stands in for a killed job."""
+
+
+def test_an_interrupted_pack_resumes_to_the_uninterrupted_result(language, tmp_path, caplog):
+    def stop_at_step_30(row):
+        if row["step"] == 30:
+            raise Interrupted
+
+    runs = runs_of("mamba", tmp_path / "packed", state_every=20)
+    interrupted = [PackedRun(run.name, run.model, run.train, run.out_dir, stop_at_step_30) for run in runs]
+    with pytest.raises(Interrupted):
+        train_pack(interrupted, language, "cpu", progress=False)
+    assert all((run.out_dir / "train_state.pt").is_file() for run in runs)  # the states of step 20
+    with caplog.at_level("INFO", logger="tinylang.training"):
+        assert train_pack(runs, language, "cpu", progress=False) == {run.name: None for run in runs}
+    resumed_runs = {r.getMessage().split(":")[0] for r in caplog.records if "resuming from step 20 of 50" in r.getMessage()}
+    assert resumed_runs == {f"run {run.name}" for run in runs}
+    for run in runs_of("mamba", tmp_path / "alone", state_every=20):
+        train_run(run.model, run.train, language, run.out_dir, "cpu", run.name, progress=False)
+        resumed = pd.read_parquet(tmp_path / "packed" / run.name / "train_log.parquet")
+        pd.testing.assert_series_equal(resumed["loss"], pd.read_parquet(run.out_dir / "train_log.parquet")["loss"],
+                                       rtol=1e-5, atol=0)
