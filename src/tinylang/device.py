@@ -79,6 +79,10 @@ def wants_gpu(name: str) -> bool:
 NUM_GPUS_VAR = "TINYLANG_NUM_GPUS"
 """Environment variable: how many GPUs ``gpu_slot`` shares out (overrides ``nvidia-smi``)."""
 
+JOBS_PER_GPU_VAR = "TINYLANG_JOBS_PER_GPU"
+"""Environment variable: how many jobs ``gpu_slot`` lets share one GPU (default 1; tiny models
+leave a GPU mostly idle, so several at once use it better)."""
+
 LOCK_DIR_VAR = "TINYLANG_GPU_LOCK_DIR"
 """Environment variable: the folder of the per-GPU lock files (default: the system temp folder)."""
 
@@ -99,6 +103,21 @@ def count_gpus() -> int:
     return sum(line.startswith("GPU ") for line in listing.stdout.splitlines())
 
 
+def jobs_per_gpu() -> int:
+    """``$TINYLANG_JOBS_PER_GPU`` (default 1); a ValueError when it is not a whole number ≥ 1."""
+    value = os.environ.get(JOBS_PER_GPU_VAR, "").strip() or "1"
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{JOBS_PER_GPU_VAR} must be a whole number of jobs (1 or more), got {value!r}")
+    return int(value)
+
+
+def _slots(n: int, per_gpu: int) -> list[tuple[int, str]]:
+    """(GPU, lock file name) of every slot: each GPU's first slot before any GPU's second."""
+    if per_gpu == 1:
+        return [(index, f"gpu{index}.lock") for index in range(n)]
+    return [(index, f"gpu{index}-{k}.lock") for k in range(per_gpu) for index in range(n)]
+
+
 def gpu_lock_dir(lock_dir: str | os.PathLike | None = None) -> Path:
     """The folder of the per-GPU lock files: ``lock_dir``, else ``$TINYLANG_GPU_LOCK_DIR``,
     else ``<temp folder>/tinylang-gpu-slots`` (shared by every user of the machine)."""
@@ -113,8 +132,9 @@ def gpu_slot(device: str, lock_dir: str | os.PathLike | None = None, count: int 
 
     Snakemake counts GPUs (``--resources gpu=N``) but does not say which one a job gets, so
     concurrent local jobs would all land on GPU 0. Each job takes a file lock per GPU
-    (``gpu<N>.lock`` in ``gpu_lock_dir(lock_dir)``) before CUDA initialises and sets
-    CUDA_VISIBLE_DEVICES to it; when every GPU is held it waits for one. The lock is an
+    (``gpu<N>.lock`` in ``gpu_lock_dir(lock_dir)``; with ``$TINYLANG_JOBS_PER_GPU`` = J > 1, one
+    of J slots ``gpu<N>-<k>.lock``, spread over the GPUs first) before CUDA initialises and sets
+    CUDA_VISIBLE_DEVICES to it; when every slot is held it waits for one. The lock is an
     ``flock``, so the kernel releases it when its process ends, however it ends (even SIGKILL).
 
     Nothing happens on the CPU, with one GPU or none (``count``, else ``count_gpus()``), or when
@@ -135,14 +155,15 @@ def gpu_slot(device: str, lock_dir: str | os.PathLike | None = None, count: int 
                 root.chmod(0o1777)
             except OSError:
                 pass
+    slots = _slots(n, jobs_per_gpu())
     waited = False
     while True:
-        for index in range(n):
-            fd = try_lock(root / f"gpu{index}.lock")
+        for index, name in slots:
+            fd = try_lock(root / name)
             if fd is None:
                 continue
             os.environ["CUDA_VISIBLE_DEVICES"] = str(index)
-            log.info("using GPU %d of %d (lock %s)", index, n, root / f"gpu{index}.lock")
+            log.info("using GPU %d of %d (lock %s)", index, n, root / name)
             try:
                 yield index
             finally:
@@ -150,6 +171,6 @@ def gpu_slot(device: str, lock_dir: str | os.PathLike | None = None, count: int 
                 os.close(fd)  # closing the only descriptor releases the flock
             return
         if not waited:
-            log.info("all %d GPUs are held by other tinylang jobs (locks in %s); waiting for one", n, root)
+            log.info("all %d GPU slots are held by other tinylang jobs (locks in %s); waiting for one", len(slots), root)
             waited = True
         time.sleep(poll_seconds)

@@ -15,7 +15,7 @@ import yaml
 from conftest import REPO, SNAKEFILE
 
 from tinylang.config import load_study
-from tinylang.device import LOCK_DIR_VAR, NUM_GPUS_VAR, count_gpus, gpu_slot
+from tinylang.device import JOBS_PER_GPU_VAR, LOCK_DIR_VAR, NUM_GPUS_VAR, count_gpus, gpu_slot, jobs_per_gpu
 
 # A job: take a slot the way workflow/scripts/train.py does, report it, hold it until killed.
 HOLDER = """
@@ -73,6 +73,31 @@ def test_four_jobs_hold_four_distinct_slots_and_a_killed_job_frees_its_slot(fake
             job.kill()
             job.wait()
             job.stdout.close()
+
+
+def test_two_jobs_per_gpu_share_each_of_two_gpus(fake_gpus):
+    env = {**fake_gpus, NUM_GPUS_VAR: "2", JOBS_PER_GPU_VAR: "2"}
+    jobs = [start_job(env) for _ in range(4)]
+    try:
+        gpus = sorted(int(reported(job, timeout=60).split()[1]) for job in jobs)
+        assert gpus == [0, 0, 1, 1]
+        fifth = start_job(env)
+        jobs.append(fifth)
+        assert reported(fifth, timeout=3) is None  # four slots, all held
+    finally:
+        for job in jobs:
+            job.kill()
+            job.wait()
+            job.stdout.close()
+
+
+def test_jobs_per_gpu_must_be_a_whole_number(monkeypatch):
+    monkeypatch.setenv(JOBS_PER_GPU_VAR, "3")
+    assert jobs_per_gpu() == 3
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv(JOBS_PER_GPU_VAR, bad)
+        with pytest.raises(ValueError, match=JOBS_PER_GPU_VAR):
+            jobs_per_gpu()
 
 
 def test_a_cpu_study_ignores_the_fake_gpus(fake_gpus, tmp_path):
