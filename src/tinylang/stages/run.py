@@ -84,7 +84,6 @@ def train(spec: TrainSpec) -> dict[str, Any]:
     status file says so (``tinylang.training.status``). Without it the fault is raised
     (``TrainingDiverged``). Returns the status."""
     from tinylang.training.state import trainer_lock
-    from tinylang.training.status import write_run_status
 
     with stage_context(spec.log, spec.device, spec.threads):
         partial = spec.run_dir / "partial"
@@ -95,11 +94,17 @@ def train(spec: TrainSpec) -> dict[str, Any]:
                 if tracker is not None:
                     tracker.failed = result["status"] == "failed"
         if spec.status is not None:
-            write_run_status(result, spec.status)
-            if result["status"] == "failed":
-                log.warning("run %s is marked failed in %s; the workflow goes on without its later checkpoints",
-                            spec.run, spec.status)
+            _write_status(spec, result)
         return result
+
+
+def _write_status(spec: TrainSpec, result: dict[str, Any]) -> None:
+    from tinylang.training.status import write_run_status
+
+    write_run_status(result, spec.status)
+    if result["status"] == "failed":
+        log.warning("run %s is marked failed in %s; the workflow goes on without its later checkpoints",
+                    spec.run, spec.status)
 
 
 @dataclass(frozen=True)
@@ -226,7 +231,6 @@ def train_pack(spec: TrainPackSpec) -> list[dict[str, Any]]:
     from tinylang.training.packed import PackedRun
     from tinylang.training.packed import train_pack as train_together
     from tinylang.training.state import trainer_lock
-    from tinylang.training.status import write_run_status
 
     with stage_context(spec.log, spec.device, spec.threads), ExitStack() as held:
         partials = [run.run_dir / "partial" for run in spec.runs]
@@ -243,7 +247,7 @@ def train_pack(spec: TrainPackSpec) -> list[dict[str, Any]]:
         for run, result, tracker in zip(spec.runs, results, trackers):
             if tracker is not None:
                 tracker.failed = result["status"] == "failed"
-            write_run_status(result, run.status)
+            _write_status(run, result)
         return results
 
 
