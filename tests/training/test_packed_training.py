@@ -79,6 +79,10 @@ def test_a_diverging_run_fails_alone(language, tmp_path):
     assert (pd.read_parquet(runs[1].out_dir / "train_log.parquet")["step"] < failed.step).all()
     for run in (runs[0], *runs[2:]):
         assert (run.out_dir / "checkpoints" / f"step{STEPS}.pt").is_file()
+    alone = tmp_path / "alone"  # the pack went on without the failed run, to the same result
+    train_run(runs[2].model, runs[2].train, language, alone, "cpu", runs[2].name, progress=False)
+    pd.testing.assert_series_equal(pd.read_parquet(runs[2].out_dir / "train_log.parquet")["loss"],
+                                   pd.read_parquet(alone / "train_log.parquet")["loss"], rtol=1e-5, atol=0)
 
 
 def test_runs_that_differ_in_more_than_lr_and_seed_do_not_pack(language, tmp_path):

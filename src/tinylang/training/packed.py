@@ -7,7 +7,8 @@ the pack steps them all at once: their parameters stacked along a leading run ax
 model's outputs before a position do not depend on what follows it, and padded positions carry
 no label), one forward and one backward for all runs, and an AdamW with one learning rate per
 run. Gradient clipping is per run (each run's own global norm), and a run whose loss becomes
-NaN or infinite fails alone: its trainer stops it as ``train_run`` would, the others go on.
+NaN or infinite fails alone: its trainer stops it as ``train_run`` would, the others go on
+in a restacked pack without it.
 Before every checkpoint or resumable state each run's slice of the stacked weights and
 optimiser moments is copied back into its trainer, which writes them in the single-run format:
 a packed run resumes alone, and a single run resumes in a pack.
@@ -108,18 +109,15 @@ class _Pack:
             # Each run's scheduler gives its learning rate; its own optimiser never steps.
             sessions.enter_context(warnings.catch_warnings())
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
-            bars = [sessions.enter_context(trainer.session(progress and k == 0)) for k, trainer in
-                    enumerate(self.trainers)]
-            first = self.trainers[0]
-            while first.step < first.total:
+            self.bars = {id(trainer): sessions.enter_context(trainer.session(progress and k == 0))
+                         for k, trainer in enumerate(self.trainers)}
+            total = self.trainers[0].total
+            while self.trainers and self.trainers[0].step < total:
                 self._step()
-                self._after_step(bars)
-        for trainer in self._active():
+                self._after_step()
+        for trainer in self.trainers:
             trainer.finish()
         return self.faults
-
-    def _active(self) -> list[Trainer]:
-        return [trainer for trainer in self.trainers if self.faults[trainer.run_name] is None]
 
     def _step(self) -> None:
         batches = [trainer.batch() for trainer in self.trainers]
@@ -136,20 +134,27 @@ class _Pack:
             self.optimizer.clip_grad_norms(self.cfg.grad_clip)
         self.optimizer.step([trainer.scheduler.get_last_lr()[0] for trainer in self.trainers])
         for trainer, loss in zip(self.trainers, losses.detach()):
-            if self.faults[trainer.run_name] is None:  # a failed run's trainer is done
-                trainer.stepped(loss)
+            trainer.stepped(loss)
 
-    def _after_step(self, bars: list) -> None:
-        active = self._active()
-        if any(trainer.saves_after(trainer.step) for trainer in active):
-            self.optimizer.copy_to_trainers(self.models, active)
-        for trainer, bar in zip(self.trainers, bars):
-            if self.faults[trainer.run_name] is not None:
-                continue
+    def _after_step(self) -> None:
+        if any(trainer.saves_after(trainer.step) for trainer in self.trainers):
+            self.optimizer.copy_to_trainers(self.models, self.trainers)
+        for trainer in self.trainers:
             try:
-                trainer.after_step(bar)
+                trainer.after_step(self.bars[id(trainer)])
             except TrainingDiverged as fault:
-                self.faults[trainer.run_name] = fault  # the others train on; its weights are never read again
+                self.faults[trainer.run_name] = fault
+        if any(self.faults[trainer.run_name] for trainer in self.trainers):
+            self._drop_failed()
+
+    def _drop_failed(self) -> None:
+        """Restack without the runs that failed: the others' weights and moments go through their
+        trainers (as for a state) into a smaller stack, unchanged."""
+        self.optimizer.copy_to_trainers(self.models, self.trainers)
+        self.trainers = [trainer for trainer in self.trainers if self.faults[trainer.run_name] is None]
+        if self.trainers:
+            self.models = PackedModels([trainer.model for trainer in self.trainers])
+            self.optimizer = StackedAdamW(self.models.params, self.trainers)
 
 
 class StackedAdamW:
