@@ -55,15 +55,18 @@ class PackedModels:
 
     def unpack(self) -> list[nn.Module]:
         """The ``K`` models, each an independent copy holding its run's slice of the tensors."""
-        models = []
-        for k in range(len(self)):
-            model = copy.deepcopy(self.base)
-            with torch.no_grad():
-                for name, tensor in (*self.params.items(), *self.buffers.items()):
-                    model.get_parameter(name).copy_(tensor[k]) if name in self.params \
-                        else model.get_buffer(name).copy_(tensor[k])
-            models.append(model)
+        models = [copy.deepcopy(self.base) for _ in range(len(self))]
+        for k, model in enumerate(models):
+            self.copy_into(model, k)
         return models
+
+    @torch.no_grad()
+    def copy_into(self, model: nn.Module, k: int) -> None:
+        """Run ``k``'s slice of every stacked parameter and buffer into ``model`` (of this architecture)."""
+        for name, tensor in self.params.items():
+            model.get_parameter(name).copy_(tensor[k])
+        for name, tensor in self.buffers.items():
+            model.get_buffer(name).copy_(tensor[k])
 
 
 def packing_problem(model: nn.Module) -> str | None:

@@ -189,15 +189,14 @@ class StackedAdamW:
 
     def copy_to_trainers(self, models: PackedModels, trainers: list[Trainer]) -> None:
         """Each trainer's weights and AdamW moments from its slice, so that it writes them."""
-        with torch.no_grad():
-            for trainer in trainers:
-                k = self.index[id(trainer)]
-                for name, p in trainer.model.named_parameters():
-                    p.copy_(models.params[name][k])
-                    if name in self.decay and self.t:
-                        step = torch.tensor(float(self.t), device=p.device if trainer.fused else "cpu")
-                        trainer.optimizer.state[p] = {"step": step, "exp_avg": self.exp_avg[name][k].clone(),
-                                                      "exp_avg_sq": self.exp_avg_sq[name][k].clone()}
+        for trainer in trainers:
+            k = self.index[id(trainer)]
+            models.copy_into(trainer.model, k)
+            for name, p in self._per_run_params(trainer).items():
+                if self.t:
+                    step = torch.tensor(float(self.t), device=p.device if trainer.fused else "cpu")
+                    trainer.optimizer.state[p] = {"step": step, "exp_avg": self.exp_avg[name][k].clone(),
+                                                  "exp_avg_sq": self.exp_avg_sq[name][k].clone()}
 
     def zero_grad(self) -> None:
         for p in self.params.values():
