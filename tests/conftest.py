@@ -80,12 +80,12 @@ def run_snakemake(workdir: Path, study: dict, *args: str, check: bool = True) ->
 
 
 @contextlib.contextmanager
-def snakemake_dag(workdir: Path, study: dict | None, *targets: str, config: dict | None = None):
+def snakemake_dag(workdir: Path, study: dict | None, *targets: str, config: dict | None = None, **dag_settings):
     """Snakemake's DAG (its ``DAGApi``) for ``study`` (written to ``workdir/study.yaml``; None: the
     default study) and ``targets``, with ``config`` as ``--config`` would give it, built in this
     process: a fraction of a second, where a new Snakemake process takes seconds to import torch
     for the config's validation. Its printed output is discarded; a config the Snakefile refuses
-    raises ``SystemExit`` with its message."""
+    raises ``SystemExit`` with its message. ``dag_settings`` go to Snakemake's ``DAGSettings``."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings
 
@@ -93,7 +93,7 @@ def snakemake_dag(workdir: Path, study: dict | None, *targets: str, config: dict
     with contextlib.chdir(Path.cwd()), SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
         workflow = api.workflow(ResourceSettings(cores=2), ConfigSettings(configfiles=configfiles, config=config or {}),
                                 snakefile=SNAKEFILE, workdir=workdir)
-        yield workflow.dag(DAGSettings(targets=set(targets)))
+        yield workflow.dag(DAGSettings(targets=set(targets), **dag_settings))
 
 
 def snakemake_summary(workdir: Path, study: dict | None, *targets: str, config: dict | None = None) -> pd.DataFrame:

@@ -22,7 +22,7 @@ STUDY = {
                         "mixer_args": {"gate": False}}},
     "training": {"lr": 0.003, "batch_size": 16, "steps": 12, "checkpoints": [6], "seed": 0},
     "runs": {"mean": {"language": "first", "model": "mean"}},
-    "evaluators": {"behaviour": {"checkpoints": "all", "num_examples": 32},
+    "evaluators": {"behaviour": {"checkpoints": "final", "num_examples": 32},
                    "my_extension:AnswerRank": {"num_examples": 32}},
 }
 
@@ -41,7 +41,7 @@ def test_a_mixer_language_and_evaluator_from_outside_the_package_run_a_whole_stu
     assert ranks[["run", "step", "split", "metric"]].values.tolist() == [
         ["mean", 12, "test", "mean_rank"], ["mean", 12, "test", "top1"]]
     assert 0 <= ranks.value.min() and ranks.value.max() < 8  # a rank among 8 symbols + 4 other tokens
-    behaviour = pd.read_parquet(out / "runs" / "mean" / "eval" / "step0" / "behaviour.parquet")
+    behaviour = pd.read_parquet(out / "runs" / "mean" / "eval" / "step12" / "behaviour.parquet")
     assert set(behaviour.query_type) >= {"first"}
     assert (out / "figures" / "accuracy.png").stat().st_size > 0
 

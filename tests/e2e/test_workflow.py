@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import copy
-import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import TINY_STUDY, TRACKED, copy_finished_study, run_snakemake, snakemake_summary
+from conftest import TINY_STUDY, TRACKED, copy_finished_study, run_snakemake, snakemake_dag, snakemake_summary
 from test_safe_loading import truncate
 from tracking_records import READERS
 
@@ -137,14 +136,11 @@ def test_changing_one_evaluators_options_replans_only_its_tables(finished_study)
 def test_gpu_rules_declare_a_gpu_when_the_study_runs_on_cuda(tmp_path):
     study = yaml.safe_load(yaml.safe_dump(TINY_STUDY))
     study["device"] = "cuda"  # planning needs no GPU, e.g. on a cluster's login node
-    out = snakemake(tmp_path, study, "-n")
-    blocks = {rule: block for rule, block in
-              (re.match(r"(?:local)?rule (\w+):(.*)", b, re.S).groups()
-               for b in re.split(r"\n(?=(?:local)?rule )", out) if re.match(r"(?:local)?rule ", b))}
-    for rule in ("train", "evaluate"):
-        assert "gpu=1" in blocks[rule], rule
-    for rule in ("language", "accuracy"):
-        assert "gpu=0" in blocks[rule], rule
+    with snakemake_dag(tmp_path, study) as dag:
+        rules = {rule.name: rule for rule in dag.workflow_api._workflow.rules}
+        gpus = {name: rules[name].resources["gpu"].value for name in ("train", "evaluate", "language", "accuracy",
+                                                                      "study_figure")}
+    assert gpus == {"train": 1, "evaluate": 1, "language": 0, "accuracy": 0, "study_figure": 0}
 
 
 def test_the_report_shows_every_figure_in_headless_chromium(finished_study):
