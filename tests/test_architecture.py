@@ -146,13 +146,16 @@ def test_the_documented_rule_graph_is_the_one_snakemake_draws(tmp_path):
     assert _mermaid_edges((REPO / "docs" / "ARCHITECTURE.md").read_text()) == drawn
 
 
-def test_planning_a_workflow_does_not_load_the_plotting_stack():
-    """Every Snakemake invocation (a dry run, each cluster job) imports what the Snakefile does;
-    matplotlib, seaborn and scipy cost it seconds, and only figure and table jobs need them."""
+def test_planning_a_workflow_loads_neither_torch_nor_the_plotting_stack():
+    """Every Snakemake invocation (a dry run, each cluster job) imports what the Snakefile does and
+    validates the study; torch, matplotlib, seaborn and scipy cost it seconds, and only the jobs
+    that need them import them."""
     imports = re.findall(r"^(?:from|import) (tinylang[\w.]*)", (REPO / "workflow" / "Snakefile").read_text(), re.M)
     assert "tinylang.config" in imports and "tinylang.figures.registry" in imports
-    script = "; ".join(f"import {name}" for name in imports) + "; import tinylang.targets, sys; " + \
-        "print(sorted(m for m in ('matplotlib', 'seaborn', 'scipy') if m in sys.modules))"
+    plan = (f"study = tinylang.config.load_study(yaml.safe_load(open({str(REPO / 'config' / 'config.yaml')!r})), "
+            f"language_library={str(REPO / 'config' / 'languages')!r}); study.targets('results/default').all_outputs()")
+    script = "; ".join(f"import {name}" for name in imports) + "; import tinylang.targets, sys, yaml; " + plan + \
+        "; print(sorted(m for m in ('torch', 'matplotlib', 'seaborn', 'scipy') if m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
     assert proc.stdout.strip() == "[]"
 

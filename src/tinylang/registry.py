@@ -8,7 +8,9 @@ of names from outside the package, so that a study can use them without editing 
 - the name of an entry point in the registry's group (``tinylang.mixers``, ``tinylang.languages``,
   ``tinylang.evaluators``), which an installed package declares in its ``pyproject.toml``.
 
-Either is checked against the family's base class and then behaves as a registered name.
+Either is checked against the family's base class and then behaves as a registered name. A
+registry may also know names whose module it imports only when the entry is first needed
+(``modules``), so that naming one, e.g. in a config being validated, imports nothing.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """Maps the name a config uses to the object that implements it."""
 
-    def __init__(self, kind: str, *, base: type | None = None, group: str | None = None):
+    def __init__(self, kind: str, *, base: type | str | None = None, group: str | None = None,
+                 modules: dict[str, str] | None = None):
         self.kind = kind
-        self.base = base
+        self.base = base  # a class, or its "module:Class" path (imported when first needed)
         self.group = group  # the entry-point group of outside implementations
+        self.modules = dict(modules or {})  # name → the module that registers it on import
         self._entries: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -45,12 +49,17 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         """The entry called ``name``; a KeyError saying what is wrong and what is allowed otherwise."""
+        if name not in self._entries and name in self.modules:
+            importlib.import_module(self.modules[name])
         if name not in self._entries:
             self._entries[name] = self._checked(name, self._outside(name))
         return self._entries[name]
 
     def known(self, name: str) -> str:
-        """``name`` if it names an entry; a ValueError (for a config validator) saying why not."""
+        """``name`` if it names an entry; a ValueError (for a config validator) saying why not.
+        A name in ``modules`` is known without importing its module."""
+        if isinstance(name, str) and name in self.modules:
+            return name
         try:
             self.get(name)
         except KeyError as err:
@@ -59,7 +68,7 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         """The registered names and those of the installed entry points."""
-        return sorted(set(self._entries) | set(self._entry_points()))
+        return sorted(set(self._entries) | set(self.modules) | set(self._entry_points()))
 
     def __contains__(self, name: object) -> bool:
         try:
@@ -87,6 +96,8 @@ class Registry(Generic[T]):
                            f"({type(err).__name__}: {err})") from err
 
     def _checked(self, name: str, obj: T) -> T:
+        if isinstance(self.base, str):
+            self.base = import_object(self.base, f"{self.kind} base class")
         if self.base is not None and not (isinstance(obj, type) and issubclass(obj, self.base)):
             raise KeyError(f"{self.kind} {name!r} is {obj!r}, not a subclass of "
                            f"{self.base.__module__}.{self.base.__qualname__}")

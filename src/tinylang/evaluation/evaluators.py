@@ -16,16 +16,18 @@ one Parquet file per (run, checkpoint, evaluator), so each is cached and re-run 
 from __future__ import annotations
 
 import difflib
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import pandas as pd
 from pydantic import ConfigDict, Field, field_validator
 
 from tinylang.languages import POSITION_COLUMNS
-from tinylang.models import HOOK_POINTS, MIXERS, ModelConfig
-from tinylang.models.mixers import stores_attention
+from tinylang.models import HOOK_POINTS, ModelConfig
+from tinylang.models.mixers import mixer_spec
 from tinylang.registry import Registry
 from tinylang.strict import StrictModel
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CheckpointSelection = Literal["all", "final"] | list[int]
 
@@ -70,6 +72,8 @@ DEFAULT_EVALUATORS: dict[str, dict[str, Any]] = {"behaviour": {}, "interventions
 
 def empty_table(columns: dict[str, str]) -> pd.DataFrame:
     """A table without rows with ``columns`` (name → pandas dtype)."""
+    import pandas as pd
+
     return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in columns.items()})
 
 
@@ -140,7 +144,7 @@ class Attention(Evaluator):
 
     @classmethod
     def applies_to(cls, model: ModelConfig) -> bool:
-        return stores_attention(MIXERS.get(model.mixer))
+        return mixer_spec(model.mixer).stores_attention
 
     @classmethod
     def columns(cls, options):

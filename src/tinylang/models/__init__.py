@@ -1,17 +1,31 @@
-"""Architectures: one backbone, many mixers."""
+"""Architectures: one backbone, many mixers.
 
-from . import kernels, pyvene_hook
-from .backbone import HOOK_POINTS, Block, LanguageModel, build_model
-from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, read_checkpoint, save_checkpoint
-from .config import ModelConfig
-from .export import export_checkpoint, export_model, load_exported
+The config side (``ModelConfig``, the registries, ``HOOK_POINTS``) imports without torch, so a
+study is validated and planned without it; the rest is imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .config import STATE_MIXERS, ModelConfig
+from .hooks import HOOK_POINTS
 from .mixers import MIXERS
-from .state_mixers import STATE_MIXERS
 
-pyvene_hook.install()  # pyvene.IntervenableModel works on our models, whatever the import order
+_LAZY = {
+    "kernels": None, "pyvene_hook": None,
+    "Block": "backbone", "LanguageModel": "backbone", "build_model": "backbone",
+    "CheckpointError": "checkpoint", "checkpoint_path": "checkpoint", "load_checkpoint": "checkpoint",
+    "read_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
+    "export_checkpoint": "export", "export_model": "export", "load_exported": "export",
+}
 
-__all__ = [
-    "HOOK_POINTS", "Block", "kernels", "LanguageModel", "build_model", "CheckpointError", "checkpoint_path",
-    "load_checkpoint", "read_checkpoint", "save_checkpoint", "export_checkpoint", "export_model", "load_exported",
-    "ModelConfig", "MIXERS", "STATE_MIXERS",
-]
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(f"{__name__}.{_LAZY[name] or name}")
+    return module if _LAZY[name] is None else getattr(module, name)
+
+
+__all__ = ["HOOK_POINTS", "MIXERS", "STATE_MIXERS", "ModelConfig", *_LAZY]

@@ -7,20 +7,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from . import pyvene_hook
 from .config import ModelConfig
+from .hooks import HOOK_POINTS
 from .init import apply_init
 from .mixers import MIXERS
 from .state_mixers import STATE_MIXERS
-
-# Component name → (module path with %s for the layer, "input" | "output").
-HOOK_POINTS: dict[str, tuple[str, str]] = {
-    "block_input": ("layers[%s]", "input"),
-    "block_output": ("layers[%s]", "output"),
-    "mixer_input": ("layers[%s].mixer", "input"),
-    "mixer_output": ("layers[%s].mixer", "output"),
-    "mlp_input": ("layers[%s].mlp", "input"),
-    "mlp_output": ("layers[%s].mlp", "output"),
-}
 
 
 @dataclass
@@ -121,3 +113,6 @@ class LanguageModel(nn.Module):
 def build_model(config: ModelConfig, vocab_size: int, max_len: int) -> LanguageModel:
     """A freshly initialised model for ``config``."""
     return LanguageModel(config, vocab_size, max_len)
+
+
+pyvene_hook.install(LanguageModel)  # pyvene.IntervenableModel works on our models, whatever the import order

@@ -6,10 +6,13 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
+from tinylang.registry import Registry
 from tinylang.strict import StrictModel
 
-from .mixers import MIXERS
-from .state_mixers import STATE_MIXERS
+from .mixers import MIXERS, mixer_spec
+
+STATE_MIXERS: Registry = Registry("state_mixer", modules=dict.fromkeys(("mlp", "glu", "none"), "tinylang.models.state_mixers"))
+"""The per-position layers after each mixer (``tinylang.models.state_mixers``), by config name."""
 
 
 class ModelConfig(StrictModel):
@@ -45,23 +48,23 @@ class ModelConfig(StrictModel):
 
     @model_validator(mode="after")
     def _resolve(self) -> ModelConfig:
-        mixer_cls = MIXERS.get(self.mixer)
+        spec = mixer_spec(self.mixer)
         # Validate (and fill defaults of) the mixer's own hyperparameters once, here.
         try:
-            options = mixer_cls.Options(**self.mixer_args)
+            options = spec.options(**self.mixer_args)
             self.mixer_args = options.model_dump()
         except ValidationError as err:
             problems = "; ".join(
                 f"{'.'.join(map(str, ('mixer_args', *e['loc'])))}: {e['msg'].removeprefix('Value error, ')}"
                 for e in err.errors()
             )
-            allowed = ", ".join(mixer_cls.Options.model_fields)
+            allowed = ", ".join(spec.options.model_fields)
             raise ValueError(f"{problems} (mixer {self.mixer!r} takes: {allowed})") from None
         try:
-            mixer_cls.check_shape(self.d_model, self.n_layers, options)
+            spec.check_shape(self.d_model, self.n_layers, options)
         except ValueError as err:
             raise ValueError(f"mixer_args: {err} (mixer {self.mixer!r}, d_model {self.d_model}, "
                              f"n_layers {self.n_layers})") from None
         if self.state_mixer is None:
-            self.state_mixer = mixer_cls.default_state_mixer
+            self.state_mixer = spec.default_state_mixer
         return self

@@ -3,7 +3,7 @@
 pyvene finds a model's hook points in tables keyed by the model's class, so a plain
 ``pyvene.IntervenableModel(config, model)`` needs ``LanguageModel`` in them. Importing pyvene
 takes seconds (it pulls in transformers), so ``tinylang.models`` does not import it; instead
-``install()`` (run by ``import tinylang.models``) registers at once if pyvene is already
+``install(LanguageModel)`` (run when ``tinylang.models.backbone`` is imported) registers at once if pyvene is already
 loaded, and otherwise arranges for the registration to run right after pyvene's own import.
 """
 
@@ -15,7 +15,9 @@ import importlib.util
 import sys
 from types import ModuleType
 
-from .backbone import HOOK_POINTS, LanguageModel
+from .hooks import HOOK_POINTS
+
+_MODELS: list[type] = []  # the classes to register: LanguageModel, given by install
 
 
 def module_mapping() -> dict[str, tuple[str, str]]:
@@ -28,8 +30,9 @@ def module_mapping() -> dict[str, tuple[str, str]]:
 
 def register(pyvene: ModuleType) -> None:
     """Tell pyvene where ``LanguageModel``'s hook points are and how wide they are (idempotent)."""
-    pyvene.type_to_module_mapping[LanguageModel] = module_mapping()
-    pyvene.type_to_dimension_mapping[LanguageModel] = {name: ("d_model",) for name in HOOK_POINTS}
+    for model in _MODELS:
+        pyvene.type_to_module_mapping[model] = module_mapping()
+        pyvene.type_to_dimension_mapping[model] = {name: ("d_model",) for name in HOOK_POINTS}
 
 
 class _RegisterAfterImport(importlib.abc.MetaPathFinder):
@@ -51,8 +54,10 @@ class _RegisterAfterImport(importlib.abc.MetaPathFinder):
         return spec
 
 
-def install() -> None:
-    """Register with pyvene now if it is loaded, else as soon as it is imported."""
+def install(model: type) -> None:
+    """Register ``model`` (``LanguageModel``) with pyvene now if it is loaded, else as soon as it is imported."""
+    if model not in _MODELS:
+        _MODELS.append(model)
     if "pyvene" in sys.modules and hasattr(sys.modules["pyvene"], "type_to_module_mapping"):
         register(sys.modules["pyvene"])
     elif not any(isinstance(finder, _RegisterAfterImport) for finder in sys.meta_path):

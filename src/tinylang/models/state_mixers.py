@@ -6,9 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinylang.registry import Registry
-
-STATE_MIXERS: Registry = Registry("state_mixer")
+from .config import STATE_MIXERS
 
 
 @STATE_MIXERS.register("mlp")

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
 from . import MIXERS
-from .base import AttentionMixer, MixerOptions, check_divides
-
-
-class AttentionOptions(MixerOptions):
-    n_heads: int = Field(1, ge=1)
-    bias: bool = False  # of the qkv projection (the paper's `bias: false`)
-    out_bias: bool = True  # zoology's MHA always gives out_proj a bias
+from .base import AttentionMixer
+from .options import AttentionOptions
 
 
 @MIXERS.register("attention")
@@ -22,12 +16,7 @@ class Attention(AttentionMixer):
     """Causal multi-head attention; ``store_attention`` keeps the last probabilities."""
 
     Options = AttentionOptions
-    default_state_mixer = "mlp"
     rescaled_projections = ("out_proj",)
-
-    @classmethod
-    def check_shape(cls, d_model: int, n_layers: int, options: AttentionOptions) -> None:
-        check_divides(d_model, options.n_heads, "n_heads")
 
     def __init__(self, d_model: int, options: AttentionOptions, layer_idx: int = 0):
         super().__init__(d_model, options, layer_idx)

@@ -5,37 +5,34 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from pydantic import ConfigDict
 from torch import nn
 
-from tinylang.strict import StrictModel
-
-
-class MixerOptions(StrictModel):
-    """Hyperparameters of one mixer; subclasses add fields. Unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+from .options import MixerOptions
 
 
 class Mixer(nn.Module):
     """Maps ``(batch, length, d_model)`` to the same shape, causally.
 
     Subclasses set ``Options`` (their hyperparameters, validated from the config's
-    ``mixer_args``) and ``default_state_mixer`` ("mlp" for Transformer-style blocks,
-    "none" for Mamba-style blocks), optionally ``block_kind`` and ``rescaled_projections``
-    (see ``tinylang.models.init``), and are registered in ``MIXERS`` by config name. Mixers with
-    a recurrent form derive from ``RecurrentMixer``, those with attention probabilities from
-    ``AttentionMixer``.
+    ``mixer_args``, with their shape check and default state mixer: ``tinylang.models.mixers.options``),
+    optionally ``block_kind`` and ``rescaled_projections`` (see ``tinylang.models.init``), and are
+    registered in ``MIXERS`` by config name. Mixers with a recurrent form derive from
+    ``RecurrentMixer``, those with attention probabilities from ``AttentionMixer``.
     """
 
     Options: ClassVar[type[MixerOptions]] = MixerOptions
-    default_state_mixer: ClassVar[str] = "mlp"
+    default_state_mixer: ClassVar[str] = "mlp"  # from ``Options`` unless the class sets its own
     # The paper's block around this mixer: "transformer" (norm → mixer, norm → MLP) or "mamba"
     # (RMSNorm → mixer, no MLP); it picks the norm under ``norm: auto`` and the init scheme.
     block_kind: ClassVar[str] = "transformer"
     # Submodules writing into the residual stream whose weights the zoology init rescales with
     # depth (zoology matches ``out_proj``/``fc2`` by name, so only mixers whose original has them).
     rescaled_projections: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "default_state_mixer" not in cls.__dict__:
+            cls.default_state_mixer = cls.Options.default_state_mixer
 
     def __init__(self, d_model: int, options: MixerOptions, layer_idx: int = 0):
         super().__init__()
@@ -47,16 +44,11 @@ class Mixer(nn.Module):
     @classmethod
     def check_shape(cls, d_model: int, n_layers: int, options: MixerOptions) -> None:
         """ValueError when ``options`` cannot build ``n_layers`` layers of width ``d_model``
-        (e.g. heads that do not divide it): checked with the study, before any job runs."""
+        (``options.check_shape``, unless the class says otherwise): checked with the study."""
+        options.check_shape(d_model, n_layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
-
-
-def check_divides(d_model: int, parts: int, name: str) -> None:
-    """ValueError unless ``parts`` (heads, or a head width) divides ``d_model``."""
-    if d_model % parts:
-        raise ValueError(f"d_model ({d_model}) must be divisible by {name} ({parts})")
 
 
 class RecurrenceUnavailable(NotImplementedError):

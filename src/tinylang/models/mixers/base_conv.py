@@ -36,11 +36,9 @@ long as ``l_max``); there ``has_recurrence`` is false and the state methods rais
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import AfterValidator, Field
 from torch import nn
 
 from .. import kernels
@@ -48,43 +46,11 @@ from . import MIXERS
 from ._conv import causal_conv
 from ._implicit_conv import ImplicitLongConv
 from ._shortconv import ShortConv
-from .base import MixerOptions, RecurrentMixer
-
-LONG = -1
-"""The ``kernel_size`` entry of a long-convolution layer."""
+from .base import RecurrentMixer
+from .options import LONG, BaseConvOptions, layer_kernel_size
 
 # (conv_state (B, d_model, kernel_size - 1),)
 BaseConvState = tuple[torch.Tensor]
-
-
-def _check_kernel_size(k: int) -> int:
-    if k != LONG and k < 1:
-        raise ValueError(f"a kernel size is at least 1, or -1 for the long convolution; got {k}")
-    return k
-
-
-KernelSize = Annotated[int, AfterValidator(_check_kernel_size)]
-
-
-class BaseConvOptions(MixerOptions):
-    kernel_size: KernelSize | Annotated[list[KernelSize], Field(min_length=1)] = Field(
-        default_factory=lambda: [3, LONG, 3, LONG])
-    l_max: int = Field(1024, ge=1)  # length of the long filters
-    long_conv: Literal["implicit", "explicit"] = "implicit"
-    use_act: bool = False
-    bias: bool = True
-    out_proj: bool = False
-    identity_skips: bool = True
-
-
-def layer_kernel_size(kernel_size: int | list[int], layer_idx: int) -> int:
-    """The kernel size of layer ``layer_idx``: the int itself, or the list's entry."""
-    if isinstance(kernel_size, int):
-        return kernel_size
-    if layer_idx >= len(kernel_size):
-        raise ValueError(f"kernel_size {kernel_size} has no entry for layer {layer_idx}: "
-                         "give one per layer, or a single int")
-    return kernel_size[layer_idx]
 
 
 class ExplicitLongConv(nn.Module):
@@ -114,12 +80,7 @@ class BaseConv(RecurrentMixer):
     """``(u W + b) ⊙ conv(u) + u`` with a short or a long causal filter, chosen per layer."""
 
     Options = BaseConvOptions
-    default_state_mixer = "mlp"
     rescaled_projections = ()  # zoology's BaseConv has no out_proj/fc2 (ours is not rescaled)
-
-    @classmethod
-    def check_shape(cls, d_model: int, n_layers: int, options: BaseConvOptions) -> None:
-        layer_kernel_size(options.kernel_size, n_layers - 1)
 
     def __init__(self, d_model: int, options: BaseConvOptions, layer_idx: int = 0):
         super().__init__(d_model, options, layer_idx)

@@ -41,40 +41,19 @@ linear attention is always the pure-PyTorch form above.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
 import torch
-from pydantic import Field, model_validator
 from torch import nn
 
 from . import MIXERS
 from ._chunks import chunk_layout, in_chunks
-from .base import MixerOptions, RecurrentMixer, check_divides
-from .base_conv import BaseConv, BaseConvOptions, KernelSize
+from .base import RecurrentMixer
+from .base_conv import BaseConv, BaseConvOptions
+from .options import BasedOptions
 
 # ((conv_state (B, d_model, kernel_size - 1),) if a BaseConv) + ((S (B, H, F, head_dim), z (B, H, F)) if
 # an attention), F = 1 + f + f^2
 BasedState = tuple[torch.Tensor, ...]
 AttentionState = tuple[torch.Tensor, torch.Tensor]
-
-
-class BasedOptions(MixerOptions):
-    layout: Literal["hybrid", "every_layer"] = "hybrid"
-    feature_dim: int = Field(8, ge=1)
-    n_heads: Annotated[int, Field(ge=1)] | Literal["auto"] = 1  # auto: max(1, d_model // 16)
-    eps: float = Field(1e-12, ge=0)
-    bias: bool = False  # of proj_q/k/v/o (zoology's have none)
-    kernel_size: KernelSize = 3  # the BaseConv's filter; -1: the implicit long one
-    l_max: int = Field(1024, ge=1)  # the long filter's length (kernel_size -1)
-    short_conv: bool = True  # every_layer: the BaseConv before the attention
-    chunk_size: int = Field(64, ge=1)
-
-    @model_validator(mode="after")
-    def _short_conv_only_every_layer(self) -> BasedOptions:
-        if not self.short_conv and self.layout == "hybrid":
-            raise ValueError("short_conv: false needs layout: every_layer (the hybrid layout's even layers "
-                             "are the BaseConv; kernel_size: -1 gives them the long filter instead)")
-        return self
 
 
 def taylor_features(x: torch.Tensor) -> torch.Tensor:
@@ -198,20 +177,11 @@ class Based(RecurrentMixer):
     """A BaseConv or a Taylor linear attention per layer (``hybrid``), or both (``every_layer``)."""
 
     Options = BasedOptions
-    default_state_mixer = "mlp"
     rescaled_projections = ()  # zoology's Based and BaseConv have no out_proj/fc2
-
-    @staticmethod
-    def heads(d_model: int, options: BasedOptions) -> int:
-        return max(1, d_model // 16) if options.n_heads == "auto" else options.n_heads
-
-    @classmethod
-    def check_shape(cls, d_model: int, n_layers: int, options: BasedOptions) -> None:
-        check_divides(d_model, cls.heads(d_model, options), "n_heads")
 
     def __init__(self, d_model: int, options: BasedOptions, layer_idx: int = 0):
         super().__init__(d_model, options, layer_idx)
-        n_heads = self.heads(d_model, options)
+        n_heads = options.heads(d_model)
         hybrid = options.layout == "hybrid"
         has_conv = layer_idx % 2 == 0 if hybrid else options.short_conv
         has_attention = layer_idx % 2 == 1 if hybrid else True

@@ -33,32 +33,19 @@ Parameters are the same on both paths; each layer logs once which one it took.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
 from .. import kernels
 from . import MIXERS
 from ._chunks import chunk_layout, in_chunks
 from ._shortconv import ShortConv
-from .base import MixerOptions, RecurrentMixer, check_divides
+from .base import RecurrentMixer
+from .options import DeltaNetOptions
 
 # (q_conv, k_conv, v_conv each (B, d_model, d_conv-1 or 0), S (B, H, head_dim_v, head_dim_k))
 DeltaNetState = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
-
-
-class DeltaNetOptions(MixerOptions):
-    n_heads: Annotated[int, Field(ge=1)] | Literal["auto"] = 4  # zoology's default; auto: max(1, d_model // 64)
-    d_conv: int = Field(4, ge=1)
-    use_short_conv: bool = True
-    conv_bias: bool = False
-    bias: bool = False
-    norm_eps: float = Field(1e-5, gt=0)
-    algorithm: Literal["chunk", "loop"] = "chunk"
-    chunk_size: int = Field(64, ge=1)
 
 
 def delta_rule_loop(q, k, v, beta, S0):
@@ -108,19 +95,10 @@ class DeltaNet(RecurrentMixer):
     """Delta-rule linear attention with short convolutions and an output norm."""
 
     Options = DeltaNetOptions
-    default_state_mixer = "mlp"
-
-    @staticmethod
-    def heads(d_model: int, options: DeltaNetOptions) -> int:
-        return max(1, d_model // 64) if options.n_heads == "auto" else options.n_heads
-
-    @classmethod
-    def check_shape(cls, d_model: int, n_layers: int, options: DeltaNetOptions) -> None:
-        check_divides(d_model, cls.heads(d_model, options), "n_heads")
 
     def __init__(self, d_model: int, options: DeltaNetOptions, layer_idx: int = 0):
         super().__init__(d_model, options, layer_idx)
-        self.n_heads = self.heads(d_model, options)
+        self.n_heads = options.heads(d_model)
         self.head_dim = d_model // self.n_heads
         self.algorithm = options.algorithm
         self.chunk_size = options.chunk_size

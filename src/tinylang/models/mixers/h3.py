@@ -47,37 +47,20 @@ zero-order hold ``Ā = exp(dtA)``, ``B̄ = (exp(dtA) - 1) B / A`` (also the orig
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
-from pydantic import Field, field_validator
 from torch import nn
 
 from . import MIXERS
 from ._conv import causal_conv
 from ._dt import random_log_dt
-from .base import MixerOptions, RecurrentMixer, check_divides
+from .base import RecurrentMixer
+from .options import H3Options
 
 # (shift_state [B, d_model, d_state - 1] real, diag_state [B, H, head_dim, head_dim, d_state/2] complex)
 H3State = tuple[torch.Tensor, torch.Tensor]
 
 DT_MIN, DT_MAX = 1e-3, 1e-1
-
-
-class H3Options(MixerOptions):
-    d_state: int = Field(1024, ge=2)  # shift-SSM states and diagonal-SSM state (d_state/2 complex modes)
-    head_dim: int = Field(2, ge=1)
-    l_max: int = Field(1024, ge=1)  # longest kernel: both convolutions are cut to l_max taps
-    learned_B: bool = True  # False: both B fixed at their initialisation (our earlier variant)
-    discretization: Literal["bilinear", "zoh"] = "bilinear"
-    bias: bool = False  # ignored, as in zoology's H3 (its projections always have biases)
-
-    @field_validator("d_state")
-    @classmethod
-    def _even(cls, d_state: int) -> int:
-        if d_state % 2:
-            raise ValueError(f"d_state must be even (complex modes come in conjugate pairs), got {d_state}")
-        return d_state
 
 
 def _complex_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -89,12 +72,7 @@ class H3(RecurrentMixer):
     """H3: ``Q · SSM_diag(SSM_shift(K) ⊗ V)``, multi-head, in parallel or recurrent form."""
 
     Options = H3Options
-    default_state_mixer = "mlp"
     rescaled_projections = ()  # zoology's H3 has no `out_proj`
-
-    @classmethod
-    def check_shape(cls, d_model: int, n_layers: int, options: H3Options) -> None:
-        check_divides(d_model, options.head_dim, "head_dim")
 
     def __init__(self, d_model: int, options: H3Options, layer_idx: int = 0):
         super().__init__(d_model, options, layer_idx)

@@ -48,39 +48,14 @@ import math
 from typing import Literal
 
 import torch
-from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from .. import kernels
 from . import MIXERS
 from ._conv import causal_conv
 from ._shortconv import ShortConv
-from .base import Mixer, MixerOptions
-
-
-class HyenaOptions(MixerOptions):
-    operator: Literal["zoology", "alternating"] = "zoology"
-    order: int = Field(2, ge=1)  # gates; the zoology operator is order 2 with one long convolution
-    positions: Literal["learned", "fixed"] = "learned"  # trained table z, or computed features
-    filter_order: int = Field(64, ge=1)  # width of the implicit filter's MLP
-    short_filter: int = Field(3, ge=1)  # taps of the short depthwise convolution
-    emb_dim: int = Field(3, ge=3)  # positional features: t plus (emb_dim - 1) / 2 cos/sin pairs
-    l_max: int = Field(1024, ge=2)  # the positional table's length and the decay's time scale
-    bias: bool = False  # the long convolution's skip term (zoology's `bias`; False zeroes it)
-
-    @field_validator("emb_dim")
-    @classmethod
-    def _odd(cls, emb_dim: int) -> int:
-        if emb_dim % 2 == 0:
-            raise ValueError(f"emb_dim must be odd (t plus cos/sin pairs), got {emb_dim}")
-        return emb_dim
-
-    @model_validator(mode="after")
-    def _zoology_is_order_two(self) -> HyenaOptions:
-        if self.operator == "zoology" and self.order != 2:
-            raise ValueError(f"the zoology operator has order 2 (got {self.order}); "
-                             "use operator: alternating for other orders")
-        return self
+from .base import Mixer
+from .options import HyenaOptions
 
 
 class Sin(nn.Module):
@@ -145,7 +120,6 @@ class Hyena(Mixer):
     """Hyena: short convolution, gates and implicit long convolutions (zoology's by default)."""
 
     Options = HyenaOptions
-    default_state_mixer = "mlp"
     rescaled_projections = ("out_proj",)
 
     def __init__(self, d_model: int, options: HyenaOptions, layer_idx: int = 0):

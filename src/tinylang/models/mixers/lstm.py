@@ -20,14 +20,11 @@ import torch
 from torch import nn
 
 from . import MIXERS
-from .base import MixerOptions, RecurrentMixer
+from .base import RecurrentMixer
+from .options import LSTMOptions
 
 # (h [B, d_model], c [B, d_model])
 LSTMState = tuple[torch.Tensor, torch.Tensor]
-
-
-class LSTMOptions(MixerOptions):
-    bias: bool = True
 
 
 @MIXERS.register("lstm")
@@ -35,7 +32,6 @@ class LSTM(RecurrentMixer):
     """One LSTM layer per block; see the module docstring for the design choice."""
 
     Options = LSTMOptions
-    default_state_mixer = "none"
 
     def __init__(self, d_model: int, options: LSTMOptions, layer_idx: int = 0):
         super().__init__(d_model, options, layer_idx)

@@ -16,11 +16,9 @@ with ``dt``, ``B``, ``C`` functions of the input (the "selection" mechanism).
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
 from torch import nn
 from torch.autograd.function import once_differentiable
 
@@ -28,44 +26,11 @@ from .. import kernels
 from . import MIXERS
 from ._dt import inverse_softplus, random_log_dt
 from ._shortconv import ShortConv
-from .base import MixerOptions, RecurrentMixer
+from .base import RecurrentMixer
+from .options import MambaConv1dOptions, MambaOptions, MambaWithoutConvOptions
 
 # (conv_state [B, d_inner, d_conv - 1], ssm_state [B, d_inner, d_state])
 MambaState = tuple[torch.Tensor, torch.Tensor]
-
-
-class MambaOptions(MixerOptions):
-    d_state: int = Field(16, ge=1)
-    d_conv: int = Field(4, ge=1)
-    expand: int = Field(2, ge=1)
-    dt_rank: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
-    conv: Literal["causal", "none"] = "causal"
-    # How the causal convolution is computed: "auto" may take a fused causal-conv1d kernel
-    # where one exists (none does yet: the pure-PyTorch path always uses nn.Conv1d);
-    # "torch" always uses the ordinary nn.Conv1d (the ``mamba_conv1d`` ablation).
-    conv_impl: Literal["auto", "torch"] = "auto"
-    bias: bool = False
-    conv_bias: bool = True
-    dt_min: float = Field(0.001, gt=0)
-    dt_max: float = Field(0.1, gt=0)
-
-    @model_validator(mode="after")
-    def _dt_range(self) -> MambaOptions:
-        if self.dt_min > self.dt_max:
-            raise ValueError(f"dt_min ({self.dt_min}) must not exceed dt_max ({self.dt_max})")
-        return self
-
-
-class MambaWithoutConvOptions(MambaOptions):
-    conv: Literal["causal", "none"] = "none"
-    # The paper's MambaWithoutConv still builds its d_conv-tap conv1d and never applies it; kept
-    # (frozen, unused) so parameter counts equal the original's. false: build no convolution.
-    unused_conv: bool = True
-
-
-class MambaConv1dOptions(MambaOptions):
-    conv: Literal["causal"] = "causal"
-    conv_impl: Literal["torch"] = "torch"
 
 
 class _SelectiveScan(torch.autograd.Function):
@@ -222,7 +187,6 @@ class Mamba(RecurrentMixer):
     """
 
     Options = MambaOptions
-    default_state_mixer = "none"
     block_kind = "mamba"
     rescaled_projections = ("out_proj",)
 

@@ -27,42 +27,17 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
 from torch import nn
 
 from . import MIXERS
 from ._chunks import chunk_layout, in_chunks
 from ._dt import inverse_softplus, random_log_dt
 from ._shortconv import ShortConv
-from .base import MixerOptions, RecurrentMixer
+from .base import RecurrentMixer
+from .options import Mamba2Options
 
 # (conv_state [B, conv_dim, d_conv - 1], ssm_state [B, nheads, headdim, d_state])
 Mamba2State = tuple[torch.Tensor, torch.Tensor]
-
-
-class Mamba2Options(MixerOptions):
-    d_state: int = Field(16, ge=1)
-    d_conv: int = Field(4, ge=1)
-    expand: int = Field(2, ge=1)
-    headdim: int = Field(16, ge=1)
-    ngroups: int = Field(1, ge=1)
-    chunk_size: int = Field(64, ge=1)
-    bias: bool = False
-    conv_bias: bool = True
-    dt_min: float = Field(0.001, gt=0)
-    dt_max: float = Field(0.1, gt=0)
-    dt_init_floor: float = Field(1e-4, gt=0)
-    A_init_min: float = Field(1.0, gt=0)
-    A_init_max: float = Field(16.0, gt=0)
-    norm_eps: float = Field(1e-5, gt=0)
-
-    @model_validator(mode="after")
-    def _ranges(self) -> Mamba2Options:
-        if self.dt_min > self.dt_max:
-            raise ValueError(f"dt_min ({self.dt_min}) must not exceed dt_max ({self.dt_max})")
-        if self.A_init_min > self.A_init_max:
-            raise ValueError(f"A_init_min ({self.A_init_min}) must not exceed A_init_max ({self.A_init_max})")
-        return self
 
 
 def segsum(a: torch.Tensor) -> torch.Tensor:
@@ -186,18 +161,8 @@ class Mamba2(RecurrentMixer):
     """
 
     Options = Mamba2Options
-    default_state_mixer = "none"
     block_kind = "mamba"
     rescaled_projections = ("out_proj",)
-
-    @classmethod
-    def check_shape(cls, d_model: int, n_layers: int, options: Mamba2Options) -> None:
-        d_inner = options.expand * d_model
-        if d_inner % options.headdim:
-            raise ValueError(f"d_inner = expand * d_model ({d_inner}) must be divisible by headdim ({options.headdim})")
-        if (d_inner // options.headdim) % options.ngroups:
-            raise ValueError(f"the number of heads ({d_inner // options.headdim}) must be divisible by ngroups "
-                             f"({options.ngroups})")
 
     def __init__(self, d_model: int, options: Mamba2Options, layer_idx: int = 0):
         super().__init__(d_model, options, layer_idx)

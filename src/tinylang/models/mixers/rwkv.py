@@ -34,21 +34,16 @@ channels see different blends of the current and previous token.
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 from torch import nn
 
 from . import MIXERS
-from .base import MixerOptions, RecurrentMixer
+from .base import RecurrentMixer
+from .options import RWKVOptions
 
 # (x_prev (B, d), a (B, d), b (B, d), p (B, d))
 RWKVState = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
-
-
-class RWKVOptions(MixerOptions):
-    bias: bool = False
-    wkv: Literal["scan", "softmax"] = "scan"  # parallel algorithm; both are exact
 
 
 def _wkv_step(k_t, v_t, w, u, a, b, p):
@@ -123,7 +118,6 @@ class RWKV(RecurrentMixer):
     """RWKV-4 time-mixing block (the attention-like half; the channel mixing is the MLP)."""
 
     Options = RWKVOptions
-    default_state_mixer = "mlp"
 
     def __init__(self, d_model: int, options: RWKVOptions, layer_idx: int = 0):
         super().__init__(d_model, options, layer_idx)
