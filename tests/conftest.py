@@ -83,8 +83,8 @@ def run_snakemake(workdir: Path, study: dict, *args: str, check: bool = True) ->
 def snakemake_dag(workdir: Path, study: dict | None, *targets: str, config: dict | None = None, **dag_settings):
     """Snakemake's DAG (its ``DAGApi``) for ``study`` (written to ``workdir/study.yaml``; None: the
     default study) and ``targets``, with ``config`` as ``--config`` would give it, built in this
-    process: a fraction of a second, where a new Snakemake process takes seconds to import torch
-    for the config's validation. Its printed output is discarded; a config the Snakefile refuses
+    process: a fraction of a second, where a new Snakemake process takes seconds to start and
+    validate the config. Its printed output is discarded; a config the Snakefile refuses
     raises ``SystemExit`` with its message. ``dag_settings`` go to Snakemake's ``DAGSettings``."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings
