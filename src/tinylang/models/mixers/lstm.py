@@ -3,7 +3,7 @@
 The LSTM baseline is a whole model made of stacked LSTM layers. Here it is expressed on the
 shared backbone instead: each block's mixer is one ``nn.LSTM(d_model, d_model)`` layer, and
 the block supplies the pre-norm and the residual connection (``x + lstm(norm(x))``), with no
-state mixer (``default_state_mixer = "none"``, like Mamba's blocks). So an ``n_layers``
+state mixer (its options' ``default_state_mixer = "none"``, like Mamba's blocks). So an ``n_layers``
 model is ``n_layers`` stacked LSTM layers with residual connections and norms between them,
 plus the backbone's embeddings and LM head; the hook points (``mixer_output`` etc.) are the
 same as for every other architecture. The hidden size equals ``d_model`` (no projection), so
