@@ -19,7 +19,7 @@ SCRIPTS = REPO / "workflow" / "scripts"
 
 # Lowest first: a module may import its own layer's and lower layers' modules only.
 LAYERS = [
-    {"registry", "files", "integrity", "strict", "tables", "device", "environment", "progress", "tracking"},
+    {"lazy", "registry", "files", "integrity", "strict", "tables", "device", "environment", "progress", "tracking"},
     {"languages", "models"},
     {"training", "evaluation"},
     {"study", "sweep"},

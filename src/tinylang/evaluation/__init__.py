@@ -5,11 +5,11 @@
 Every name loads its module on first use: the pandas-only modules (``attribution``,
 ``restoration``) are read by the figure and aggregation jobs, which then never import torch,
 and the interventions module imports pyvene (slow: it pulls in transformers) through
-``pyvene_adapter`` (``LanguageModel`` is registered with pyvene by ``tinylang.models``, in either
+``pyvene_adapter`` (``LanguageModel`` is registered with pyvene by ``tinylang.models.backbone``, in either
 import order).
 """
 
-from importlib import import_module
+from tinylang.lazy import lazy_attributes
 
 _LAZY = {
     "capture_all": "activations",
@@ -26,7 +26,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)

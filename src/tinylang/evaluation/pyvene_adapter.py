@@ -1,6 +1,6 @@
 """pyvene behind one door: the only module that imports it.
 
-``LanguageModel`` is registered with pyvene by ``tinylang.models`` (``pyvene_hook``, in
+``LanguageModel`` is registered with pyvene by ``tinylang.models.backbone`` (``pyvene_hook``, in
 whichever order the two are imported), so ``pyvene.IntervenableModel(config, model)`` works on
 any loaded checkpoint with the components of ``COMPONENTS``. This module holds the evaluators'
 uses of pyvene. Its import is slow (pyvene pulls in transformers), which is why ``tinylang`` and
@@ -25,7 +25,7 @@ COMPONENTS = tuple(HOOK_POINTS)
 (the blocks of a model without a state mixer have no ``mlp_*``: ``model.components`` says which it has)."""
 
 
-module_mapping = pyvene_hook.module_mapping  # the registration itself is the hook's (on import of tinylang.models)
+module_mapping = pyvene_hook.module_mapping  # the registration itself is the hook's (on import of tinylang.models.backbone)
 
 
 def intervenable_model(model: LanguageModel, layer: int, component: str) -> pv.IntervenableModel:

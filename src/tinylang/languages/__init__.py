@@ -4,7 +4,7 @@ The torch half (``TokenTensors``, ``load_tensors``, ``to_tensors`` in ``dataset`
 use: a language's files and statistics are read by figure jobs, which never import torch.
 """
 
-from importlib import import_module
+from tinylang.lazy import lazy_attributes
 
 # Importing a language module registers it.
 from . import (
@@ -30,11 +30,7 @@ from .base import (
 
 _TENSORS = ("TokenTensors", "load_tensors", "to_tensors")
 
-
-def __getattr__(name: str):
-    if name in _TENSORS:
-        return getattr(import_module(f"{__name__}.dataset"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, dict.fromkeys(_TENSORS, "dataset"))
 
 
 __all__ = [

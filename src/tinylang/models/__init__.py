@@ -6,7 +6,7 @@ study is validated and planned without it; the rest is imported on first use.
 
 from __future__ import annotations
 
-import importlib
+from tinylang.lazy import lazy_attributes
 
 from .config import STATE_MIXERS, ModelConfig
 from .hooks import HOOK_POINTS
@@ -20,12 +20,7 @@ _LAZY = {
     "export_checkpoint": "export", "export_model": "export", "load_exported": "export",
 }
 
-
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = importlib.import_module(f"{__name__}.{_LAZY[name] or name}")
-    return module if _LAZY[name] is None else getattr(module, name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = ["HOOK_POINTS", "MIXERS", "STATE_MIXERS", "ModelConfig", *_LAZY]

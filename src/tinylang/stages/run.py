@@ -83,19 +83,32 @@ def train(spec: TrainSpec) -> dict[str, Any]:
     stage: its checkpoints before the fault and its log so far are moved into place and the
     status file says so (``tinylang.training.status``). Without it the fault is raised
     (``TrainingDiverged``). Returns the status."""
-    from tinylang.training.state import trainer_lock
-
     with stage_context(spec.log, spec.device, spec.threads):
-        partial = spec.run_dir / "partial"
-        with trainer_lock(partial):  # held until the outputs are moved out of the folder
-            earlier_attempts(partial / ATTEMPTS_LOG)
-            with kept_log(partial / ATTEMPTS_LOG), _tracked(spec, partial) as tracker:
-                result = _train_in(spec, partial, tracker)
-                if tracker is not None:
-                    tracker.failed = result["status"] == "failed"
+        with _run_session(spec) as (partial, tracker):
+            result = _train_in(spec, partial, tracker)
+            _record_outcome(tracker, result)
         if spec.status is not None:
             _write_status(spec, result)
         return result
+
+
+@contextmanager
+def _run_session(spec: TrainSpec) -> Iterator[tuple[Path, Any]]:
+    """The run's ``partial`` folder, locked until the outputs are moved out of it, with this
+    job's log kept there beside the earlier attempts', and the run's tracked record (None
+    when untracked)."""
+    from tinylang.training.state import trainer_lock
+
+    partial = spec.run_dir / "partial"
+    with trainer_lock(partial):
+        earlier_attempts(partial / ATTEMPTS_LOG)
+        with kept_log(partial / ATTEMPTS_LOG), _tracked(spec, partial) as tracker:
+            yield partial, tracker
+
+
+def _record_outcome(tracker: Any, result: dict[str, Any]) -> None:
+    if tracker is not None:
+        tracker.failed = result["status"] == "failed"
 
 
 def _write_status(spec: TrainSpec, result: dict[str, Any]) -> None:
@@ -230,23 +243,15 @@ def train_pack(spec: TrainPackSpec) -> list[dict[str, Any]]:
     tracked record, outputs and status); their statuses."""
     from tinylang.training.packed import PackedRun
     from tinylang.training.packed import train_pack as train_together
-    from tinylang.training.state import trainer_lock
 
     with stage_context(spec.log, spec.device, spec.threads), ExitStack() as held:
-        partials = [run.run_dir / "partial" for run in spec.runs]
-        trackers = []
-        for run, partial in zip(spec.runs, partials):
-            held.enter_context(trainer_lock(partial))
-            earlier_attempts(partial / ATTEMPTS_LOG)
-            held.enter_context(kept_log(partial / ATTEMPTS_LOG))
-            trackers.append(held.enter_context(_tracked(run, partial)))
+        sessions = [held.enter_context(_run_session(run)) for run in spec.runs]
         packed = [PackedRun(run.run, run.model, run.train, partial, _tracker_log(tracker))
-                  for run, partial, tracker in zip(spec.runs, partials, trackers)]
+                  for run, (partial, tracker) in zip(spec.runs, sessions)]
         faults = train_together(packed, spec.runs[0].language_dir, spec.device, spec.runs[0].progress, lock=False)
-        results = [_moved_into_place(run, partial, faults[run.run]) for run, partial in zip(spec.runs, partials)]
-        for run, result, tracker in zip(spec.runs, results, trackers):
-            if tracker is not None:
-                tracker.failed = result["status"] == "failed"
+        results = [_moved_into_place(run, partial, faults[run.run]) for run, (partial, _) in zip(spec.runs, sessions)]
+        for run, result, (_, tracker) in zip(spec.runs, results, sessions):
+            _record_outcome(tracker, result)
             _write_status(run, result)
         return results
 

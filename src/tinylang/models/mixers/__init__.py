@@ -8,11 +8,11 @@ model is built. ``mixer_spec`` answers what planning asks of any mixer, built in
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tinylang.lazy import lazy_attributes
 from tinylang.registry import Registry
 
 from .options import BUILT_IN_MIXERS, MixerOptions
@@ -47,11 +47,7 @@ def mixer_spec(name: str) -> MixerSpec:
 
 _FROM_BASE = ("AttentionMixer", "Mixer", "RecurrenceUnavailable", "RecurrentMixer", "has_recurrence", "stores_attention")
 
-
-def __getattr__(name: str):
-    if name in _FROM_BASE:  # the nn.Module side, with torch, on first use
-        return getattr(importlib.import_module(f"{__name__}.base"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, dict.fromkeys(_FROM_BASE, "base"))  # the nn.Module side, with torch
 
 
 __all__ = ["MIXERS", "MixerOptions", "MixerSpec", "mixer_spec", *_FROM_BASE]
