@@ -292,6 +292,10 @@ class StudyConfig(_Section):
         model = self.run(run).model
         return [name for name in self._evaluators if EVALUATORS.get(name).applies_to(model)]
 
+    def evaluators_at(self, run: str, step: int) -> list[str]:
+        """The evaluators that apply to ``run`` and analyse its checkpoint at ``step``, in the study's order."""
+        return [name for name in self.evaluators_for(run) if step in self.eval_steps(run, name)]
+
     def eval_steps(self, run: str, evaluator: str) -> list[int]:
         """The checkpoint steps at which ``evaluator`` runs for ``run``."""
         steps = self.run(run).checkpoint_steps

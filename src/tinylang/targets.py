@@ -4,7 +4,9 @@ workflow's rules and its default target read these; tests check them without Sna
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tinylang.figures.registry import BY_PREFIX
@@ -32,14 +34,26 @@ class StudyTargets:
     def run_dir(self, run: str) -> str:
         return f"{self.out}/runs/{run}"
 
-    def eval_tables(self, run: str, evaluator: str) -> list[str]:
-        """The evaluator's table of every checkpoint it analyses for ``run`` (none if it does not apply)."""
+    def eval_dir(self, run: str, step: int | str) -> str:
+        """The folder of one checkpoint's evaluation tables, the output of one evaluate job."""
+        return f"{self.run_dir(run)}/eval/step{step}"
+
+    def eval_cache(self, run: str, step: int | str) -> str:
+        """Where the evaluate job keeps each table it computed (``tinylang.stages.evaluate``)."""
+        return f"{self.run_dir(run)}/eval_cache/step{step}"
+
+    def eval_dirs(self, run: str, evaluator: str) -> list[str]:
+        """The folder of every checkpoint ``evaluator`` analyses for ``run`` (none if it does not apply)."""
         if evaluator not in self.study.evaluators_for(run):
             return []
-        return [f"{self.run_dir(run)}/eval/step{s}/{evaluator}.parquet" for s in self.study.eval_steps(run, evaluator)]
+        return [self.eval_dir(run, step) for step in self.study.eval_steps(run, evaluator)]
 
-    def all_eval_tables(self, evaluator: str, runs: list[str] | None = None) -> list[str]:
-        return [t for run in (self.study.run_names if runs is None else runs) for t in self.eval_tables(run, evaluator)]
+    def all_eval_dirs(self, evaluator: str, runs: list[str] | None = None) -> list[str]:
+        return [d for run in (self.study.run_names if runs is None else runs) for d in self.eval_dirs(run, evaluator)]
+
+    def eval_tables(self, run: str, evaluator: str) -> list[str]:
+        """The evaluator's table of every checkpoint it analyses for ``run``."""
+        return [str(eval_table(folder, evaluator)) for folder in self.eval_dirs(run, evaluator)]
 
     @cached_property
     def figure_runs(self) -> list[str]:
@@ -103,7 +117,13 @@ class StudyTargets:
         if "behaviour" in self.study.evaluators:
             outputs += [*self.study_tables().values(), self.summary_page]
         outputs += [f"{self.out}/figures/study/{name}.png" for name in self.study_figures()]
-        return outputs + [t for evaluator in self.study.evaluators for t in self.all_eval_tables(evaluator)]
+        folders = {d: None for evaluator in self.study.evaluators for d in self.all_eval_dirs(evaluator)}
+        return outputs + list(folders)
 
 
-__all__ = ["MAX_RUNS_PER_FIGURE", "StudyTargets"]
+def eval_table(eval_dir: str | os.PathLike, evaluator: str) -> Path:
+    """Evaluator ``evaluator``'s table in a checkpoint's evaluation folder."""
+    return Path(eval_dir) / f"{evaluator}.parquet"
+
+
+__all__ = ["MAX_RUNS_PER_FIGURE", "StudyTargets", "eval_table"]

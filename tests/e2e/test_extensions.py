@@ -30,9 +30,10 @@ STUDY = {
 def test_a_mixer_language_and_evaluator_from_outside_the_package_run_a_whole_study(tmp_path):
     shutil.copy(EXTENSION, tmp_path)  # beside the study file, where Snakemake runs: found there
     out = Path("results") / "ext"
-    ranks = out / "runs" / "mean" / "eval" / "step12" / "my_extension:AnswerRank.parquet"
+    final = out / "runs" / "mean" / "eval" / "step12"  # a checkpoint's folder: all its evaluators' tables
+    ranks = final / "my_extension:AnswerRank.parquet"
     # (the other figures are the shared study's tests)
-    run_snakemake(tmp_path, STUDY, "study_tables", str(ranks), str(out / "figures" / "accuracy.png"))
+    run_snakemake(tmp_path, STUDY, "study_tables", str(final), str(out / "figures" / "accuracy.png"))
     out = tmp_path / out
     runs = pd.read_parquet(out / "study" / "runs.parquet")
     assert runs[["run", "language", "mixer", "status"]].values.tolist() == [

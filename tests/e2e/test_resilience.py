@@ -78,17 +78,17 @@ def test_a_nan_loss_marks_the_run_failed_and_the_study_reports_it(tmp_path, capl
     options = {"checkpoints": "all", "num_examples": 32}
     tables = {}
     for run, step in (("ok", 10), ("ok", 30), ("nan", 1), ("nan", 10), ("nan", 30)):
-        out = runs / run / "eval" / f"step{step}" / "behaviour.parquet"
-        evaluate(EvaluateSpec.build(run, step, "behaviour", options, runs / run / "checkpoints", language, out,
+        out = runs / run / "eval" / f"step{step}"
+        evaluate(EvaluateSpec.build(run, step, {"behaviour": options}, runs / run / "checkpoints", language, out,
                                     status=runs / run / "status.json", device="cpu"))
-        tables[run, step] = pd.read_parquet(out)
+        tables[run, step] = pd.read_parquet(out / "behaviour.parquet")
     assert len(tables["nan", 1]) and len(tables["ok", 30])
     for step in (10, 30):  # never written: empty, with the evaluator's columns and types
         assert tables["nan", step].empty
         assert tables["nan", step].dtypes.to_dict() == tables["ok", 30].dtypes.to_dict()
     with pytest.raises(Exception, match="step30.pt"):  # without a failed status a missing checkpoint is an error
-        evaluate(EvaluateSpec.build("nan", 30, "behaviour", options, runs / "nan" / "checkpoints", language,
-                                    tmp_path / "x.parquet", status=runs / "ok" / "status.json", device="cpu"))
+        evaluate(EvaluateSpec.build("nan", 30, {"behaviour": options}, runs / "nan" / "checkpoints", language,
+                                    tmp_path / "x", status=runs / "ok" / "status.json", device="cpu"))
 
     coords = [{"run": run, "language": "ar", "mixer": "attention", "d_model": 16, "n_layers": 1, "pos_embed": True,
                "lr": config["lr"], "seed": 0} for run, config in configs.items()]
@@ -162,8 +162,8 @@ def uninterrupted_reference(language: Path, out: Path) -> Path:
     run, runs = load_study(STUDY).run("long"), out / "runs" / "long"
     train(TrainSpec("long", run.model, run.train, language, runs / "checkpoints", runs / "train_log.parquet",
                     device="cpu", progress=False))
-    evaluate(EvaluateSpec.build("long", 1200, "behaviour", STUDY["evaluators"]["behaviour"], runs / "checkpoints",
-                                language, runs / "eval" / "step1200" / "behaviour.parquet", device="cpu"))
+    evaluate(EvaluateSpec.build("long", 1200, {"behaviour": STUDY["evaluators"]["behaviour"]}, runs / "checkpoints",
+                                language, runs / "eval" / "step1200", device="cpu"))
     return out
 
 

@@ -79,7 +79,7 @@ def test_adding_a_learning_rate_replans_only_the_new_runs_and_the_aggregation(fi
     new_runs = {f"ar-attention-lr0.01-s{seed}" for seed in (0, 1)}
     per_run = {(rule, run) for rule, run in jobs if run}
     assert per_run == {(rule, run) for run in new_runs  # a pack of the two new runs; the old pack stays
-                       for rule in ("train_pack-ar-attention-lr0.01-s0", "evaluate/behaviour")}
+                       for rule in ("train_pack-ar-attention-lr0.01-s0", "evaluate/step12")}
     assert {rule for rule, run in jobs if not run} == {"study_tables"}
 
 

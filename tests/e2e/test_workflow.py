@@ -26,17 +26,17 @@ def snakemake(workdir: Path, study: dict, *args: str) -> str:
 def planned(workdir: Path, study: dict, *targets: str) -> set[tuple[str, str]]:
     """(rule, run or language) pairs Snakemake would run now for ``targets`` (default: every
     output), from its ``--summary`` table; '' where the rule has neither. Evaluation jobs are
-    named after their evaluator: ``evaluate/interventions``."""
+    named after their checkpoint: ``evaluate/step12``."""
     summary = snakemake_summary(workdir, study, *targets)
     pending = summary[summary["plan"] != "no update"]
     return {_job(rule, Path(path)) for rule, path in zip(pending["rule"], pending["output_file"])}
 
 
 def _job(rule: str, output: Path) -> tuple[str, str]:
-    """The rule (with the evaluator for ``evaluate``) and the run or language an output belongs to."""
+    """The rule (with the checkpoint for ``evaluate``) and the run or language an output belongs to."""
     parts = output.parts
     if rule == "evaluate":
-        rule = f"evaluate/{output.stem}"
+        rule = f"evaluate/{output.name}"
     if rule == "intervention_heatmap":
         return rule, output.stem.removeprefix("interventions_")
     for folder in ("runs", "languages"):
@@ -108,7 +108,7 @@ def test_changing_one_learning_rate_replans_only_that_run(finished_study):
     changed = yaml.safe_load(yaml.safe_dump(study))
     changed["runs"]["mamba"]["train"] = {"lr": 0.01}
     jobs = planned(workdir, changed)
-    assert {("train", "mamba"), ("evaluate/behaviour", "mamba"), ("evaluate/interventions", "mamba")} <= jobs
+    assert {("train", "mamba"), ("evaluate/step0", "mamba"), ("evaluate/step12", "mamba")} <= jobs
     assert not any(run == "attention" for rule, run in jobs if rule.startswith(("train", "evaluate")))
     assert not any(rule == "language" for rule, _ in jobs)
 
@@ -120,17 +120,17 @@ def test_changing_the_language_replans_everything_downstream(finished_study):
     jobs = planned(workdir, changed)
     assert ("language", "ar") in jobs
     for run in ("attention", "mamba"):
-        assert {("train", run), ("evaluate/behaviour", run), ("evaluate/interventions", run)} <= jobs
+        assert {("train", run), ("evaluate/step0", run), ("evaluate/step12", run)} <= jobs
 
 
-def test_changing_one_evaluators_options_replans_only_its_tables(finished_study):
+def test_changing_one_evaluators_options_replans_only_the_checkpoints_it_analyses(finished_study):
     workdir, study = finished_study
     changed = yaml.safe_load(yaml.safe_dump(study))
-    changed["evaluators"]["interventions"]["num_examples"] = 6
+    changed["evaluators"]["interventions"]["num_examples"] = 6  # interventions: final checkpoint only
     jobs = planned(workdir, changed)
-    assert {rule for rule, _ in jobs} == {"evaluate/interventions", "intervention_heatmap", "attribution", "study_tables",
-                                         "study_figure", "study_summary"}
-    assert {run for rule, run in jobs if rule == "evaluate/interventions"} == {"attention", "mamba"}
+    assert {rule for rule, _ in jobs} == {"evaluate/step12", "accuracy", "intervention_heatmap", "attribution",
+                                         "study_tables", "study_figure", "study_summary"}
+    assert {run for rule, run in jobs if rule == "evaluate/step12"} == {"attention", "mamba"}
 
 
 def test_gpu_rules_declare_a_gpu_when_the_study_runs_on_cuda(tmp_path):
@@ -185,29 +185,43 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
 def test_a_truncated_checkpoint_fails_only_its_job_and_the_log_names_it(tmp_path, tiny_study, finished_tiny_study):
     """A finished study (a copy of the session's), then a checkpoint truncated on disk: the next
     run that needs it fails in that job, whose log names the file and the remedy; no other
-    output is lost, and following the remedy re-plans training of that run only."""
+    output is lost (the failed job's other tables stay in the evaluation cache), the other run's
+    unchanged evaluators are read from the cache, and following the remedy re-plans training of
+    that run only."""
     tmp_path = copy_finished_study(finished_tiny_study, tmp_path / "study")
     out = tmp_path / "results" / "tiny"
     bad = out / "runs" / "attention" / "checkpoints" / "step12.pt"
     truncate(bad, keep=0.1)
     before = snapshot(out)
+    mamba_behaviour = pd.read_parquet(out / "runs" / "mamba" / "eval" / "step12" / "behaviour.parquet")
 
-    tiny_study["evaluators"]["probes"]["num_examples"] = 24  # re-plans the probes tables
-    second = run_snakemake(tmp_path, tiny_study, check=False)
+    tiny_study["evaluators"]["probes"]["num_examples"] = 24  # re-plans the final checkpoints' evaluations
+    second = run_snakemake(tmp_path, tiny_study, "--keep-going", check=False)
     assert second.returncode != 0
-    job_log = (out / "logs" / "probes" / "attention" / "step12.log").read_text()
+    job_log = (out / "logs" / "evaluate" / "attention" / "step12.log").read_text()
     assert f"CheckpointError: checkpoint {bad.relative_to(tmp_path)}" in job_log
     assert "is truncated or corrupt" in job_log
     remedy = f"snakemake --cores all --forcerun {bad.parent.relative_to(tmp_path)}"
     assert remedy in job_log
     assert "Error in rule evaluate" in second.stdout + second.stderr
 
-    failed_output = "runs/attention/eval/step12/probes.parquet"
+    mamba_log = (out / "logs" / "evaluate" / "mamba" / "step12.log").read_text()
+    for name in ("behaviour", "interventions"):
+        assert f"mamba: {name} of checkpoint 12 read from the evaluation cache" in mamba_log
+    assert "mamba: probes on 24 test examples of checkpoint 12" in mamba_log  # the changed one is computed
+    pd.testing.assert_frame_equal(mamba_behaviour,
+                                  pd.read_parquet(out / "runs" / "mamba" / "eval" / "step12" / "behaviour.parquet"))
+
     after = snapshot(out)
-    assert set(before) - set(after) <= {failed_output}  # nothing else was lost
+    failed_job = "runs/attention/eval/step12/"
+    assert {path for path in set(before) - set(after) if not path.startswith(failed_job)} <= {
+        path for path in before if path.startswith("runs/mamba/eval_cache/step12/probes-")}  # replaced entry
+    kept = {path.split("/")[-1].split("-")[0] for path in after if path.startswith("runs/attention/eval_cache/step12/")}
+    assert kept == {"behaviour", "interventions", "attention", "probes"}  # nothing computed was lost
+    rewritten = ("runs/mamba/eval/step12/", "runs/mamba/eval_cache/step12/probes-", "benchmarks/evaluate/",
+                 "figures/interventions_mamba.")  # (--keep-going: what needs only mamba's tables runs)
     for path, stat in before.items():
-        if not (path.endswith("probes.parquet") or path.startswith("benchmarks/probes/")):
-            # (outputs of the probes jobs the change re-plans may be rewritten)
+        if not path.startswith((failed_job, *rewritten)):  # the re-planned jobs' outputs
             assert after[path] == stat, path  # untouched, the truncated checkpoint included
 
     # Following the remedy (with the study's configfile) trains that run again; Snakemake then

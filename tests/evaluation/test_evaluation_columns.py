@@ -12,7 +12,7 @@ from tinylang.evaluation.evaluators import EVALUATORS, empty_table
 from tinylang.languages import load_tensors, parse_language_config, read_meta, write_language
 from tinylang.models import ModelConfig, build_model, save_checkpoint
 from tinylang.stages import EvaluateSpec, evaluate
-from tinylang.stages.run import RUN_COLUMNS
+from tinylang.stages.evaluate import RUN_COLUMNS
 from tinylang.training.status import write_run_status
 
 LANGUAGES = {
@@ -63,15 +63,15 @@ def test_a_failed_runs_missing_checkpoint_gets_the_declared_columns_without_load
     (failed / "checkpoints").mkdir(parents=True)  # not even the first checkpoint: nothing to load
     write_run_status({"run": "failed", "status": "failed", "step": 3, "lr": 1.0, "reason": "loss is nan",
                       "checkpoints": [0]}, failed / "status.json")
-    spec = EvaluateSpec.build("failed", 10, name, OPTIONS, failed / "checkpoints", language, failed / "t.parquet",
+    spec = EvaluateSpec.build("failed", 10, {name: OPTIONS}, failed / "checkpoints", language, failed / "eval",
                               status=failed / "status.json", device="cpu")
-    table = evaluate(spec)
-    expected = empty_table({**RUN_COLUMNS, **EVALUATORS.get(name).columns(spec.options)})
+    table = evaluate(spec)[name]
+    expected = empty_table({**RUN_COLUMNS, **EVALUATORS.get(name).columns(spec.evaluators[name])})
     pd.testing.assert_frame_equal(table, expected)
-    pd.testing.assert_frame_equal(pd.read_parquet(spec.out), expected)
+    pd.testing.assert_frame_equal(pd.read_parquet(spec.table(name)), expected)
 
     save_checkpoint(ok / "checkpoints" / "step10.pt", untrained, 10)
-    written = evaluate(EvaluateSpec.build("ok", 10, name, OPTIONS, ok / "checkpoints", language, ok / "t.parquet",
-                                          device="cpu"))
+    written = evaluate(EvaluateSpec.build("ok", 10, {name: OPTIONS}, ok / "checkpoints", language, ok / "eval",
+                                          device="cpu"))[name]
     assert len(written) and dtypes(written) == dtypes(table)
-    assert dtypes(pd.read_parquet(ok / "t.parquet")) == dtypes(pd.read_parquet(spec.out))
+    assert dtypes(pd.read_parquet(ok / "eval" / f"{name}.parquet")) == dtypes(pd.read_parquet(spec.table(name)))

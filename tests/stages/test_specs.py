@@ -53,16 +53,22 @@ def test_a_bad_train_config_is_refused_when_the_spec_is_built(tmp_path):
     assert not any(tmp_path.iterdir())  # nothing was written
 
 
-def test_the_evaluate_spec_validates_the_evaluators_options(tmp_path):
+def test_the_evaluate_spec_validates_each_evaluators_options(tmp_path):
     def evaluate_job(options):
-        return job(input=Names(checkpoints="ck", status="s.json", language="lang"), output=Names(out="t.parquet"),
-                   params={"options": options, "device": "cpu"},
-                   wildcards={"run": "r", "step": "30", "evaluator": "interventions"})
+        return job(input=Names(checkpoints="ck", status="s.json", language="lang"), output=Names(out="eval/step30"),
+                   params={"evaluators": {"behaviour": None, "interventions": options}, "cache": "cache",
+                           "device": "cpu"},
+                   wildcards={"run": "r", "step": "30"})
 
     spec = EvaluateSpec.from_job(evaluate_job({"num_examples": 8}))
-    assert isinstance(spec.options, InterventionOptions) and spec.options.num_examples == 8 and spec.step == 30
+    assert list(spec.evaluators) == ["behaviour", "interventions"] and spec.step == 30
+    assert isinstance(spec.evaluators["interventions"], InterventionOptions)
+    assert spec.evaluators["interventions"].num_examples == 8
+    assert spec.table("probes") == Path("eval/step30/probes.parquet") and spec.cache_dir == Path("cache")
     with pytest.raises(ValidationError, match="num_exampels"):
         EvaluateSpec.from_job(evaluate_job({"num_exampels": 8}))
+    with pytest.raises(ValueError, match="no evaluator is scheduled at step 7"):
+        EvaluateSpec.build("r", 7, {}, Path("ck"), Path("lang"), Path("eval/step7"))
 
 
 def test_the_language_spec_parses_the_language_config():
@@ -82,6 +88,9 @@ def test_figure_specs_name_their_inputs_and_refuse_an_unknown_figure():
                                    params={"names": ["a", "b"]}), "training_curves")
     assert spec.inputs == {"a": Path("a.parquet"), "b": Path("b.parquet")} and spec.table_out == Path("curves.parquet")
     assert spec.figure_outs == [Path("curves.png"), Path("curves.pdf")]
+    accuracy = FigureSpec.from_job(job(input=Names(tables=["r/eval/step0", "r/eval/step9"]),
+                                       output=figure_outputs("accuracy")), "accuracy")
+    assert accuracy.inputs == [Path("r/eval/step0/behaviour.parquet"), Path("r/eval/step9/behaviour.parquet")]
     with pytest.raises(ValueError, match="labels its inputs"):
         FigureSpec("training_curves", [Path("a.parquet")], Path("t"), [])
     with pytest.raises(ValueError, match="allowed: .*training_curves"):
@@ -93,8 +102,9 @@ def test_figure_specs_name_their_inputs_and_refuse_an_unknown_figure():
 
 def test_the_study_tables_spec_reads_every_group_of_the_job():
     spec = StudyTablesSpec.from_job(job(
-        input=Names(behaviour=["b.parquet"], interventions=[], status=["s.json"]),
+        input=Names(behaviour=["eval/step3"], interventions=[], status=["s.json"]),
         output=Names(runs="runs.parquet", selection="selection.parquet"),
         params={"coords": [{"run": "r"}], "splits": {"ar": ["train", "test"]}}))
     assert spec.outputs == {"runs": Path("runs.parquet"), "selection": Path("selection.parquet")}
-    assert spec.behaviour == [Path("b.parquet")] and spec.status_files == [Path("s.json")] and spec.interventions == []
+    assert spec.behaviour == [Path("eval/step3/behaviour.parquet")] and spec.interventions == []
+    assert spec.status_files == [Path("s.json")]

@@ -2,8 +2,8 @@
 # (tinylang.targets.StudyTargets, where they are tested).
 TARGETS = STUDY.targets(OUT)
 language_dir = TARGETS.language_dir
-eval_tables = TARGETS.eval_tables
-all_eval_tables = TARGETS.all_eval_tables
+eval_dirs = TARGETS.eval_dirs
+all_eval_dirs = TARGETS.all_eval_dirs
 study_table_outputs = TARGETS.study_tables
 FIGURE_RUNS = TARGETS.figure_runs
 PACKS = STUDY.packs()
@@ -13,8 +13,19 @@ UNPACKED_RUNS = (
 )
 
 
-def evaluator_threads(evaluator):
-    return STUDY.threads if EVALUATORS.get(evaluator).uses_threads else 1
+def checkpoint_evaluators(run, step):
+    """Evaluator name → options for each evaluator of ``run``'s checkpoint at ``step``."""
+    names = STUDY.evaluators_at(run, int(step))
+    return {
+        name: STUDY.evaluator_options(name).model_dump(mode="json", by_alias=True)
+        for name in names
+    }
+
+
+def checkpoint_threads(run, step):
+    names = STUDY.evaluators_at(run, int(step))
+    uses_threads = any(EVALUATORS.get(name).uses_threads for name in names)
+    return STUDY.threads if uses_threads else 1
 
 
 def study_figure_table(figure):

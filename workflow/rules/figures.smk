@@ -6,7 +6,7 @@
 # Answer accuracy per run across checkpoints, and at the final one per split.
 rule accuracy:
     input:
-        tables=all_eval_tables("behaviour", FIGURE_RUNS),
+        tables=all_eval_dirs("behaviour", FIGURE_RUNS),
     output:
         png=report(
             f"{OUT}/figures/accuracy.png",
@@ -47,7 +47,7 @@ use rule accuracy as training_curves with:
 # Restored answer probability per layer × position, faceted by component and corrupted item.
 use rule accuracy as intervention_heatmap with:
     input:
-        tables=lambda wc: eval_tables(wc.run, "interventions"),
+        tables=lambda wc: eval_dirs(wc.run, "interventions"),
     output:
         png=report(
             f"{OUT}/figures/interventions_{{run}}.png",
@@ -81,7 +81,7 @@ use rule accuracy as language_stats with:
 # Attrib (restored share of the answer's probability) at @Key / @Value / @Query per run.
 use rule accuracy as attribution with:
     input:
-        tables=all_eval_tables("interventions", FIGURE_RUNS),
+        tables=all_eval_dirs("interventions", FIGURE_RUNS),
     output:
         png=report(
             f"{OUT}/figures/attribution.png",

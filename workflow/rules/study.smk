@@ -4,8 +4,8 @@ rule study_tables:
     training curves and per-example attrib. Runs that failed (a NaN or infinite loss) are listed
     with their status and never selected."""
     input:
-        behaviour=all_eval_tables("behaviour"),
-        interventions=all_eval_tables("interventions"),
+        behaviour=all_eval_dirs("behaviour"),
+        interventions=all_eval_dirs("interventions"),
         status=expand(f"{OUT}/runs/{{run}}/status.json", run=STUDY.run_names),
     output:
         **study_table_outputs(),

@@ -31,19 +31,22 @@ class RunFigure:
     """A figure drawn from per-run files by ``draw`` (a function, or ``"module:function"``),
     called as ``draw(inputs)``; it returns a ``tinylang.figures.Plot`` (the figure and its
     table), which ``tinylang.stages.draw_figure`` saves. ``keyed``: it takes its inputs as a
-    mapping name → path (the runs or languages it labels), else as a list."""
+    mapping name → path (the runs or languages it labels), else as a list. ``evaluator``: its
+    inputs are checkpoints' evaluation folders, of which it reads that evaluator's tables."""
 
     draw: str | Callable[..., Any]
     keyed: bool = False
+    evaluator: str | None = None
 
     def function(self) -> Callable[..., Any]:
         return _load(self.draw)
 
 
 RUN_FIGURES: Registry[RunFigure] = Registry("figure")
-for _name, _keyed in (("training_curves", True), ("language_stats", True), ("accuracy", False),
-                      ("attribution", False), ("intervention_heatmap", False)):
-    RUN_FIGURES.register(_name)(RunFigure(f"tinylang.figures.plots:{_name}", _keyed))
+for _name, _keyed, _evaluator in (("training_curves", True, None), ("language_stats", True, None),
+                                  ("accuracy", False, "behaviour"), ("attribution", False, "interventions"),
+                                  ("intervention_heatmap", False, "interventions")):
+    RUN_FIGURES.register(_name)(RunFigure(f"tinylang.figures.plots:{_name}", _keyed, _evaluator))
 
 
 @dataclass(frozen=True)

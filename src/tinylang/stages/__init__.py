@@ -3,16 +3,8 @@ spec. A rule's script builds the spec from its job (``Spec.from_job(snakemake)``
 the function; tests build specs directly. Nothing here imports Snakemake."""
 
 from tinylang.stages.context import stage_context, stage_logging
-from tinylang.stages.run import (
-    EvaluateSpec,
-    LanguageSpec,
-    TrainPackSpec,
-    TrainSpec,
-    evaluate,
-    generate_language,
-    train,
-    train_pack,
-)
+from tinylang.stages.evaluate import EvaluateSpec, evaluate
+from tinylang.stages.run import LanguageSpec, TrainPackSpec, TrainSpec, generate_language, train, train_pack
 from tinylang.stages.study import (
     FigureSpec,
     StudyFigureSpec,

@@ -1,4 +1,4 @@
-"""The stages of one run: generate a language, train a model, evaluate a checkpoint. Each
+"""The stages of one run: generate a language, train a model (or a pack of runs). Each
 takes one typed spec, validated once when it is built (``from_job`` for a Snakemake job)."""
 
 from __future__ import annotations
@@ -12,11 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from tinylang.stages.context import earlier_attempts, kept_log, stage_context
 from tinylang.stages.job import Job, log_file, study_of, tracking_of
-from tinylang.tables import write_table
 
 ATTEMPTS_LOG = "attempts.log"  # in a run's partial/: the log lines of attempts that were interrupted
 log = logging.getLogger("tinylang")
@@ -118,40 +115,6 @@ def _write_status(spec: TrainSpec, result: dict[str, Any]) -> None:
     if result["status"] == "failed":
         log.warning("run %s is marked failed in %s; the workflow goes on without its later checkpoints",
                     spec.run, spec.status)
-
-
-@dataclass(frozen=True)
-class EvaluateSpec:
-    run: str
-    step: int
-    evaluator: str
-    options: Any  # the evaluator's validated options (tinylang.evaluation.evaluators)
-    checkpoints_dir: Path
-    language_dir: Path
-    out: Path
-    status: Path | None = None
-    device: str = "auto"
-    threads: int = 1
-    log: Path | None = None
-
-    @classmethod
-    def from_job(cls, job: Job) -> EvaluateSpec:
-        return cls.build(job.wildcards.run, int(job.wildcards.step), job.wildcards.evaluator, job.params.options,
-                         Path(job.input.checkpoints), Path(job.input.language), Path(job.output[0]),
-                         status=Path(job.input.status), device=job.params.device, threads=job.threads,
-                         log=log_file(job))
-
-    @classmethod
-    def build(cls, run: str, step: int, evaluator: str, options: dict[str, Any] | None, *args: Any,
-              **kwargs: Any) -> EvaluateSpec:
-        """The spec with ``options`` validated by the evaluator (a KeyError names the allowed ones)."""
-        from tinylang.evaluation.evaluators import parse_evaluator_options
-
-        return cls(run, step, evaluator, parse_evaluator_options(evaluator, options), *args, **kwargs)
-
-
-RUN_COLUMNS = {"run": "str", "step": "int64", "split": "str"}
-"""The columns ``evaluate`` puts in front of every evaluator's table, and their pandas dtypes."""
 
 
 @contextmanager
@@ -256,85 +219,4 @@ def train_pack(spec: TrainPackSpec) -> list[dict[str, Any]]:
         return results
 
 
-def evaluate(spec: EvaluateSpec) -> pd.DataFrame:
-    """Evaluator ``spec.evaluator`` on one checkpoint: its table with ``run``, ``step`` and
-    ``split`` columns in front. When the run's status says it failed before ``spec.step``, so
-    that checkpoint was never written, the table is empty, with the columns and dtypes the
-    evaluator declares (``Evaluator.columns``); no checkpoint is loaded then."""
-    from tinylang.evaluation.evaluators import EVALUATORS, empty_table
-
-    with stage_context(spec.log, spec.device, spec.threads):
-        evaluator = EVALUATORS.get(spec.evaluator)
-        meta, splits = _meta_and_splits(spec.language_dir, spec.options.splits)
-        if _never_written(spec):
-            table = empty_table({**RUN_COLUMNS, **evaluator.columns(spec.options)})
-        else:
-            table = _evaluated(spec, evaluator, meta, splits)
-        write_table(table, spec.out)
-        return table
-
-
-def _evaluated(spec: EvaluateSpec, evaluator, meta: dict[str, Any], splits: list[str]) -> pd.DataFrame:
-    """The evaluator's tables of ``splits`` on checkpoint ``spec.step``, with ``run``, ``step``, ``split`` in front."""
-    options = spec.options
-    model, data = _checkpoint_and_data(spec.checkpoints_dir, spec.step, spec.language_dir, splits,
-                                       options.num_examples, spec.device, spec.run)
-    if not evaluator.applies_to(model.model_config):
-        raise ValueError(f"evaluator {spec.evaluator!r} does not apply to mixer {model.model_config.mixer!r}")
-    tables = []
-    for split, tensors in data.items():
-        table = evaluator.run(model, tensors, meta, options)
-        table.insert(0, "split", split)
-        tables.append(table)
-        log.info("%s: %s on %d %s examples of checkpoint %s", spec.run, spec.evaluator, len(tensors), split, spec.step)
-    table = pd.concat(tables, ignore_index=True)
-    table.insert(0, "step", int(spec.step))
-    table.insert(0, "run", spec.run)
-    return table
-
-
-def _never_written(spec: EvaluateSpec) -> bool:
-    """Whether checkpoint ``spec.step`` is missing because the run failed before it (its table is then empty)."""
-    from tinylang.models import checkpoint_path
-    from tinylang.training.status import read_run_status
-
-    if spec.status is None or checkpoint_path(spec.checkpoints_dir, spec.step).exists():
-        return False
-    status = read_run_status(spec.status)
-    if status["status"] != "failed" or spec.step < int(status["step"]):
-        return False
-    log.warning("%s: the run failed at step %s (%s), so checkpoint %s does not exist; writing an empty %s table",
-                spec.run, status["step"], status.get("reason"), spec.step, spec.evaluator)
-    return True
-
-
-def _meta_and_splits(language_dir: Path, splits: list[str] | None) -> tuple[dict[str, Any], list[str]]:
-    """The language's meta and ``splits`` (None: every split of the language), an error if it lacks one."""
-    from tinylang.languages import read_meta
-
-    meta = read_meta(language_dir)
-    known = list(meta["splits"])
-    splits = known if splits is None else splits
-    unknown = [split for split in splits if split not in known]
-    if unknown:
-        raise ValueError(f"split(s) {unknown} not in the language's splits {known}")
-    return meta, splits
-
-
-def _checkpoint_and_data(checkpoints_dir, step, language_dir, splits, max_examples, device, run):
-    """The checkpoint's model and the first ``max_examples`` of each of ``splits`` as tensors."""
-    import torch
-
-    from tinylang.device import resolve_device
-    from tinylang.languages.dataset import load_tensors
-    from tinylang.models.checkpoint import load_run_checkpoint
-
-    model, _ = load_run_checkpoint(checkpoints_dir, step, run, device=resolve_device(device))
-    data = {}
-    for split in splits:
-        tensors = load_tensors(language_dir, split)
-        data[split] = tensors.subset(torch.arange(min(len(tensors), max_examples)))
-    return model, data
-
-
-__all__ = ["EvaluateSpec", "LanguageSpec", "TrainSpec", "evaluate", "generate_language", "train"]
+__all__ = ["LanguageSpec", "TrainPackSpec", "TrainSpec", "generate_language", "train", "train_pack"]

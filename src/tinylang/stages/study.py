@@ -14,6 +14,7 @@ import pandas as pd
 from tinylang.stages.context import stage_context
 from tinylang.stages.job import Job, figure_outputs, log_file, study_of, tracking_of
 from tinylang.tables import read_table, write_table
+from tinylang.targets import eval_table
 
 if TYPE_CHECKING:
     from tinylang.figures import Plot
@@ -42,7 +43,12 @@ class FigureSpec:
 
     @classmethod
     def from_job(cls, job: Job, figure: str) -> FigureSpec:
+        from tinylang.figures.registry import RUN_FIGURES
+
+        evaluator = RUN_FIGURES.get(figure).evaluator
         paths = [Path(p) for p in job.input]  # a figure rule has one group of inputs
+        if evaluator is not None:
+            paths = [eval_table(folder, evaluator) for folder in paths]
         names = getattr(job.params, "names", None)
         inputs = dict(zip(names, paths, strict=True)) if names is not None else paths
         return cls(figure, inputs, *figure_outputs(job), log=log_file(job))
@@ -90,8 +96,10 @@ class StudyTablesSpec:
 
     @classmethod
     def from_job(cls, job: Job) -> StudyTablesSpec:
-        return cls(list(job.params.coords), dict(job.params.splits), [Path(p) for p in job.input.behaviour],
-                   [Path(p) for p in job.input.interventions], {k: Path(v) for k, v in job.output.items()},
+        return cls(list(job.params.coords), dict(job.params.splits),
+                   [eval_table(folder, "behaviour") for folder in job.input.behaviour],
+                   [eval_table(folder, "interventions") for folder in job.input.interventions],
+                   {k: Path(v) for k, v in job.output.items()},
                    [Path(p) for p in job.input.status], log=log_file(job), tracking=tracking_of(job),
                    study=study_of(job))
 
