@@ -6,7 +6,9 @@
 #      the pure-PyTorch reference, for what this machine can run;
 #   3. the train step of each paper mixer at width 64, one by one and packed (K = 8 and 32),
 #      in run-steps per second (benchmarks/packed_speed.py);
-#   4. the default study end to end with `device: cuda` (Snakemake, all cores, one GPU).
+#   4. the compiled train step (a study's `compile`: torch.compile, CUDA graphs) against the
+#      eager one for attention, Mamba and Hyena (benchmarks/compile_speed.py);
+#   5. the default study end to end with `device: cuda` (Snakemake, all cores, one GPU).
 # Each part's exit status is recorded and the next part runs regardless; the script fails if one did.
 #
 #   bash benchmarks/gpu_check.sh [--out DIR]      # on the GPU machine (default DIR: gpu_check)
@@ -25,7 +27,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --cpu) mode=cpu ;;
     --out) out="$2"; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "gpu_check.sh: unknown argument $1 (use --cpu, --out DIR)" >&2; exit 2 ;;
   esac
   shift
@@ -43,12 +45,14 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 if [ "$mode" = gpu ]; then
   mixers="attention base_conv based deltanet h3 hyena lstm mamba mamba2 rwkv"
   bench=(--device cuda --mixers $mixers --widths 64 --runs 8 32 --steps 60 --repeats 1)
+  compiled=(--device cuda --mixers attention mamba hyena --backends inductor cudagraphs --steps 300)
   study=(--cores all --resources gpu=1 --config device=cuda)
-  limits=(60 90 240 150)  # seconds for each part: 9 minutes at the very most
+  limits=(30 90 200 90 150)  # seconds for each part: about 5 minutes expected, 9.3 at the very most
 else
   bench=(--device cpu --mixers attention mamba --widths 16 --runs 2 --steps 2 --repeats 1)
+  compiled=(--device cpu --mixers attention --backends aot_eager --width 16 --steps 2)
   study=(-n --cores 1 --config device=cuda)  # planned as on the GPU machine
-  limits=(60 120 120 120)
+  limits=(60 120 120 120 120)
 fi
 
 # part TITLE COMMAND...: runs COMMAND (for at most its entry of `limits`) with its output in
@@ -76,6 +80,7 @@ print('python', platform.python_version(), '| torch', torch.__version__, '| CUDA
 print('GPU:', torch.cuda.get_device_name() if torch.cuda.is_available() else 'none')"
 part "GPU parity tests" "$PYTHON" -m pytest -q -p no:cacheprovider tests/models/test_gpu_parity.py tests/models/test_fast_paths.py -rs
 part "Train step, one by one and packed" "$PYTHON" benchmarks/packed_speed.py "${bench[@]}"
+part "Compiled train step against eager" "$PYTHON" benchmarks/compile_speed.py "${compiled[@]}"
 part "Default study (device: cuda)" "$PYTHON" -m snakemake -s workflow/Snakefile "${study[@]}"
 
 echo "wrote $summary"

@@ -20,12 +20,14 @@ def test_the_gpu_check_dry_run_on_the_cpu_writes_a_summary_of_every_part(tmp_pat
     summary = (tmp_path / "summary.md").read_text()
     assert proc.returncode == 0, summary
     titles = re.findall(r"^## \d\. (.+)$", summary, flags=re.MULTILINE)
-    assert titles == ["Machine", "GPU parity tests", "Train step, one by one and packed", "Default study (device: cuda)"]
-    assert re.findall(r": exit (\d+) after", summary) == ["0"] * 4
+    assert titles == ["Machine", "GPU parity tests", "Train step, one by one and packed",
+                      "Compiled train step against eager", "Default study (device: cuda)"]
+    assert re.findall(r": exit (\d+) after", summary) == ["0"] * 5
     assert "GPU: none" in summary
     assert re.search(r"\| attention \| 16 \| 2 \| \d+ \| \d+ \| [\d.]+ \|", summary)  # the benchmark's table
+    assert re.search(r"\| attention \| aot_eager \| (\d+|nan) \| ", summary)  # the compiled step ran
     assert "needs CUDA" in summary  # the parity tests ran, and skipped on this machine
-    assert "Job stats:" in summary and "gpu=1" in (tmp_path / "4.log").read_text()  # planned as on a GPU
+    assert "Job stats:" in summary and "gpu=1" in (tmp_path / "5.log").read_text()  # planned as on a GPU
 
 
 def test_the_gpu_check_refuses_an_unknown_argument(tmp_path):

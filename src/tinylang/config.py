@@ -36,7 +36,7 @@ from tinylang.models import ModelConfig
 from tinylang.strict import StrictModel, describe_fields
 from tinylang.sweep import MODEL_FIELDS, SweepConfig, expand
 from tinylang.tracking import TrackingConfig
-from tinylang.training.config import TrainConfig, pack_key
+from tinylang.training.config import CompileChoice, TrainConfig, pack_key
 
 if TYPE_CHECKING:
     from tinylang.targets import StudyTargets
@@ -100,6 +100,9 @@ class StudyConfig(_Section):
     study: str = Field(pattern=NAME_PATTERN)  # the study's name: its outputs go to results/<study>
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where jobs train and evaluate (auto: cuda when there is one)
     threads: int = Field(2, ge=1)  # torch threads per training/intervention job
+    # Compile each run's train step (tinylang.training.config.CompileChoice: true = torch.compile,
+    # cudagraphs = CUDA graphs); like threads, a way of running that re-runs nothing when changed.
+    compile: CompileChoice = False
     # The paper-scale study whose reference numbers the figures draw (config/paper/reference.csv);
     # None: this study's name without "-cpu".
     paper_study: str | None = Field(None, pattern=NAME_PATTERN)
@@ -115,6 +118,13 @@ class StudyConfig(_Section):
     pack: PackConfig = Field(default_factory=lambda: PackConfig())  # off by default (tinylang.training.packed)
     _runs: dict[str, Run] = PrivateAttr(default_factory=dict)
     _evaluators: dict[str, EvaluatorOptions] = PrivateAttr(default_factory=dict)
+
+    @field_validator("compile")
+    @classmethod
+    def _cuda_graphs_need_cuda(cls, compile: CompileChoice, info: ValidationInfo) -> CompileChoice:
+        if compile == "cudagraphs" and info.data.get("device") == "cpu":
+            raise ValueError("cudagraphs captures CUDA kernels: use it with device cuda or auto (or compile: true)")
+        return compile
 
     @field_validator("languages", "models", "runs")
     @classmethod

@@ -103,6 +103,11 @@ def test_nothing_to_do_after_a_complete_run(finished_study):
     assert planned(workdir, study) == set()
 
 
+def test_compiling_the_train_step_replans_nothing(finished_study):
+    workdir, study = finished_study
+    assert planned(workdir, {**study, "compile": True}) == set()  # how runs are computed, not what
+
+
 def test_changing_one_learning_rate_replans_only_that_run(finished_study):
     workdir, study = finished_study
     changed = yaml.safe_load(yaml.safe_dump(study))

@@ -101,6 +101,17 @@ class LanguageModel(nn.Module):
             x = block(x)
         return self.norm_f(x)
 
+    def compile_blocks(self, backend: bool | str = True) -> None:
+        """Compile each block in place with ``torch.compile`` (True: its default backend). The
+        blocks hold the arithmetic; the embedding, the head's boolean selection (a shape that
+        depends on the data) and the head stay eager. Weights and their names are unchanged,
+        so checkpoints and hooks are too."""
+        if backend == "cudagraphs" and self.device.type != "cuda":
+            raise ValueError(f"compile: cudagraphs needs the model on a CUDA device, not {self.device}; "
+                             "use compile: true, or false")
+        for block in self.layers:
+            block.compile(backend="inductor" if backend is True else backend, dynamic=True)
+
     def forward(self, input_ids: torch.Tensor, select: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``(batch, length, vocab)``; with a boolean ``select`` mask, only the
         selected positions' logits ``(n_selected, vocab)`` (training needs no more)."""

@@ -33,6 +33,20 @@ def tracking_of(job: Job) -> Any:
     return tracking if tracking.backend else None
 
 
+def compile_of(job: Job) -> Any:
+    """The study's ``compile`` choice (``CompileChoice``). Read from the job's config, not its
+    params: like threads it changes how a run is computed, not what, so changing it re-runs nothing."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from tinylang.training.config import CompileChoice
+
+    value = (getattr(job, "config", None) or {}).get("compile", False)
+    try:
+        return TypeAdapter(CompileChoice).validate_python(value)
+    except ValidationError:
+        raise ValueError(f"compile: {value!r} is not one of false, true, inductor, cudagraphs, aot_eager") from None
+
+
 def study_of(job: Job) -> str:
     return (getattr(job, "config", None) or {}).get("study", "")
 
@@ -42,4 +56,4 @@ def figure_outputs(job: Job) -> tuple[Path, list[Path]]:
     return Path(job.output.table), [Path(job.output.png), Path(job.output.pdf)]
 
 
-__all__ = ["Job", "figure_outputs", "log_file", "study_of", "tracking_of"]
+__all__ = ["Job", "compile_of", "figure_outputs", "log_file", "study_of", "tracking_of"]

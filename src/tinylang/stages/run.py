@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tinylang.stages.context import earlier_attempts, kept_log, stage_context
-from tinylang.stages.job import Job, log_file, study_of, tracking_of
+from tinylang.stages.job import Job, compile_of, log_file, study_of, tracking_of
 
 ATTEMPTS_LOG = "attempts.log"  # in a run's partial/: the log lines of attempts that were interrupted
 log = logging.getLogger("tinylang")
@@ -56,6 +56,7 @@ class TrainSpec:
     log: Path | None = None
     tracking: Any = None  # a tinylang.tracking.TrackingConfig; None: not tracked
     study: str = ""
+    compile: Any = False  # a tinylang.training.config.CompileChoice
 
     @classmethod
     def from_job(cls, job: Job) -> TrainSpec:
@@ -65,7 +66,7 @@ class TrainSpec:
         return cls(job.wildcards.run, ModelConfig(**job.params.model), TrainConfig(**job.params.train),
                    Path(job.input.language), Path(job.output.checkpoints), Path(job.output.log),
                    Path(job.output.status), job.params.device, job.threads, log=log_file(job),
-                   tracking=tracking_of(job), study=study_of(job))
+                   tracking=tracking_of(job), study=study_of(job), compile=compile_of(job))
 
     @property
     def run_dir(self) -> Path:
@@ -147,7 +148,7 @@ def _train_in(spec: TrainSpec, partial: Path, tracker: Any = None) -> dict[str, 
 
     try:
         train_run(spec.model, spec.train, spec.language_dir, partial, device=spec.device, run_name=spec.run,
-                  progress=spec.progress, lock=False, on_log=_tracker_log(tracker))
+                  progress=spec.progress, lock=False, on_log=_tracker_log(tracker), compile=spec.compile)
     except TrainingDiverged as fault:
         if spec.status is None:
             raise
@@ -196,7 +197,7 @@ class TrainPackSpec:
                       job.output.log, job.output.status)
         runs = tuple(TrainSpec(run, ModelConfig(**model), TrainConfig(**train), Path(job.input.language),
                                Path(checkpoints), Path(train_log), Path(status), job.params.device, job.threads,
-                               tracking=tracking_of(job), study=study_of(job))
+                               tracking=tracking_of(job), study=study_of(job), compile=compile_of(job))
                      for run, model, train, checkpoints, train_log, status in outputs)
         return cls(runs, job.params.device, job.threads, log_file(job))
 
@@ -208,6 +209,8 @@ def train_pack(spec: TrainPackSpec) -> list[dict[str, Any]]:
     from tinylang.training.packed import train_pack as train_together
 
     with stage_context(spec.log, spec.device, spec.threads), ExitStack() as held:
+        if spec.runs[0].compile:
+            log.warning("compile: a pack's step is vmapped and runs uncompiled (compiling applies to runs trained alone)")
         sessions = [held.enter_context(_run_session(run)) for run in spec.runs]
         packed = [PackedRun(run.run, run.model, run.train, partial, _tracker_log(tracker))
                   for run, (partial, tracker) in zip(spec.runs, sessions)]

@@ -62,6 +62,12 @@ class TrainConfig(StrictModel):
         return sorted({*every, *self.checkpoint_steps(total_steps)} - {0, total_steps})
 
 
+CompileChoice = Literal[False, True, "inductor", "cudagraphs", "aot_eager"]
+"""How a run's train step is compiled (``LanguageModel.compile_blocks``): not at all (False), with
+``torch.compile``'s default backend (True, ``inductor``: generated kernels), with CUDA graphs
+(``cudagraphs``: a GPU's kernel launches captured once and replayed) or traced only
+(``aot_eager``: the graphs run op by op, to check what compiling changes)."""
+
 PACKED_FIELDS = ("lr", "seed")
 """What may differ between the runs of one pack (tinylang.training.packed)."""
 

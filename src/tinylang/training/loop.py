@@ -75,7 +75,7 @@ from tinylang.models import LanguageModel, ModelConfig, build_model, checkpoint_
 from tinylang.progress import ProgressLines
 from tinylang.tables import write_table
 
-from .config import TrainConfig
+from .config import CompileChoice, TrainConfig
 from .monitor import DivergenceMonitor, TrainingDiverged
 from .schedules import lr_lambda
 from .state import fingerprint, read_state, remove_states, state_paths, trainer_lock, write_state
@@ -96,6 +96,7 @@ def train_run(
     progress: bool = True,
     lock: bool = True,
     on_log: Callable[[dict[str, Any]], None] | None = None,
+    compile: CompileChoice = False,
 ) -> None:
     """Train one model on a language's train split.
 
@@ -106,12 +107,13 @@ def train_run(
     after writing the log so far (the checkpoints before the fault stay). ``lock``: hold
     ``out_dir`` for this trainer (``trainer_lock``; False where the caller holds it already).
     ``on_log``: called with each train-log row as it is written (e.g. to track the run).
+    ``compile``: compile the model's blocks for the train step (``LanguageModel.compile_blocks``).
     """
     language_dir, out_dir = Path(language_dir), Path(out_dir)
     meta, splits = _check_language(language_dir)  # everything cheap before any expensive work
     with trainer_lock(out_dir) if lock else nullcontext():
         Trainer(model_config, train_config, language_dir, meta, splits, out_dir, resolve_device(device),
-                 run_name, on_log).run(progress)
+                 run_name, on_log, compile).run(progress)
 
 
 def _check_language(language_dir: Path) -> tuple[dict[str, Any], list[str]]:
@@ -135,7 +137,7 @@ class Trainer:
 
     def __init__(self, model_config: ModelConfig, cfg: TrainConfig, language_dir: Path, meta: dict[str, Any],
                  splits: list[str], out_dir: Path, dev: torch.device, run_name: str,
-                 on_log: Callable[[dict[str, Any]], None] | None = None):
+                 on_log: Callable[[dict[str, Any]], None] | None = None, compile: CompileChoice = False):
         self.cfg, self.dev, self.out_dir, self.run_name, self.on_log = cfg, dev, out_dir, run_name, on_log
         self.label = run_name or "(unnamed run)"
         random.seed(cfg.seed)
@@ -155,6 +157,10 @@ class Trainer:
         self.checkpoint_steps = cfg.checkpoint_steps(self.total)
         self.model = build_model(model_config, vocab_size, max_len).to(dev)
         self.model.train()
+        if compile:
+            self.model.compile_blocks(compile)
+            log.info("run %s: blocks compiled (torch.compile, backend %s)", self.label,
+                     "inductor" if compile is True else compile)
         self.optimizer, self.fused = _make_optimizer(self.model, cfg)
         self.multiplier = lr_lambda(cfg, self.total)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.multiplier)

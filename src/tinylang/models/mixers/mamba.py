@@ -166,10 +166,15 @@ def selective_scan(
     def time_major(t: torch.Tensor) -> torch.Tensor:
         return t.transpose(0, 1).contiguous()
 
-    y, h_last, _ = _SelectiveScan.apply(
-        time_major(dt), A, time_major(dt * x), time_major(B), time_major(C), h0
-    )
+    y, h_last, _ = _scan(time_major(dt), A, time_major(dt * x), time_major(B), time_major(C), h0)
     return y.transpose(0, 1) + x * D, h_last
+
+
+@torch.compiler.disable
+def _scan(*inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    # Eager inside a compiled block (a study's `compile`): traced, the time loop would be unrolled
+    # and its in-place writes into views do not survive the compiled backward.
+    return _SelectiveScan.apply(*inputs)
 
 
 @MIXERS.register("mamba")
