@@ -12,7 +12,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import REPO, SNAKEFILE
+from conftest import REPO, SNAKEFILE, write_study
 
 from tinylang.config import load_study
 from tinylang.device import JOBS_PER_GPU_VAR, LOCK_DIR_VAR, NUM_GPUS_VAR, count_gpus, gpu_slot, jobs_per_gpu
@@ -165,7 +165,7 @@ def test_the_gpu_box_profile_runs_four_gpu_jobs_at_once_on_distinct_slots(fake_g
 def job_blocks(output: str) -> list[tuple[str, str]]:
     """(rule, text) of every job a Snakemake run or dry run prints."""
     return [(m.group(1), m.group(2)) for m in
-            (re.match(r"(?:local)?rule (\w+):(.*)", block, re.DOTALL) for block in re.split(r"\n(?=(?:local)?rule )", output))
+            (re.match(r"(?:local)?rule ([\w.-]+):(.*)", block, re.DOTALL) for block in re.split(r"\n(?=(?:local)?rule )", output))
             if m]
 
 
@@ -192,6 +192,26 @@ def test_the_slurm_profile_plans_the_default_study_with_one_gpu_per_training_job
             assert job["gpu"] == "1" and job["slurm_partition"] == "gpu", (rule, job)
     for job in resources["language"]:
         assert job["gpu"] == "0" and job["slurm_partition"] == "cpu", job
+
+
+def test_the_slurm_profile_gives_a_pack_the_training_resources(tmp_path):
+    """A pack's rule is named per study (``train_pack-<run>``), so the profile's
+    ``set-resources: train`` reaches it through the workflow (common.smk: like_train)."""
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    from test_study_workflow import SWEEP_STUDY
+
+    configfile = write_study(tmp_path, SWEEP_STUDY)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(tmp_path), "--configfile", str(configfile),
+         "--profile", str(REPO / "profiles" / "slurm"), "-n", "study_tables"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    packs = [block for rule, block in job_blocks(proc.stdout + proc.stderr) if rule.startswith("train_pack")]
+    assert len(packs) == 1
+    resources = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"resources: (.*)", packs[0]).group(1)))
+    assert resources["gpu"] == "1" and resources["slurm_partition"] == "gpu", resources
+    assert resources["runtime"] == "240" and resources["cpus_per_task"] == "2", resources
 
 
 FAKE_SLURM_TOOL = """#!/bin/sh

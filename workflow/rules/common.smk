@@ -13,6 +13,24 @@ UNPACKED_RUNS = (
 )
 
 
+def like_train():
+    """The resources and threads the profile or command line sets for rule ``train``
+    (``set-resources``, ``set-threads``), which each pack's rule takes too: its name is made per
+    study (train_pack-<run>), so no profile can name it."""
+    settings = workflow.resource_settings
+    resources = {
+        name: getattr(value, "raw", value)
+        for name, value in settings.overwrite_resources.get("train", {}).items()
+    }
+    threads = settings.overwrite_threads.get("train")
+    return resources, (
+        STUDY.threads if threads is None else getattr(threads, "raw", threads)
+    )
+
+
+PACK_RESOURCES, PACK_THREADS = like_train()
+
+
 def checkpoint_evaluators(run, step):
     """Evaluator name → options for each evaluator of ``run``'s checkpoint at ``step``."""
     names = STUDY.evaluators_at(run, int(step))

@@ -31,7 +31,8 @@ rule train:
 
 
 # One rule per pack (STUDY.packs(): runs that differ only in learning rate and seed, at most
-# `pack.max_runs` of them): the same outputs as `train` for each of its runs, in one job.
+# `pack.max_runs` of them): the same outputs as `train` for each of its runs, in one job, with
+# the resources and threads a profile gives `train` (common.smk: like_train).
 for PACK, PACK_RUNS in PACKS.items():
 
     rule:
@@ -51,9 +52,9 @@ for PACK, PACK_RUNS in PACKS.items():
             f"{OUT}/benchmarks/train/{PACK}.tsv"
         conda:
             "../envs/tinylang.yaml"
-        threads: STUDY.threads
+        threads: PACK_THREADS
         resources:
-            gpu=GPU,
+            **{"gpu": GPU, **PACK_RESOURCES},
         params:
             runs=PACK_RUNS,
             models=[STUDY.run(run).model.model_dump(mode="json") for run in PACK_RUNS],
