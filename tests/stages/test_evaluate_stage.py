@@ -77,6 +77,10 @@ def test_each_evaluator_writes_its_table_and_an_unchanged_one_is_read_back(tmp_p
     pd.testing.assert_frame_equal(second["behaviour"], first["behaviour"])
     assert cache_entries(tmp_path) == ["behaviour", "probes"]  # the old probes entry was replaced
 
+    rescheduled = {**changed, "behaviour": {**EVALUATED["behaviour"], "checkpoints": "final"}}
+    evaluate(spec(tmp_path, language, rescheduled))  # which checkpoints it analyses changes no table
+    assert computed == {"behaviour": 1, "probes": 2}
+
 
 def test_a_changed_checkpoint_is_evaluated_again(tmp_path, language, computed):
     save_model(tmp_path, language, seed=0)

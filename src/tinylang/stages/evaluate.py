@@ -112,6 +112,7 @@ class _Checkpoint:
 
     def __init__(self, spec: EvaluateSpec):
         self.spec, self._model, self._inputs = spec, None, None
+        self._splits: dict[str, Any] = {}  # split → its tensors, read once for every evaluator
 
     def table(self, name: str, options: Any) -> pd.DataFrame:
         from tinylang.evaluation.evaluators import EVALUATORS, empty_table
@@ -124,7 +125,8 @@ class _Checkpoint:
         if not evaluator.applies_to(model.model_config):
             raise ValueError(f"evaluator {name!r} does not apply to mixer {model.model_config.mixer!r}")
         tables = []
-        for split, tensors in _examples(self.spec, splits, options.num_examples).items():
+        for split in splits:
+            tensors = self.examples(split, options.num_examples)
             table = evaluator.run(model, tensors, meta, options)
             table.insert(0, "split", split)
             tables.append(table)
@@ -144,11 +146,24 @@ class _Checkpoint:
                                                  device=resolve_device(spec.device))
         return self._model
 
+    def examples(self, split: str, max_examples: int):
+        """The first ``max_examples`` of ``split``, as tensors."""
+        import torch
+
+        from tinylang.languages.dataset import load_tensors
+
+        if split not in self._splits:
+            self._splits[split] = load_tensors(self.spec.language_dir, split)
+        tensors = self._splits[split]
+        return tensors.subset(torch.arange(min(len(tensors), max_examples)))
+
     def cache_key(self, name: str, options: Any) -> str:
-        """A digest of everything evaluator ``name``'s table is computed from."""
+        """A digest of everything evaluator ``name``'s table is computed from (which checkpoints
+        the evaluator analyses is not: it changes no table)."""
         if self._inputs is None:
             self._inputs = _inputs_fingerprint(self.spec)
-        described = {"evaluator": name, "options": options.model_dump(mode="json"), **self._inputs}
+        described = {"evaluator": name, "options": options.model_dump(mode="json", exclude={"checkpoints"}),
+                     **self._inputs}
         return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -217,19 +232,6 @@ def _meta_and_splits(language_dir: Path, splits: list[str] | None) -> tuple[dict
     if unknown:
         raise ValueError(f"split(s) {unknown} not in the language's splits {known}")
     return meta, splits
-
-
-def _examples(spec: EvaluateSpec, splits: list[str], max_examples: int) -> dict[str, Any]:
-    """The first ``max_examples`` of each of ``splits``, as tensors."""
-    import torch
-
-    from tinylang.languages.dataset import load_tensors
-
-    data = {}
-    for split in splits:
-        tensors = load_tensors(spec.language_dir, split)
-        data[split] = tensors.subset(torch.arange(min(len(tensors), max_examples)))
-    return data
 
 
 __all__ = ["RUN_COLUMNS", "EvaluateSpec", "evaluate"]
