@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from tinylang.config import load_study
+from tinylang.targets import eval_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +43,9 @@ def test_all_outputs_hold_every_evaluation_table_and_study_table_once():
     assert len(outputs) == len(set(outputs))
     run = config.run_names[0]
     steps = config.eval_steps(run, "interventions")
-    assert [f"o/runs/{run}/eval/step{s}/interventions.parquet" for s in steps] == targets.eval_tables(run, "interventions")
+    assert [f"o/runs/{run}/eval/step{s}" for s in steps] == targets.eval_dirs(run, "interventions")
+    assert set(targets.eval_dirs(run, "interventions")) <= set(outputs)  # each checkpoint's folder, once
+    assert eval_table("o/runs/r/eval/step3", "probes") == Path("o/runs/r/eval/step3/probes.parquet")
     assert set(targets.study_tables().values()) <= set(outputs)
     assert "o/study/dropped_runs.parquet" in outputs and "o/figures/study/mechanism_by_split.png" in outputs
     assert targets.intervention_splits() == {"dev", "test"}
@@ -52,5 +55,7 @@ def test_an_evaluator_that_does_not_apply_has_no_tables():
     config = study("default")
     targets = config.targets("o")
     mamba = next(run for run in config.run_names if config.run(run).model.mixer == "mamba")
-    assert "attention" in config.evaluators and targets.eval_tables(mamba, "attention") == []  # attention only
-    assert targets.eval_tables(mamba, "behaviour")
+    assert "attention" in config.evaluators and targets.eval_dirs(mamba, "attention") == []  # attention only
+    assert targets.eval_dirs(mamba, "behaviour")
+    final = config.run(mamba).checkpoint_steps[-1]
+    assert config.evaluators_at(mamba, final) == [name for name in config.evaluators if name != "attention"]

@@ -51,10 +51,6 @@ class StudyTargets:
     def all_eval_dirs(self, evaluator: str, runs: list[str] | None = None) -> list[str]:
         return [d for run in (self.study.run_names if runs is None else runs) for d in self.eval_dirs(run, evaluator)]
 
-    def eval_tables(self, run: str, evaluator: str) -> list[str]:
-        """The evaluator's table of every checkpoint it analyses for ``run``."""
-        return [str(eval_table(folder, evaluator)) for folder in self.eval_dirs(run, evaluator)]
-
     @cached_property
     def figure_runs(self) -> list[str]:
         """The runs the per-run figures draw: the named runs, else every run of a small sweep."""
