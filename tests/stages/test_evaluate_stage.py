@@ -104,6 +104,19 @@ def test_one_evaluators_error_keeps_the_others_tables_cached(tmp_path, language,
     assert (tmp_path / "eval" / "step4" / "probes.parquet").exists()
 
 
+def test_a_damaged_cache_entry_is_computed_again(tmp_path, language, computed, caplog):
+    save_model(tmp_path, language, seed=0)
+    first = evaluate(spec(tmp_path, language))
+    entry = next((tmp_path / "eval_cache" / "step4").glob("behaviour-*.parquet"))
+    entry.write_bytes(entry.read_bytes()[:100])  # truncated after the fact
+    with caplog.at_level(logging.WARNING, logger="tinylang"):
+        second = evaluate(spec(tmp_path, language))
+    assert computed == {"behaviour": 2, "probes": 1}
+    assert f"r: the cached behaviour table {entry} is damaged; computing it again" in caplog.text
+    pd.testing.assert_frame_equal(second["behaviour"], first["behaviour"])
+    assert cache_entries(tmp_path) == ["behaviour", "probes"]
+
+
 def test_without_a_cache_folder_nothing_is_kept(tmp_path, language, computed):
     save_model(tmp_path, language, seed=0)
     evaluate(spec(tmp_path, language, cache=False))

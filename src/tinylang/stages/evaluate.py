@@ -26,7 +26,7 @@ import pandas as pd
 
 from tinylang.stages.context import stage_context
 from tinylang.stages.job import Job, log_file
-from tinylang.tables import read_table, write_table
+from tinylang.tables import TableError, read_table, write_table
 from tinylang.targets import eval_table
 
 RUN_COLUMNS = {"run": "str", "step": "int64", "split": "str"}
@@ -94,16 +94,27 @@ def evaluate(spec: EvaluateSpec) -> dict[str, pd.DataFrame]:
 
 def _evaluator_table(spec: EvaluateSpec, name: str, options: Any, checkpoint: _Checkpoint) -> pd.DataFrame:
     """Evaluator ``name``'s table, from the cache when its key is there, written to its output."""
-    key = checkpoint.cache_key(name, options)
-    cached = _cache_file(spec, name, key)
-    if cached is not None and cached.exists():
-        table = read_table(cached)
-        log.info("%s: %s of checkpoint %s read from the evaluation cache (%s)", spec.run, name, spec.step, cached)
-    else:
+    cached = _cache_file(spec, name, checkpoint.cache_key(name, options))
+    table = _read_cached(cached, spec, name)
+    if table is None:
         table = checkpoint.table(name, options)
         if cached is not None:
             _store(cached, table)
     write_table(table, spec.table(name))
+    return table
+
+
+def _read_cached(cached: Path | None, spec: EvaluateSpec, name: str) -> pd.DataFrame | None:
+    """The cached table, or None when there is none (a damaged entry is dropped: it is computed again)."""
+    if cached is None or not cached.exists():
+        return None
+    try:
+        table = read_table(cached)
+    except TableError:
+        log.warning("%s: the cached %s table %s is damaged; computing it again", spec.run, name, cached)
+        cached.unlink()
+        return None
+    log.info("%s: %s of checkpoint %s read from the evaluation cache (%s)", spec.run, name, spec.step, cached)
     return table
 
 
