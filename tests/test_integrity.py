@@ -16,7 +16,7 @@ from tinylang.integrity import content_digest, is_intact, sealed
 from tinylang.languages import parse_language_config, read_meta, read_split, write_language
 from tinylang.languages.base import LanguageDataError
 from tinylang.models import CheckpointError, ModelConfig, build_model, load_checkpoint, save_checkpoint
-from tinylang.tables import TableError, read_table, write_table
+from tinylang.tables import TableError, read_table, write_table, written_by
 from tinylang.training.state import STATE_KEYS, read_state, write_state
 
 SMALL_AR = {"type": "ar", "num_kv": 16, "min_pairs": 2, "max_pairs": 3, "seed": 0, "splits": {"train": 64, "test": 16}}
@@ -99,6 +99,15 @@ def test_damage_is_refused_or_harmless(tmp_path, kind):
             assert str(path) in str(err), f"{kind}, {damage}: the message does not name the file"
             continue
         assert got is None or _same(got, original), f"{kind}, {damage}: read other data without noticing"
+
+
+def test_a_damaged_evaluation_table_names_its_checkpoints_job_as_the_remedy(tmp_path):
+    path = tmp_path / "runs" / "r" / "eval" / "step12" / "behaviour.parquet"
+    write_table(pd.DataFrame({"run": ["a"], "value": [1.0]}), path)
+    path.write_bytes(path.read_bytes()[:50])
+    with pytest.raises(TableError, match=f"--forcerun {path.parent} "):  # the evaluate job's folder output
+        read_table(path)
+    assert written_by(tmp_path / "study" / "runs.parquet") == tmp_path / "study" / "runs.parquet"
 
 
 def test_digest_covers_values_keys_dtypes_and_shapes():

@@ -8,6 +8,7 @@ instead of feeding it other numbers.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -37,4 +38,12 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
             raise
         reason = " ".join(str(err).split())
         raise TableError(f"table {path} is truncated or damaged (pyarrow: {reason}); write it again: snakemake "
-                         f"--cores all --forcerun {path} (add the study's --configfile if it has one)") from None
+                         f"--cores all --forcerun {written_by(path)} (add the study's --configfile if it has one)"
+                         ) from None
+
+
+def written_by(path: Path) -> Path:
+    """The output Snakemake writes ``path`` as: the table itself, or the checkpoint folder
+    (``.../eval/step<N>``, one evaluate job's output) that holds an evaluation table."""
+    folder = path.parent
+    return folder if re.fullmatch(r"step\d+", folder.name) and folder.parent.name == "eval" else path
