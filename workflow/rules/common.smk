@@ -15,8 +15,8 @@ UNPACKED_RUNS = (
 
 def like_train():
     """The resources and threads the profile or command line sets for rule ``train``
-    (``set-resources``, ``set-threads``), which each pack's rule takes too: its name is made per
-    study (train_pack-<run>), so no profile can name it."""
+    (``set-resources``, ``set-threads``); each pack takes them too, since its rule's name is made
+    per study (train_pack-<run>) and so no profile can name it."""
     settings = workflow.resource_settings
     resources = {
         name: getattr(value, "raw", value)
