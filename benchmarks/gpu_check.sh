@@ -47,7 +47,7 @@ if [ "$mode" = gpu ]; then
   bench=(--device cuda --mixers $mixers --widths 64 --runs 8 32 --steps 60 --repeats 1)
   compiled=(--device cuda --mixers attention mamba hyena --backends inductor cudagraphs --steps 300)
   study=(--cores all --resources gpu=1 --config device=cuda)
-  limits=(30 90 200 90 150)  # seconds for each part: about 5 minutes expected, 9.3 at the very most
+  limits=(20 80 160 80 120)  # seconds for each part: about 5 minutes expected, 7.7 at the very most
 else
   bench=(--device cpu --mixers attention mamba --widths 16 --runs 2 --steps 2 --repeats 1)
   compiled=(--device cpu --mixers attention --backends aot_eager --width 16 --steps 2)

@@ -34,3 +34,9 @@ def test_the_gpu_check_refuses_an_unknown_argument(tmp_path):
     proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--gpu"], capture_output=True, text=True,
                           timeout=60, check=False)
     assert proc.returncode == 2 and "unknown argument --gpu" in proc.stderr
+
+
+def test_the_gpu_checks_parts_end_within_its_8_minutes():
+    script = (REPO / "benchmarks" / "gpu_check.sh").read_text()
+    gpu_limits = re.search(r'if \[ "\$mode" = gpu \]; then.*?limits=\(([\d ]+)\)', script, flags=re.DOTALL)
+    assert sum(int(seconds) for seconds in gpu_limits.group(1).split()) < 8 * 60
