@@ -15,10 +15,10 @@
 #   bash benchmarks/gpu_check.sh --cpu            # a dry run on the CPU: the same parts, tiny
 #                                                 # (parity tests skip, 2 benchmark steps, a dry-run plan)
 #
-# What tinylang needs besides torch (pydantic, pandas, pyarrow, snakemake, ...) comes from
-# $GPU_CHECK_WHEELS when it names a folder of wheels (made where there is an index with
-# `pip download -d wheels -e .`; a flash-linear-attention wheel can travel the same way),
-# else it must be installed already.
+# What tinylang needs besides torch (pydantic, snakemake, pyvene, ...) comes from
+# $GPU_CHECK_WHEELS when it names a folder of wheels (benchmarks/gpu_wheels.sh makes it where
+# pip reaches an index; a flash-linear-attention wheel can travel the same way), installed
+# without their dependencies into $GPU_CHECK_SITE; else it must be installed already.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --cpu) mode=cpu ;;
     --out) out="$2"; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "gpu_check.sh: unknown argument $1 (use --cpu, --out DIR)" >&2; exit 2 ;;
   esac
   shift
@@ -38,7 +38,11 @@ summary="$out/summary.md"
 failed=0
 
 if [ -n "${GPU_CHECK_WHEELS:-}" ]; then
-  "$PYTHON" -m pip install --quiet --no-index --find-links "$GPU_CHECK_WHEELS" -e ".[dev]" || exit 1
+  # Beside the image's packages, not over them: no dependency is resolved or replaced.
+  site=${GPU_CHECK_SITE:-/tmp/tinylang-gpu-check-site}
+  "$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --upgrade --target "$site" \
+    "$GPU_CHECK_WHEELS"/*.whl || exit 1
+  export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 

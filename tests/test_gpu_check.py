@@ -40,3 +40,13 @@ def test_the_gpu_checks_parts_end_within_its_8_minutes():
     script = (REPO / "benchmarks" / "gpu_check.sh").read_text()
     gpu_limits = re.search(r'if \[ "\$mode" = gpu \]; then.*?limits=\(([\d ]+)\)', script, flags=re.DOTALL)
     assert sum(int(seconds) for seconds in gpu_limits.group(1).split()) < 8 * 60
+
+
+def test_the_wheel_download_refuses_an_environment_without_the_projects_packages(tmp_path):
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=60)
+    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_wheels.sh"), str(tmp_path / "wheels")],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHON": str(bare / "bin" / "python")},
+                          check=False)
+    assert proc.returncode == 1 and "pydantic is not installed here" in proc.stderr
+    assert not list((tmp_path / "wheels").glob("*.whl"))
