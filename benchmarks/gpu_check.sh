@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-PYTHON=${PYTHON:-python}
+PYTHON=${PYTHON:-python3}
 mkdir -p "$out"
 summary="$out/summary.md"
 failed=0

@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 dir=${1:-.whl}
 version=${2:-3.12}
 extras=("${@:3}")
-PYTHON=${PYTHON:-python}
+PYTHON=${PYTHON:-python3}
 
 # What tinylang, Snakemake (planning, running, --report) and pyvene import that such an image
 # lacks; keep it in step with pyproject.toml's dependencies.
