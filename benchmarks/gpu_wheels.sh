@@ -13,7 +13,7 @@
 # fla-core==0.6.0 for flash-linear-attention's Triton kernels (the DeltaNet parity test).
 #
 # Wheels only (no source builds there), no dependencies resolved (the image has the rest);
-# about 30 MB.
+# about 26 MB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-.whl}
